@@ -1,0 +1,94 @@
+"""Tasks for the Dativo monorepo: `nox -s tests`, `lint`, `typecheck`, `build`, `demo`."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import sys
+
+import nox
+
+ROOT = pathlib.Path(__file__).parent
+PACKAGES = ROOT / "packages"
+SDK = PACKAGES / "dativo-plugin-sdk"
+TESTKIT = PACKAGES / "dativo-testkit"
+RUNTIME = PACKAGES / "dativo-runtime"
+ALL_PACKAGES = (SDK, TESTKIT, RUNTIME)
+TEST_DEPS = ("pytest>=8", "hypothesis>=6.80", "moto[server]>=5", "duckdb>=1.0", "pytest-timeout>=2.3")
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+def _install_workspace(session: nox.Session) -> None:
+    session.install(*TEST_DEPS)
+    session.install("-e", str(SDK), "-e", f"{TESTKIT}[arrow]", "-e", str(RUNTIME))
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run every package's tests, then the cross-package tests in tests/."""
+    _install_workspace(session)
+    args = session.posargs
+    for package in ALL_PACKAGES:
+        session.run("pytest", str(package / "tests"), *args, success_codes=[0, 5])
+    session.run("pytest", str(ROOT / "tests"), *args, success_codes=[0, 5])
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Ruff lint and format check over the whole repository."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """Mypy: --strict for the SDK and testkit (see mypy.ini), default for the runtime."""
+    session.install("mypy>=1.10", "types-PyYAML", "pyarrow-stubs")
+    _install_workspace(session)
+    session.run("mypy", str(SDK / "src"))
+    session.run("mypy", str(TESTKIT / "src"))
+    session.run("mypy", str(RUNTIME / "src"))
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """Build every package, twine-check it, and install each wheel into a fresh virtualenv."""
+    session.install("hatch", "twine")
+    dist = ROOT / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    for package in ALL_PACKAGES:
+        with session.chdir(package):
+            session.run("hatch", "build", "-t", "wheel", "-t", "sdist", str(dist))
+    session.run("twine", "check", "--strict", *[str(p) for p in sorted(dist.iterdir())])
+    _check_wheels_install(session, dist)
+
+
+def _check_wheels_install(session: nox.Session, dist: pathlib.Path) -> None:
+    venv = ROOT / ".nox" / "_wheel_check"
+    wheels = {p.name.split("-")[0]: p for p in dist.glob("*.whl")}
+    for name, module in (
+        ("dativo_plugin_sdk", "dativo_plugin_sdk"),
+        ("dativo_testkit", "dativo_testkit"),
+        ("dativo_runtime", "dativo_runtime"),
+    ):
+        shutil.rmtree(venv, ignore_errors=True)
+        session.run(sys.executable, "-m", "venv", str(venv), external=True)
+        python = str(venv / "bin" / "python")
+        install = [str(wheels["dativo_plugin_sdk"])]
+        if name != "dativo_plugin_sdk":
+            install.append(str(wheels[name]))
+        session.run(python, "-m", "pip", "install", "-q", *install, external=True)
+        session.run(python, "-c", f"import {module}; print({module}.__name__, 'imports')", external=True)
+    shutil.rmtree(venv, ignore_errors=True)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Install the runtime and run the example job: CSV to Parquet in ./output, no services."""
+    session.install("-e", str(SDK), "-e", str(RUNTIME))
+    session.run("dativo-run", "run", "--config", str(ROOT / "examples" / "jobs" / "orders_csv_to_parquet.yaml"))
