@@ -1,0 +1,188 @@
+"""The one small interface every execution backend implements, like an HTTP transport.
+
+A :class:`Sandbox` opens *sessions*: one long-lived plugin instance (a worker process,
+a container, or an object in this process) per plugin run. The pipeline talks only to
+:class:`ReaderSession` and :class:`WriterSession`, and only in Arrow, so a backend that
+runs the plugin in another process streams Arrow IPC and nothing in the pipeline changes.
+
+Backends map their own failures to :class:`dativo_plugin_sdk.SandboxError` at this
+boundary; errors raised by the plugin arrive as the same ``DativoError`` subclass with
+the same code, ``retryable`` and details.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, ClassVar
+
+import pyarrow as pa
+
+from dativo_plugin_sdk import Column, ConnectionTestResult, DiscoveryResult
+
+from .._plugin_ref import PluginInfo, PluginRef
+
+__all__ = [
+    "ExtractedBatch",
+    "ReaderSession",
+    "Sandbox",
+    "SandboxLimits",
+    "WriterSession",
+]
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Resource limits for one plugin run; ``None`` means the backend's default.
+
+    Args:
+        cpu: CPU cores (Docker) / CPU seconds budget derived from it (process backend).
+        memory_bytes: Memory ceiling in bytes.
+        timeout_s: Wall-clock limit for the whole session, in seconds.
+        pids: Maximum number of processes/threads.
+        network: Whether the plugin may open network connections (egress).
+    """
+
+    cpu: float | None = None
+    memory_bytes: int | None = None
+    timeout_s: float | None = None
+    pids: int | None = None
+    network: bool = False
+
+
+@dataclass
+class ExtractedBatch:
+    """One batch read from a source, with the state snapshot taken right after it.
+
+    Args:
+        data: The records, already Arrow.
+        state: The stream's state as the plugin left it after yielding this batch
+            (``None`` when the plugin is not incremental).
+    """
+
+    data: pa.RecordBatch
+    state: dict[str, Any] | None = None
+
+
+class _Session(abc.ABC):
+    """Behaviour shared by reader and writer sessions."""
+
+    info: PluginInfo
+
+    @abc.abstractmethod
+    def check_connection(self) -> ConnectionTestResult:
+        """Run the plugin's ``check_connection`` and return its result."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Call the plugin's ``close`` and release the worker. Safe to call twice."""
+
+    def __enter__(self) -> _Session:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class ReaderSession(_Session):
+    """A source plugin instance running in some backend."""
+
+    @abc.abstractmethod
+    def discover(self) -> DiscoveryResult:
+        """Run the plugin's ``discover``."""
+
+    @abc.abstractmethod
+    def extract(
+        self,
+        *,
+        stream: str | None = None,
+        state: Mapping[str, Any] | None = None,
+        schema: pa.Schema | None = None,
+    ) -> Iterator[ExtractedBatch]:
+        """Stream the plugin's batches as Arrow.
+
+        Args:
+            stream: The stream to read (given to the plugin as ``State.stream``).
+            state: The saved state to resume from (``None``: a full read, still with an
+                empty ``State`` object so an incremental plugin can record progress).
+            schema: Arrow schema dict batches are converted with (see ``batch_to_arrow``).
+
+        Yields:
+            :class:`ExtractedBatch` objects, in the order the plugin yielded them.
+
+        Raises:
+            DativoError: The plugin's own error, rebuilt, or a ``SandboxError``.
+        """
+
+    @abc.abstractmethod
+    def estimate(self) -> int | None:
+        """Run the plugin's ``get_total_records_estimate``."""
+
+
+class WriterSession(_Session):
+    """A target plugin instance running in some backend."""
+
+    @abc.abstractmethod
+    def write_batch(self, data: pa.RecordBatch | pa.Table, file_counter: int) -> list[dict[str, Any]]:
+        """Pass one Arrow batch to the plugin's ``write_batch`` (as a ``pyarrow.Table``)."""
+
+    @abc.abstractmethod
+    def commit_files(self, file_metadata: list[dict[str, Any]]) -> dict[str, Any]:
+        """Run the plugin's ``commit_files``."""
+
+    @abc.abstractmethod
+    def abort(self) -> None:
+        """Run the plugin's ``abort``."""
+
+
+class Sandbox(abc.ABC):
+    """An execution backend: where and how isolated plugin code runs.
+
+    Attributes:
+        name: The backend's name in job files (``none``, ``process``, ``docker``).
+        isolated: Whether plugin code runs outside the host process.
+    """
+
+    name: ClassVar[str]
+    isolated: ClassVar[bool] = True
+
+    @classmethod
+    @abc.abstractmethod
+    def availability(cls) -> tuple[bool, str]:
+        """Tell whether this backend works on this machine, and why not when it does not."""
+
+    @abc.abstractmethod
+    def open_reader(
+        self,
+        ref: PluginRef,
+        config: Mapping[str, Any],
+        *,
+        limits: SandboxLimits = SandboxLimits(),  # noqa: B008  (frozen, so safe as a default)
+    ) -> ReaderSession:
+        """Start a source plugin; loading and version checks happen where it runs.
+
+        Raises:
+            DativoError: ``ConfigurationError``/``PluginError``/``PluginVersionError`` from
+                loading, or ``SandboxError`` when the backend fails.
+        """
+
+    @abc.abstractmethod
+    def open_writer(
+        self,
+        ref: PluginRef,
+        config: Mapping[str, Any],
+        *,
+        schema: Sequence[Column] | None = None,
+        limits: SandboxLimits = SandboxLimits(),  # noqa: B008
+        output_dir: Path | None = None,
+    ) -> WriterSession:
+        """Start a target plugin; ``output_dir`` is the one folder it may write to (if local)."""
+
