@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["State"]
@@ -83,11 +83,13 @@ class State:
     def __contains__(self, key: object) -> bool:
         return key in self._values
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(list(self._values))
+    def keys(self) -> list[str]:
+        """Return the stored keys.
 
-    def __len__(self) -> int:
-        return len(self._values)
+        ``State`` defines no ``__len__`` on purpose: an empty state stays truthy, so
+        ``if state:`` means "the runtime passed a state", never "the state is empty".
+        """
+        return list(self._values)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, State):

@@ -55,12 +55,18 @@ class SandboxLimits:
 
 @dataclass
 class ExtractedBatch:
-    """One batch read from a source, with the state snapshot taken right after it.
+    """One batch read from a source, with a state snapshot that is safe to persist with it.
+
+    Plugins call ``state.set(...)`` *after* yielding the batch the progress belongs to, so
+    the snapshot a session takes when batch *k* arrives covers batches ``< k`` only. Every
+    session therefore follows one rule: ``state`` is the snapshot taken when this batch
+    arrived, and once the plugin's generator is exhausted the session yields one final
+    ``ExtractedBatch`` with **zero rows** carrying the final state. The pipeline persists
+    the last ``state`` it saw, and only after everything before it is committed.
 
     Args:
-        data: The records, already Arrow.
-        state: The stream's state as the plugin left it after yielding this batch
-            (``None`` when the plugin is not incremental).
+        data: The records, already Arrow (zero rows for the final state-only item).
+        state: The stream's state snapshot (``None`` when the session passes no state).
     """
 
     data: pa.RecordBatch
