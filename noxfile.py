@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import pathlib
 import shutil
 import sys
@@ -91,4 +90,6 @@ def _check_wheels_install(session: nox.Session, dist: pathlib.Path) -> None:
 def demo(session: nox.Session) -> None:
     """Install the runtime and run the example job: CSV to Parquet in ./output, no services."""
     session.install("-e", str(SDK), "-e", str(RUNTIME))
-    session.run("dativo-run", "run", "--config", str(ROOT / "examples" / "jobs" / "orders_csv_to_parquet.yaml"))
+    session.run(
+        "dativo-run", "run", "--config", str(ROOT / "examples" / "jobs" / "orders_csv_to_parquet.yaml")
+    )

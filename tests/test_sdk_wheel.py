@@ -19,7 +19,13 @@ SDK = ROOT / "packages" / "dativo-plugin-sdk"
 EXAMPLES = ROOT / "examples" / "plugins"
 
 ITEMS = [
-    {"id": i, "name": f"n{i}", "email": f"u{i}@x.io", "amount": i * 1.5, "updated_at": f"2024-01-{i + 1:02d}T00:00:00+00:00"}
+    {
+        "id": i,
+        "name": f"n{i}",
+        "email": f"u{i}@x.io",
+        "amount": i * 1.5,
+        "updated_at": f"2024-01-{i + 1:02d}T00:00:00+00:00",
+    }
     for i in range(7)
 ]
 
@@ -82,7 +88,9 @@ def test_only_packaging_is_installed_beside_the_sdk(sdk_venv: Path) -> None:
     assert names == {"dativo-plugin-sdk", "packaging"}
 
 
-def test_example_plugins_run_against_the_installed_wheel(sdk_venv: Path, api_url: str, tmp_path: Path) -> None:
+def test_example_plugins_run_against_the_installed_wheel(
+    sdk_venv: Path, api_url: str, tmp_path: Path
+) -> None:
     script = f"""
 import importlib.util, json, sys
 sys.path.insert(0, {str(EXAMPLES)!r})
@@ -116,6 +124,12 @@ print(json.dumps({{"files": len(meta), "state": state.to_dict(), "again": len(ag
         "bad": "AUTHENTICATION_FAILED",
         "pyarrow": False,
     }
-    written = [json.loads(line) for f in sorted((tmp_path / "out").glob("*.jsonl")) for line in f.read_text().splitlines()]
+    written = [
+        json.loads(line)
+        for f in sorted((tmp_path / "out").glob("*.jsonl"))
+        for line in f.read_text().splitlines()
+    ]
     assert written == ITEMS
-    assert not (tmp_path / "out" / "_staging").exists() or not any((tmp_path / "out" / "_staging").rglob("*.jsonl"))
+    assert not (tmp_path / "out" / "_staging").exists() or not any(
+        (tmp_path / "out" / "_staging").rglob("*.jsonl")
+    )

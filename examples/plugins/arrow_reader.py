@@ -45,6 +45,8 @@ class ArrowNumbersReader(BaseReader):
         start = int(state.get("id", -1)) + 1 if state is not None else 0
         for low in range(start, self.count, self.batch_size):
             ids = list(range(low, min(low + self.batch_size, self.count)))
-            yield pa.record_batch({"id": pa.array(ids, pa.int64()), "square": pa.array([i * i for i in ids], pa.int64())})
+            yield pa.record_batch(
+                {"id": pa.array(ids, pa.int64()), "square": pa.array([i * i for i in ids], pa.int64())}
+            )
             if state is not None:
                 state.set("id", ids[-1])

@@ -70,7 +70,9 @@ class JsonlWriter(BaseWriter):
             probe.write_text("ok")
             probe.unlink()
         except OSError as exc:
-            return ConnectionTestResult(False, f"cannot write to {self.path}: {exc.strerror}", "TARGET_NOT_WRITABLE")
+            return ConnectionTestResult(
+                False, f"cannot write to {self.path}: {exc.strerror}", "TARGET_NOT_WRITABLE"
+            )
         return ConnectionTestResult(True, f"{self.path} is writable")
 
     def _validate(self, records: list[dict[str, Any]]) -> None:

@@ -141,7 +141,9 @@ def test_invalid_streams(kwargs: dict[str, Any], message: str) -> None:
 
 
 def test_unknown_column_type_lists_the_vocabulary() -> None:
-    with pytest.raises(ValueError, match="string, integer, float, boolean, timestamp, date, decimal, binary, json"):
+    with pytest.raises(
+        ValueError, match="string, integer, float, boolean, timestamp, date, decimal, binary, json"
+    ):
         Column("a", "varchar")
 
 
@@ -172,10 +174,14 @@ def test_state_refuses_non_json_and_copies() -> None:
     assert state.to_dict() == {}
 
 
-json_scalars = st.none() | st.booleans() | st.integers() | st.text() | st.floats(allow_nan=False, allow_infinity=False)
+json_scalars = (
+    st.none() | st.booleans() | st.integers() | st.text() | st.floats(allow_nan=False, allow_infinity=False)
+)
 
 
-@given(st.dictionaries(st.text(), st.recursive(json_scalars, lambda c: st.lists(c, max_size=3), max_leaves=6)))
+@given(
+    st.dictionaries(st.text(), st.recursive(json_scalars, lambda c: st.lists(c, max_size=3), max_leaves=6))
+)
 def test_state_round_trip(values: dict[str, Any]) -> None:
     state = State(values, stream="s")
     assert State.from_dict(json.loads(json.dumps(state.to_dict())), stream="s") == state

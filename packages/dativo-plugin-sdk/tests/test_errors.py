@@ -99,14 +99,21 @@ def test_to_dict_has_retry_after_only_when_set() -> None:
 def test_to_dict_makes_details_json_safe() -> None:
     import datetime
 
-    error = ValidationError("bad", details={"when": datetime.date(2024, 1, 2), "nan": float("nan"), 3: {1, 2}})
+    error = ValidationError(
+        "bad", details={"when": datetime.date(2024, 1, 2), "nan": float("nan"), 3: {1, 2}}
+    )
     data = error.to_dict()
     json.dumps(data, allow_nan=False)
     assert data["details"]["when"] == "2024-01-02"
 
 
 def test_from_dict_unknown_type_falls_back_by_code() -> None:
-    data = {"error_type": "VendorThrottled", "error_code": "RATE_LIMIT_EXCEEDED", "message": "m", "retryable": True}
+    data = {
+        "error_type": "VendorThrottled",
+        "error_code": "RATE_LIMIT_EXCEEDED",
+        "message": "m",
+        "retryable": True,
+    }
     error = from_dict(data)
     assert type(error) is RateLimitError
     assert error.error_code == "RATE_LIMIT_EXCEEDED"
@@ -149,7 +156,9 @@ def test_is_retryable_and_get_error_code_for_foreign_exceptions() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
     max_leaves=8,
 )
 

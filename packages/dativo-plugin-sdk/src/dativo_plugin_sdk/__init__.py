@@ -23,11 +23,11 @@ from ._errors import (
     is_retryable,
 )
 from ._reader import BaseReader
-from ._writer import BaseWriter
 from ._results import ConnectionTestResult, DiscoveryResult
 from ._schema import Column, ColumnType, DiscoveredStream
 from ._state import State
 from ._version import PLUGIN_SDK_VERSION
+from ._writer import BaseWriter
 
 __version__ = PLUGIN_SDK_VERSION
 

@@ -24,7 +24,8 @@ class ArrowBatch(Protocol):
         """Export the data as an ``ArrowArrayStream`` capsule."""
 
 
-Batch = Union[list[Record], ArrowBatch, Any]
+# ``Any`` stays in the union: objects exposing only ``__arrow_c_array__`` are batches too.
+Batch = Union[list[Record], ArrowBatch, Any]  # noqa: UP007  (a runtime alias; `|` cannot join Any on 3.10)
 """A batch yielded by ``extract`` or passed to ``write_batch``: a list of dict records, or
 an Arrow-compatible object (see :func:`is_arrow_batch`)."""
 
@@ -66,7 +67,7 @@ def records_from_batch(batch: Batch) -> list[Record]:
         to_pylist = getattr(batch, "to_pylist", None)
         if callable(to_pylist):
             return list(to_pylist())
-        import pyarrow  # noqa: PLC0415  (optional: only for foreign Arrow objects)
+        import pyarrow
 
         return list(pyarrow.table(batch).to_pylist())
     raise TypeError(

@@ -62,13 +62,19 @@ def parse_requires_sdk(spec: str | None, *, plugin: str = "the plugin") -> Speci
         )
     hint = ""
     if _NPM_STYLE.match(spec):
-        hint = " npm-style '^' and '~' ranges are not PEP 440: write '^1.2' as '>=1.2,<2' and '~1.2' as '~=1.2.0'."
+        hint = (
+            " npm-style '^' and '~' ranges are not PEP 440: "
+            "write '^1.2' as '>=1.2,<2' and '~1.2' as '~=1.2.0'."
+        )
     else:
         try:
             specifiers = SpecifierSet(spec)
         except InvalidSpecifier:
             if re.fullmatch(r"\s*v?\d+(\.\d+)*\s*", spec):
-                hint = f" A bare version is not a range: write '=={spec.strip()}' or '>={spec.strip()},<{_next_major_of(spec)}'."
+                bare = spec.strip()
+                hint = (
+                    f" A bare version is not a range: write '=={bare}' or '>={bare},<{_next_major_of(spec)}'."
+                )
         else:
             return _cap_major(specifiers)
     raise PluginVersionError(

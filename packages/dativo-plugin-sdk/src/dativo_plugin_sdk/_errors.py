@@ -317,4 +317,3 @@ def get_error_code(exc: BaseException) -> str:
     if isinstance(exc, builtins.ConnectionError):
         return "CONNECTION_FAILED"
     return "UNEXPECTED_ERROR"
-

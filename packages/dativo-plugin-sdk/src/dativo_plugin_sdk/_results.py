@@ -68,7 +68,9 @@ class DiscoveryResult:
 
     def __post_init__(self) -> None:
         objects: Sequence[DiscoveredStream | Mapping[str, Any]] = self.objects or []
-        self.objects = [o if isinstance(o, DiscoveredStream) else DiscoveredStream.from_dict(o) for o in objects]
+        self.objects = [
+            o if isinstance(o, DiscoveredStream) else DiscoveredStream.from_dict(o) for o in objects
+        ]
         names = [o.name for o in self.objects]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
