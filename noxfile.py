@@ -94,3 +94,19 @@ def demo(session: nox.Session) -> None:
     session.run(
         "dativo-run", "run", "--config", str(ROOT / "examples" / "jobs" / "orders_csv_to_parquet.yaml")
     )
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Throughput benchmark against pyarrow, dlt and Singer (`-- --quick` for a one-minute run)."""
+    session.install("-r", str(ROOT / "bench" / "requirements.txt"))
+    session.install("-e", str(SDK), "-e", str(RUNTIME))
+    session.run("python", str(ROOT / "bench" / "run.py"), *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site with MkDocs in strict mode (broken links fail)."""
+    session.install("-r", str(ROOT / "docs" / "requirements.txt"))
+    session.install("-e", str(SDK), "-e", f"{TESTKIT}[arrow]", "-e", str(RUNTIME))
+    session.run("mkdocs", "build", "--strict", "--site-dir", str(ROOT / "site"))
