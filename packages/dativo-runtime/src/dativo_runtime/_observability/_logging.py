@@ -1,0 +1,319 @@
+"""Logs: one JSON object per line on stderr (a readable line on a terminal), secrets removed.
+
+:func:`configure_logging` installs one handler with two filters on the root logger:
+
+* :class:`LogContextFilter` adds the ``tenant``, ``job`` and ``run_id`` set with
+  :func:`log_context`, and the current OpenTelemetry ``trace_id``/``span_id``;
+* :class:`RedactingFilter` removes secrets from the message, the ``extra`` fields and the
+  exception text: every value the process-wide redactor knows (job-file secrets), values
+  given to it, values under secret-looking keys (``password=...``, ``"token": "..."``,
+  ``extra={"api_key": ...}``), passwords in URLs and ``Bearer``/``Basic`` credentials.
+
+A JSON line holds ``ts``, ``level``, ``logger``, ``message``, the context ids that are
+set, the record's ``extra`` fields, and ``error`` (type, message, traceback, and
+``error_code``/``retryable`` for Dativo errors) when an exception is attached.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import datetime
+import json
+import logging
+import math
+import re
+import sys
+import types
+from collections.abc import Iterable, Iterator, Mapping
+from typing import IO, Any, Literal
+
+from dativo_plugin_sdk import DativoError
+from dativo_runtime._secrets import MASK, REDACTOR, Redactor, is_secret_key
+
+from ._tracing import current_trace_ids
+
+__all__ = [
+    "CONTEXT_FIELDS",
+    "HumanLogFormatter",
+    "JsonLogFormatter",
+    "LogContextFilter",
+    "RedactingFilter",
+    "configure_logging",
+    "log_context",
+    "redact_text",
+]
+
+CONTEXT_FIELDS = ("tenant", "job", "run_id", "trace_id", "span_id")
+"""Fields :class:`LogContextFilter` sets on every record (``None`` when unknown)."""
+
+_CONTEXT: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
+    "dativo_log_context", default=types.MappingProxyType({})
+)
+_STANDARD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+    *CONTEXT_FIELDS,
+}
+_RESERVED = frozenset({"ts", "level", "logger", "message", "error", *CONTEXT_FIELDS})
+
+# Words that make a key secret-looking (the same idea as ``is_secret_key``, which confirms each match).
+_SECRET_KEY_WORDS = (
+    "password|passwd|passphrase|secret|token|credential|api_?key|apikey|private_?key|access_?key"
+    "|signature|authorization|pwd|auth"
+)
+_KEY_VALUE = re.compile(
+    rf"""(?P<key>["']?[A-Za-z0-9_.-]*(?:{_SECRET_KEY_WORDS})[A-Za-z0-9_.-]*["']?)"""
+    r"""(?P<sep>\s*[=:]\s*)(?P<value>"[^"]*"|'[^']*'|[^\s,;&)}\]]+)""",
+    re.IGNORECASE,
+)
+_URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]+:)(?P<password>[^@/\s]+)(?P<at>@)")
+_AUTH_SCHEME = re.compile(
+    r"(?P<scheme>\b(?:Bearer|Basic|Token)\s+)(?P<credential>[A-Za-z0-9._~+/=-]{6,})", re.I
+)
+
+
+def _mask_key_value(match: re.Match[str]) -> str:
+    key = match.group("key").strip("\"'").rsplit(".", 1)[-1]
+    if not is_secret_key(key):
+        return match.group(0)
+    value = match.group("value")
+    quote = value[0] if value[:1] in ("'", '"') and len(value) > 1 else ""
+    return f"{match.group('key')}{match.group('sep')}{quote}{MASK}{quote}"
+
+
+def redact_text(text: str, redactor: Redactor = REDACTOR, secrets: Iterable[str] = ()) -> str:
+    """Remove secrets from free text.
+
+    Args:
+        text: A message, an exception's text, a traceback.
+        redactor: Its known secret values are masked.
+        secrets: More values to mask.
+
+    Returns:
+        ``text`` with known values, secret-looking ``key=value`` pairs, URL passwords
+        and ``Bearer``/``Basic`` credentials replaced by ``***``.
+
+    Example:
+        >>> redact_text("connect password=hunter22 to https://u:pw1234@db:5432", Redactor())
+        'connect password=*** to https://u:***@db:5432'
+    """
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    text = redactor.redact_text(text)
+    text = _URL_PASSWORD.sub(lambda m: f"{m.group('head')}{MASK}{m.group('at')}", text)
+    text = _AUTH_SCHEME.sub(lambda m: f"{m.group('scheme')}{MASK}", text)
+    return _KEY_VALUE.sub(_mask_key_value, text)
+
+
+@contextlib.contextmanager
+def log_context(**fields: str | None) -> Iterator[None]:
+    """Add ``tenant``, ``job``, ``run_id`` (or other fields) to every record in the block.
+
+    Example:
+        >>> with log_context(tenant="acme", job="orders", run_id="r-1"):
+        ...     logging.getLogger("dativo_runtime").info("started")
+    """
+    merged = {**_CONTEXT.get(), **{k: str(v) for k, v in fields.items() if v is not None}}
+    token = _CONTEXT.set(merged)
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
+
+
+class LogContextFilter(logging.Filter):
+    """Sets :data:`CONTEXT_FIELDS` on each record from :func:`log_context` and the current span."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = _CONTEXT.get()
+        for name in ("tenant", "job", "run_id"):
+            if getattr(record, name, None) is None:
+                setattr(record, name, context.get(name))
+        ids = current_trace_ids()
+        record.trace_id, record.span_id = ids if ids else (None, None)
+        for name, value in context.items():
+            if name not in CONTEXT_FIELDS and not hasattr(record, name):
+                setattr(record, name, value)
+        return True
+
+
+def _json_safe(value: Any, depth: int = 0) -> Any:
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if depth > 8:
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_json_safe(v, depth + 1) for v in value]
+    return str(value)
+
+
+class RedactingFilter(logging.Filter):
+    """Removes secrets from a record's message, ``extra`` fields and exception text.
+
+    Args:
+        redactor: Known secret values (the process-wide one by default).
+        secrets: More values to remove.
+    """
+
+    def __init__(self, redactor: Redactor = REDACTOR, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self._redactor = redactor
+        self._secrets = tuple(str(s) for s in secrets if s)
+
+    def _text(self, text: str) -> str:
+        return redact_text(text, self._redactor, self._secrets)
+
+    def _value(self, value: Any, key: str | None) -> Any:
+        if (
+            key is not None
+            and is_secret_key(key)
+            and value not in (None, "", {}, [])
+            and not isinstance(value, (Mapping, list, tuple))
+        ):
+            return MASK
+        if isinstance(value, Mapping):
+            return {k: self._value(v, str(k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._value(v, None) for v in value]
+        if isinstance(value, str):
+            return self._text(value)
+        return value
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # A bad format string must not lose the record.
+            message = f"{record.msg!r} {record.args!r}"
+        record.msg = self._text(message)
+        record.args = None
+        for key, value in list(record.__dict__.items()):
+            if key not in _STANDARD_ATTRIBUTES:
+                setattr(record, key, self._value(_json_safe(value), key))
+        if record.exc_info and record.exc_info[1] is not None:
+            if not record.exc_text:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = self._text(record.exc_text)
+            exc = record.exc_info[1]
+            record.dativo_error = {
+                "type": type(exc).__name__,
+                "message": self._text(str(exc)),
+                **(
+                    {"error_code": exc.error_code, "retryable": exc.retryable}
+                    if isinstance(exc, DativoError)
+                    else {}
+                ),
+            }
+        elif record.exc_text:
+            record.exc_text = self._text(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self._text(record.stack_info)
+        return True
+
+
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    extras = {}
+    for key, value in record.__dict__.items():
+        if key in _STANDARD_ATTRIBUTES or key == "dativo_error":
+            continue
+        extras[f"extra.{key}" if key in _RESERVED else key] = _json_safe(value)
+    return extras
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line (see the module docstring for the fields)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        event: dict[str, Any] = {
+            "ts": datetime.datetime.fromtimestamp(record.created, tz=datetime.timezone.utc).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in CONTEXT_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                event[name] = value
+        event.update(_extras(record))
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            error = dict(getattr(record, "dativo_error", None) or {})
+            error["traceback"] = record.exc_text
+            event["error"] = error
+        if record.stack_info:
+            event["stack"] = record.stack_info
+        return json.dumps(event, ensure_ascii=False, default=str)
+
+
+class HumanLogFormatter(logging.Formatter):
+    """``12:00:01 INFO  acme/orders [run r-1] message key=value`` for a terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        when = datetime.datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
+        parts = [when, f"{record.levelname:<7}"]
+        tenant, job, run = (getattr(record, n, None) for n in ("tenant", "job", "run_id"))
+        if job:
+            parts.append(f"{tenant}/{job}" if tenant else str(job))
+        if run:
+            parts.append(f"[run {run}]")
+        parts.append(record.getMessage())
+        extras = _extras(record)
+        if extras:
+            parts.append(" ".join(f"{k}={v}" for k, v in extras.items()))
+        line = " ".join(parts)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            line += "\n" + record.exc_text
+        return line
+
+
+def configure_logging(
+    *,
+    stream: IO[str] | None = None,
+    level: int | str = logging.INFO,
+    fmt: Literal["auto", "json", "human"] = "auto",
+    redactor: Redactor = REDACTOR,
+    secrets: Iterable[str] = (),
+    logger: logging.Logger | None = None,
+) -> logging.Handler:
+    """Send logs to ``stream`` as JSON lines (or human lines on a terminal), secrets removed.
+
+    Calling it again replaces the handler it installed before.
+
+    Args:
+        stream: Where to write; ``sys.stderr`` by default.
+        level: The logger's level.
+        fmt: ``json``, ``human``, or ``auto`` (human when ``stream`` is a terminal).
+        redactor: Known secret values.
+        secrets: More values to remove.
+        logger: The logger to configure; the root logger by default.
+
+    Returns:
+        The installed handler.
+    """
+    out = sys.stderr if stream is None else stream
+    target = logging.getLogger() if logger is None else logger
+    for handler in list(target.handlers):
+        if getattr(handler, "_dativo_handler", False):
+            target.removeHandler(handler)
+            handler.close()
+    if fmt == "auto":
+        isatty = getattr(out, "isatty", None)
+        fmt = "human" if callable(isatty) and isatty() else "json"
+    handler = logging.StreamHandler(out)
+    handler._dativo_handler = True  # type: ignore[attr-defined]
+    handler.addFilter(LogContextFilter())
+    handler.addFilter(RedactingFilter(redactor, secrets))
+    handler.setFormatter(HumanLogFormatter() if fmt == "human" else JsonLogFormatter())
+    target.addHandler(handler)
+    target.setLevel(level)
+    return handler

@@ -1,0 +1,70 @@
+"""The exported surface of the observability and serve packages: deliberate, sorted, complete."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+EXPECTED = {
+    "dativo_runtime._observability": [
+        "CONTEXT_FIELDS",
+        "OTHER",
+        "OUTCOME_METRICS",
+        "PUSH_JOB",
+        "RUN_STATUSES",
+        "SANDBOX_FAILURE_REASONS",
+        "STAGES",
+        "HttpEndpoint",
+        "HumanLogFormatter",
+        "JobMetrics",
+        "JsonLogFormatter",
+        "LogContextFilter",
+        "RedactingFilter",
+        "RunMetrics",
+        "SpanHandle",
+        "SpanRelay",
+        "Tracing",
+        "active_tracing",
+        "configure_logging",
+        "configure_tracing",
+        "current_trace_ids",
+        "extract_context",
+        "inject_context",
+        "log_context",
+        "metrics_file_path",
+        "push_metrics",
+        "redact_text",
+        "sandbox_failure_reason",
+        "start_metrics_server",
+        "tracing_requested",
+        "write_metrics_file",
+    ],
+    "dativo_runtime._serve": [
+        "COUNT_METRICS",
+        "CallableJobRunner",
+        "JobRunner",
+        "ReadinessCheck",
+        "RunRecord",
+        "RunResult",
+        "ScheduledJob",
+        "Scheduler",
+        "ServeApp",
+        "ShutdownReport",
+        "SubprocessJobRunner",
+        "counts_from_metrics",
+        "load_scheduled_jobs",
+        "normalise_result",
+        "read_scheduled_job",
+        "serve",
+    ],
+}
+
+
+@pytest.mark.parametrize("module_name", sorted(EXPECTED))
+def test_exported_names_are_the_expected_ones_and_sorted(module_name):
+    module = importlib.import_module(module_name)
+    assert module.__all__ == EXPECTED[module_name]
+    assert module.__all__ == sorted(module.__all__, key=lambda n: (not n.isupper(), n))
+    for name in module.__all__:
+        assert getattr(module, name) is not None
