@@ -1,10 +1,31 @@
-"""Execution backends for plugins (in-process, bubblewrap, Docker) behind one interface."""
+"""Execution backends for plugins (in-process, bubblewrap, Docker) behind one interface.
 
-from ._base import ExtractedBatch, ReaderSession, Sandbox, SandboxLimits, WriterSession
-from ._policy import BACKEND_NAMES, OperatorPolicy, choose_sandbox, should_sandbox_plugin
+Names are imported on first use (PEP 562), so the sandbox worker, which lives in this
+package, starts without importing pyarrow, the backends or the policy.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._base import ExtractedBatch, ReaderSession, Sandbox, SandboxLimits, WriterSession
+    from ._bubblewrap import BubblewrapSandbox
+    from ._docker import DockerSandbox
+    from ._policy import (
+        BACKEND_NAMES,
+        OperatorPolicy,
+        choose_sandbox,
+        should_sandbox_plugin,
+    )
+    from ._remote import SANDBOX_FAILURE_REASONS
 
 __all__ = [
     "BACKEND_NAMES",
+    "SANDBOX_FAILURE_REASONS",
+    "BubblewrapSandbox",
+    "DockerSandbox",
     "ExtractedBatch",
     "OperatorPolicy",
     "ReaderSession",
@@ -14,3 +35,31 @@ __all__ = [
     "choose_sandbox",
     "should_sandbox_plugin",
 ]
+
+_HOMES = {
+    "BACKEND_NAMES": "._policy",
+    "SANDBOX_FAILURE_REASONS": "._remote",
+    "BubblewrapSandbox": "._bubblewrap",
+    "DockerSandbox": "._docker",
+    "ExtractedBatch": "._base",
+    "OperatorPolicy": "._policy",
+    "ReaderSession": "._base",
+    "Sandbox": "._base",
+    "SandboxLimits": "._base",
+    "WriterSession": "._base",
+    "choose_sandbox": "._policy",
+    "should_sandbox_plugin": "._policy",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

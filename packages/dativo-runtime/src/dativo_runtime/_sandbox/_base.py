@@ -22,8 +22,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from dativo_plugin_sdk import Column, ConnectionTestResult, DiscoveryResult
-
-from .._plugin_ref import PluginInfo, PluginRef
+from dativo_runtime._plugin_ref import PluginInfo, PluginRef
 
 __all__ = [
     "ExtractedBatch",
@@ -122,7 +121,11 @@ class ReaderSession(_Session):
             schema: Arrow schema dict batches are converted with (see ``batch_to_arrow``).
 
         Yields:
-            :class:`ExtractedBatch` objects, in the order the plugin yielded them.
+            :class:`ExtractedBatch` objects, in the order the plugin yielded them. Each
+            carries ``state.to_dict()`` taken when the batch arrived (a plugin records
+            progress *after* yielding, so that snapshot never runs ahead of the data).
+            When the plugin's iterator ends with a state different from the last
+            snapshot, one more zero-row batch carries that final state.
 
         Raises:
             DativoError: The plugin's own error, rebuilt, or a ``SandboxError``.
@@ -171,7 +174,7 @@ class Sandbox(abc.ABC):
         ref: PluginRef,
         config: Mapping[str, Any],
         *,
-        limits: SandboxLimits = SandboxLimits(),  # noqa: B008  (frozen, so safe as a default)
+        limits: SandboxLimits = SandboxLimits(),
     ) -> ReaderSession:
         """Start a source plugin; loading and version checks happen where it runs.
 
@@ -187,8 +190,7 @@ class Sandbox(abc.ABC):
         config: Mapping[str, Any],
         *,
         schema: Sequence[Column] | None = None,
-        limits: SandboxLimits = SandboxLimits(),  # noqa: B008
+        limits: SandboxLimits = SandboxLimits(),
         output_dir: Path | None = None,
     ) -> WriterSession:
         """Start a target plugin; ``output_dir`` is the one folder it may write to (if local)."""
-

@@ -1,0 +1,224 @@
+"""The in-process backend (``none``): plugins run as objects in the runtime's own process.
+
+No isolation at all, so :func:`~dativo_runtime._sandbox.choose_sandbox` allows it only
+for trusted plugins in ``self_hosted`` mode. It still speaks the session interface in
+Arrow, so the pipeline cannot tell it from a real sandbox.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pyarrow as pa
+
+from dativo_plugin_sdk import (
+    BaseReader,
+    BaseWriter,
+    Column,
+    ConnectionTestResult,
+    DativoError,
+    DiscoveryResult,
+    PluginError,
+    State,
+    is_retryable,
+)
+from dativo_runtime._arrow_batches import batch_to_arrow
+from dativo_runtime._plugin_ref import PluginInfo, PluginRef, load_plugin_class, plugin_info
+
+from ._base import ExtractedBatch, ReaderSession, Sandbox, SandboxLimits, WriterSession
+
+__all__ = ["InProcessSandbox"]
+
+T = TypeVar("T")
+
+
+def _plugin_error(exc: BaseException, ref: PluginRef, method: str) -> PluginError:
+    return PluginError(
+        f"plugin {ref.ref!r} raised {type(exc).__name__} in {method}(): {exc}",
+        retryable=is_retryable(exc),
+        details={
+            "ref": ref.ref,
+            "method": method,
+            "exception_type": type(exc).__name__,
+            "exception": str(exc),
+        },
+    )
+
+
+def _call(ref: PluginRef, method: str, function: Callable[..., T], **kwargs: Any) -> T:
+    """Call a plugin method, letting Dativo errors through and wrapping anything else."""
+    try:
+        return function(**kwargs)
+    except DativoError:
+        raise
+    except Exception as exc:
+        raise _plugin_error(exc, ref, method) from exc
+
+
+def _check_result(value: Any, ref: PluginRef) -> ConnectionTestResult:
+    if isinstance(value, ConnectionTestResult):
+        return value
+    raise PluginError(
+        f"plugin {ref.ref!r}: check_connection() returned {type(value).__name__}, not a ConnectionTestResult",
+        details={"ref": ref.ref, "method": "check_connection"},
+    )
+
+
+class _InProcessReader(ReaderSession):
+    def __init__(self, ref: PluginRef, plugin: BaseReader) -> None:
+        self.ref = ref
+        self.plugin = plugin
+        self.info = plugin_info(type(plugin), ref)
+        self._closed = False
+
+    def check_connection(self) -> ConnectionTestResult:
+        return _check_result(_call(self.ref, "check_connection", self.plugin.check_connection), self.ref)
+
+    def discover(self) -> DiscoveryResult:
+        result = _call(self.ref, "discover", self.plugin.discover)
+        if not isinstance(result, DiscoveryResult):
+            raise PluginError(
+                f"plugin {self.ref.ref!r}: discover() returned {type(result).__name__}, "
+                "not a DiscoveryResult",
+                details={"ref": self.ref.ref, "method": "discover"},
+            )
+        return result
+
+    def estimate(self) -> int | None:
+        value = _call(self.ref, "get_total_records_estimate", self.plugin.get_total_records_estimate)
+        return int(value) if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+    def extract(
+        self,
+        *,
+        stream: str | None = None,
+        state: Mapping[str, Any] | None = None,
+        schema: pa.Schema | None = None,
+    ) -> Iterator[ExtractedBatch]:
+        plugin_state = State(state or {}, stream=stream)
+        iterator = _call(self.ref, "extract", self.plugin.extract, state=plugin_state)
+        last_state = plugin_state.to_dict()
+        last_schema = schema
+        try:
+            while True:
+                try:
+                    batch = next(iterator)
+                except StopIteration:
+                    break
+                except DativoError:
+                    raise
+                except Exception as exc:
+                    raise _plugin_error(exc, self.ref, "extract") from exc
+                data = batch_to_arrow(batch, schema)
+                last_schema = data.schema
+                last_state = plugin_state.to_dict()
+                yield ExtractedBatch(data=data, state=last_state)
+        finally:
+            close = getattr(iterator, "close", None)
+            if callable(close):
+                with contextlib.suppress(Exception):
+                    close()
+        final_state = plugin_state.to_dict()
+        if final_state != last_state:
+            empty_schema = last_schema if last_schema is not None else pa.schema([])
+            empty = pa.RecordBatch.from_arrays(
+                [pa.array([], f.type) for f in empty_schema], schema=empty_schema
+            )
+            yield ExtractedBatch(data=empty, state=final_state)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        _call(self.ref, "close", self.plugin.close)
+
+
+class _InProcessWriter(WriterSession):
+    def __init__(self, ref: PluginRef, plugin: BaseWriter) -> None:
+        self.ref = ref
+        self.plugin = plugin
+        self.info = plugin_info(type(plugin), ref)
+        self._closed = False
+
+    def check_connection(self) -> ConnectionTestResult:
+        return _check_result(_call(self.ref, "check_connection", self.plugin.check_connection), self.ref)
+
+    def write_batch(self, data: pa.RecordBatch | pa.Table, file_counter: int) -> list[dict[str, Any]]:
+        table = pa.Table.from_batches([data]) if isinstance(data, pa.RecordBatch) else data
+        result = _call(
+            self.ref, "write_batch", self.plugin.write_batch, records=table, file_counter=file_counter
+        )
+        if not isinstance(result, list):
+            raise PluginError(
+                f"plugin {self.ref.ref!r}: write_batch() returned {type(result).__name__}, "
+                "not a list of file metadata",
+                details={"ref": self.ref.ref, "method": "write_batch"},
+            )
+        return result
+
+    def commit_files(self, file_metadata: list[dict[str, Any]]) -> dict[str, Any]:
+        result = _call(self.ref, "commit_files", self.plugin.commit_files, file_metadata=file_metadata)
+        return dict(result) if isinstance(result, Mapping) else {"result": result}
+
+    def abort(self) -> None:
+        _call(self.ref, "abort", self.plugin.abort)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        _call(self.ref, "close", self.plugin.close)
+
+
+def _instantiate(ref: PluginRef, cls: type[Any], **kwargs: Any) -> Any:
+    try:
+        return cls(**kwargs)
+    except DativoError:
+        raise
+    except Exception as exc:
+        raise _plugin_error(exc, ref, "__init__") from exc
+
+
+class InProcessSandbox(Sandbox):
+    """Runs plugins in this process: no isolation, no limits (``sandbox.backend: none``)."""
+
+    name = "none"
+    isolated = False
+
+    @classmethod
+    def availability(cls) -> tuple[bool, str]:
+        """Always available."""
+        return True, "plugins run in the runtime's own process, without isolation"
+
+    def open_reader(
+        self,
+        ref: PluginRef,
+        config: Mapping[str, Any],
+        *,
+        limits: SandboxLimits = SandboxLimits(),  # noqa: B008
+    ) -> ReaderSession:
+        """Load the reader class here, check it, and instantiate it with ``config``."""
+        cls = load_plugin_class(ref, expected=BaseReader)
+        return _InProcessReader(ref, _instantiate(ref, cls, config=dict(config)))
+
+    def open_writer(
+        self,
+        ref: PluginRef,
+        config: Mapping[str, Any],
+        *,
+        schema: Sequence[Column] | None = None,
+        limits: SandboxLimits = SandboxLimits(),  # noqa: B008
+        output_dir: Path | None = None,
+    ) -> WriterSession:
+        """Load the writer class here, check it, and instantiate it with ``config`` and ``schema``."""
+        cls = load_plugin_class(ref, expected=BaseWriter)
+        return _InProcessWriter(ref, _instantiate(ref, cls, config=dict(config), schema=schema))
+
+
+def describe_plugin(ref: PluginRef) -> tuple[PluginInfo, type[Any]]:
+    """Load a plugin class in this process, without the SDK check, and describe it."""
+    cls = load_plugin_class(ref, check_sdk=False)
+    return plugin_info(cls, ref), cls

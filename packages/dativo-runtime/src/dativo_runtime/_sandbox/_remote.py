@@ -1,0 +1,714 @@
+"""Host side of the worker protocol: reader and writer sessions backed by a sandboxed worker.
+
+Both real backends start a worker (a bubblewrap process, a Docker container) and hand
+this module a :class:`WorkerTransport`: a byte pipe to the worker plus the means to kill
+it and to learn how it ended. Everything else (handshake, requests, Arrow streaming with
+a credit window, the wall-clock deadline, turning a dead worker into a precise
+:class:`~dativo_plugin_sdk.SandboxError`) lives here once.
+"""
+
+from __future__ import annotations
+
+import abc
+import collections
+import logging
+import math
+import signal
+import threading
+import time
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from dativo_plugin_sdk import (
+    Column,
+    ConfigurationError,
+    ConnectionTestResult,
+    DativoError,
+    DiscoveryResult,
+    SandboxError,
+    from_dict,
+)
+from dativo_runtime._plugin_ref import PluginInfo, PluginRef
+
+from ._base import ExtractedBatch, ReaderSession, SandboxLimits, WriterSession
+from ._protocol import (
+    DEFAULT_WINDOW,
+    FRAME_CONTROL,
+    PROTOCOL_VERSION,
+    WORKER_EXIT_OOM,
+    FrameReader,
+    FrameWriter,
+    ProtocolError,
+    arrow_from_ipc,
+    arrow_to_ipc,
+    decode_control,
+    schema_to_text,
+)
+
+__all__ = [
+    "DEFAULT_CPU",
+    "DEFAULT_MEMORY_BYTES",
+    "DEFAULT_PIDS",
+    "DEFAULT_TIMEOUT_S",
+    "SANDBOX_FAILURE_REASONS",
+    "ExitStatus",
+    "RemoteReaderSession",
+    "RemoteWriterSession",
+    "StderrTail",
+    "WorkerClient",
+    "WorkerTransport",
+    "cpu_seconds_budget",
+    "describe_exit",
+    "effective_limits",
+    "format_bytes",
+    "open_remote_session",
+]
+
+SANDBOX_FAILURE_REASONS = ("oom", "timeout", "signal", "syscall_blocked", "crash", "startup_failed")
+"""Values of ``SandboxError.details["reason"]``."""
+
+STDERR_TAIL_LINES = 50
+DEFAULT_CPU = 1.0
+DEFAULT_MEMORY_BYTES = 1 << 30
+DEFAULT_TIMEOUT_S = 3600.0
+DEFAULT_PIDS = 128
+_CLOSE_GRACE_S = 5.0
+_logger = logging.getLogger("dativo_runtime.sandbox")
+_plugin_logger = logging.getLogger("dativo_runtime.plugin")
+
+
+def check_ceilings(
+    limits: SandboxLimits, ceilings: SandboxLimits, *, where: str = "the operator's policy"
+) -> None:
+    """Refuse limits above the operator's ceilings (``None`` in ``ceilings``: no ceiling).
+
+    Raises:
+        ConfigurationError: Naming the job's value and the ceiling.
+    """
+    checks: list[tuple[str, Any, Any, str]] = [
+        ("cpu", limits.cpu, ceilings.cpu, "cores"),
+        ("memory", limits.memory_bytes, ceilings.memory_bytes, "bytes"),
+        ("timeout", limits.timeout_s, ceilings.timeout_s, "seconds"),
+        ("pids", limits.pids, ceilings.pids, "processes"),
+    ]
+    for name, value, ceiling, unit in checks:
+        if value is not None and ceiling is not None and value > ceiling:
+            shown = f"{value:g} {unit}" if name != "memory" else f"{value} bytes ({format_bytes(value)})"
+            top = f"{ceiling:g} {unit}" if name != "memory" else f"{ceiling} bytes ({format_bytes(ceiling)})"
+            raise ConfigurationError(
+                f"the job's sandbox.{name} is {shown}, above the ceiling of {top} set by {where}; "
+                f"lower sandbox.{name} to at most that",
+                details={"setting": f"sandbox.{name}", "requested": value, "ceiling": ceiling},
+            )
+    if limits.network and not ceilings.network:
+        raise ConfigurationError(
+            f"the job asks for network egress (sandbox.network: true) but {where} forbids it; remove "
+            "sandbox.network or ask the operator to allow egress",
+            details={"setting": "sandbox.network"},
+        )
+
+
+def effective_limits(limits: SandboxLimits, ceilings: SandboxLimits | None = None) -> SandboxLimits:
+    """Check ``limits`` against the ceilings and fill unset ones with the defaults, capped by the ceilings.
+
+    Defaults: 1 CPU, 1 GiB, 1 hour, 128 processes, no network.
+
+    Raises:
+        ConfigurationError: If a limit is above its ceiling.
+    """
+    if ceilings is not None:
+        check_ceilings(limits, ceilings)
+
+    def pick(value: Any, default: Any, ceiling: Any) -> Any:
+        if value is not None:
+            return value
+        return default if ceiling is None else min(default, ceiling)
+
+    top = ceilings or SandboxLimits()
+    return SandboxLimits(
+        cpu=pick(limits.cpu, DEFAULT_CPU, top.cpu),
+        memory_bytes=pick(limits.memory_bytes, DEFAULT_MEMORY_BYTES, top.memory_bytes),
+        timeout_s=pick(limits.timeout_s, DEFAULT_TIMEOUT_S, top.timeout_s),
+        pids=pick(limits.pids, DEFAULT_PIDS, top.pids),
+        network=limits.network,
+    )
+
+
+def cpu_seconds_budget(limits: SandboxLimits) -> int:
+    """The CPU-time budget (``RLIMIT_CPU``) of a session: its cores times its wall-clock timeout."""
+    return max(1, math.ceil((limits.cpu or DEFAULT_CPU) * (limits.timeout_s or DEFAULT_TIMEOUT_S)))
+
+
+def format_bytes(size: int) -> str:
+    """Render a byte count the way limits are written (``256 MiB``)."""
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor} {unit}"
+    return f"{size} bytes"
+
+
+class StderrTail:
+    """The last lines a worker wrote to stderr (bounded: memory stays small whatever it prints)."""
+
+    def __init__(self, max_lines: int = STDERR_TAIL_LINES, max_line_chars: int = 500) -> None:
+        self._lines: collections.deque[str] = collections.deque(maxlen=max_lines)
+        self._partial = b""
+        self._max_line_chars = max_line_chars
+        self._lock = threading.Lock()
+
+    def feed(self, data: bytes) -> None:
+        """Add raw stderr bytes (any chunking)."""
+        with self._lock:
+            data = self._partial + data
+            *lines, self._partial = data.split(b"\n")
+            if len(self._partial) > 4 * self._max_line_chars:
+                lines.append(self._partial)
+                self._partial = b""
+            for line in lines:
+                self._lines.append(line.decode("utf-8", "replace")[: self._max_line_chars])
+
+    def lines(self) -> list[str]:
+        """Return the retained lines, oldest first, including an unfinished last line."""
+        with self._lock:
+            lines = list(self._lines)
+            if self._partial:
+                lines.append(self._partial.decode("utf-8", "replace")[: self._max_line_chars])
+            return lines[-self._lines.maxlen :] if self._lines.maxlen else lines
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    """How a worker ended.
+
+    Args:
+        exit_code: The exit status (``128 + N`` when the sandbox reports signal ``N`` that way).
+        signal: The signal that killed the worker, if known.
+        oom_killed: Whether the kernel's OOM killer (a memory cgroup) killed it.
+    """
+
+    exit_code: int | None
+    signal: int | None = None
+    oom_killed: bool = False
+
+
+class WorkerTransport(abc.ABC):
+    """A running worker as the host sees it: a byte pipe plus kill, wait and cleanup."""
+
+    stderr: StderrTail
+
+    @abc.abstractmethod
+    def write(self, data: Any) -> None:
+        """Write all of ``data`` to the worker's stdin."""
+
+    @abc.abstractmethod
+    def flush(self) -> None:
+        """Flush what :meth:`write` buffered."""
+
+    @abc.abstractmethod
+    def readinto(self, view: memoryview) -> int:
+        """Read the worker's stdout into ``view``; return the count, 0 at end of stream."""
+
+    @abc.abstractmethod
+    def kill(self) -> None:
+        """Kill the worker and everything it started, now. Safe to call twice."""
+
+    @abc.abstractmethod
+    def wait(self, timeout: float) -> ExitStatus | None:
+        """Wait up to ``timeout`` seconds for the worker to end; ``None`` if it still runs."""
+
+    @abc.abstractmethod
+    def cleanup(self) -> None:
+        """Release everything the worker used (container, cgroup). Safe to call twice."""
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def describe_exit(
+    status: ExitStatus | None,
+    *,
+    backend: str,
+    ref: str,
+    limits: SandboxLimits,
+    timed_out: bool,
+    started: bool,
+    stderr: Sequence[str],
+    cpu_seconds: int | None = None,
+) -> SandboxError:
+    """Turn how a worker ended into a :class:`SandboxError` whose ``details["reason"]`` says why.
+
+    Args:
+        status: The worker's exit status (``None`` if it could not be learnt).
+        backend: ``process`` or ``docker``.
+        ref: The plugin reference, for the message.
+        limits: The limits the worker ran under (quoted in the message).
+        timed_out: Whether the host's wall-clock deadline killed it.
+        started: Whether the worker had finished the handshake.
+        stderr: Its last stderr lines.
+        cpu_seconds: The CPU-time budget enforced with ``RLIMIT_CPU``, if any.
+
+    Returns:
+        The error to raise (not retryable: running the same plugin again fails the same way).
+    """
+    exit_code = status.exit_code if status else None
+    sig = status.signal if status else None
+    if sig is None and exit_code is not None and exit_code > 128:
+        sig = exit_code - 128
+    where = f"plugin {ref!r} in the {backend} sandbox"
+    details: dict[str, Any] = {"backend": backend, "ref": ref, "exit_code": exit_code, "signal": sig}
+    if timed_out:
+        reason = "timeout"
+        message = f"{where} exceeded the wall-clock timeout of {limits.timeout_s:g} s and was killed"
+        details["limit"] = "wall_clock"
+        details["timeout_s"] = limits.timeout_s
+    elif (status and status.oom_killed) or exit_code == WORKER_EXIT_OOM:
+        reason = "oom"
+        memory = format_bytes(limits.memory_bytes) if limits.memory_bytes else "the sandbox's"
+        message = f"{where} exceeded the memory limit {memory} (OOM) and was stopped"
+        details["memory_bytes"] = limits.memory_bytes
+    elif sig == signal.SIGSYS:
+        reason = "syscall_blocked"
+        message = (
+            f"{where} made a blocked system call (seccomp) and was killed by signal "
+            f"{sig} (SIGSYS); the sandbox forbids mount, ptrace, unshare, the kernel keyring, module "
+            "loading and similar calls"
+        )
+    elif sig == signal.SIGXCPU:
+        reason = "timeout"
+        message = (
+            f"{where} used up its CPU time budget of {cpu_seconds} s and was killed by signal {sig} (SIGXCPU)"
+        )
+        details["limit"] = "cpu_time"
+        details["cpu_seconds"] = cpu_seconds
+    elif sig is not None:
+        reason = "signal"
+        message = f"{where} was killed by signal {sig} ({_signal_name(sig)})"
+    elif not started:
+        reason = "startup_failed"
+        message = f"{where} failed to start (exit status {exit_code})"
+    else:
+        reason = "crash"
+        message = f"{where} exited unexpectedly with status {exit_code}"
+    if sig is not None:
+        details["signal_name"] = _signal_name(sig)
+    details["reason"] = reason
+    tail = list(stderr)[-STDERR_TAIL_LINES:]
+    details["stderr_tail"] = tail
+    if tail:
+        message += ". Last stderr lines:\n  " + "\n  ".join(tail[-10:])
+    else:
+        message += "."
+    return SandboxError(message, details=details)
+
+
+class WorkerClient:
+    """Speaks the protocol to one worker and maps every way it can die to ``SandboxError``.
+
+    Args:
+        transport: The started worker.
+        backend: The backend's name, for messages.
+        ref: The plugin reference.
+        limits: The session's limits (``timeout_s`` arms the wall-clock deadline).
+        cpu_seconds: The CPU-time budget given to the worker, for messages.
+        started_at: ``time.monotonic()`` when the backend began starting the worker (cold start).
+    """
+
+    def __init__(
+        self,
+        transport: WorkerTransport,
+        *,
+        backend: str,
+        ref: PluginRef,
+        limits: SandboxLimits,
+        cpu_seconds: int | None = None,
+        started_at: float | None = None,
+    ) -> None:
+        self.transport = transport
+        self.backend = backend
+        self.ref = ref
+        self.limits = limits
+        self.cpu_seconds = cpu_seconds
+        self.reader = FrameReader(transport.readinto)
+        self.writer = FrameWriter(transport.write, transport.flush)
+        self.started = False
+        self.closed = False
+        self.timed_out = False
+        self.failure: SandboxError | None = None
+        self.sandbox_facts: dict[str, Any] = {}
+        self.startup_seconds: float | None = None
+        self._began = started_at if started_at is not None else time.monotonic()
+        self._timer: threading.Timer | None = None
+        # A session dropped without close() still kills and removes its worker.
+        self._finalizer = weakref.finalize(self, _release, transport)
+        if limits.timeout_s:
+            self._timer = threading.Timer(limits.timeout_s, self._expire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _expire(self) -> None:
+        self.timed_out = True
+        self.transport.kill()
+
+    def _dead(self, cause: BaseException | None = None) -> SandboxError:
+        """Kill and reap the worker and return (and remember) why it died."""
+        if self.failure is not None:
+            return self.failure
+        self.transport.kill()
+        status = self.transport.wait(10.0)
+        error = describe_exit(
+            status,
+            backend=self.backend,
+            ref=self.ref.ref,
+            limits=self.limits,
+            timed_out=self.timed_out,
+            started=self.started,
+            stderr=self.transport.stderr.lines(),
+            cpu_seconds=self.cpu_seconds,
+        )
+        if isinstance(cause, ProtocolError) and error.details["reason"] in ("crash", "startup_failed"):
+            error = SandboxError(
+                f"plugin {self.ref.ref!r} in the {self.backend} sandbox broke the worker protocol: {cause}",
+                details={**error.details, "reason": "crash", "protocol_error": str(cause)},
+            )
+        self.failure = error
+        return error
+
+    def _check_usable(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+        if self.closed:
+            raise SandboxError(
+                f"the {self.backend} sandbox session for {self.ref.ref!r} is closed",
+                details={"reason": "crash", "backend": self.backend},
+            )
+
+    def send(self, message: dict[str, Any], payload: Any = None) -> None:
+        """Send a request (and its Arrow payload)."""
+        self._check_usable()
+        try:
+            if payload is None:
+                self.writer.send_control(message)
+            else:
+                self.writer.send_control_and_data(message, payload)
+        except ProtocolError:
+            raise
+        except OSError as exc:
+            raise self._dead(exc) from None
+
+    def receive(self) -> dict[str, Any]:
+        """Read the next control message, forwarding logs and raising the worker's errors."""
+        self._check_usable()
+        while True:
+            try:
+                kind, payload = self.reader.read_frame()
+                if kind != FRAME_CONTROL:
+                    raise ProtocolError("expected a control frame, got a data frame")
+                message = decode_control(payload)
+            except (EOFError, OSError, ProtocolError) as exc:
+                raise self._dead(exc) from None
+            op = message["op"]
+            if op == "log":
+                _forward_log(message, self.ref.ref)
+                continue
+            if op == "error":
+                raise self._rebuild(message.get("error"))
+            return message
+
+    def receive_data(self) -> bytearray:
+        """Read the data frame that follows a ``batch`` message."""
+        self._check_usable()
+        try:
+            return self.reader.read_data()
+        except (EOFError, OSError, ProtocolError) as exc:
+            raise self._dead(exc) from None
+
+    def _rebuild(self, data: Any) -> DativoError:
+        try:
+            return from_dict(data)
+        except (TypeError, ValueError) as exc:
+            return self._dead(ProtocolError(f"invalid error message: {exc}"))
+
+    def request(self, op: str, **fields: Any) -> Any:
+        """Send a request and return its result value."""
+        self.send({"op": op, **fields})
+        return self.result()
+
+    def result(self) -> Any:
+        """Read the ``result`` of the request just sent."""
+        message = self.receive()
+        if message["op"] != "result":
+            raise self._dead(ProtocolError(f"expected a result, got {message['op']!r}"))
+        return message.get("value")
+
+    def handshake(self, hello: dict[str, Any]) -> PluginInfo:
+        """Send the configuration and wait until the plugin is loaded and built."""
+        try:
+            self.send({**hello, "op": "hello", "protocol": PROTOCOL_VERSION})
+            message = self.receive()
+        except DativoError:
+            self.close(graceful=False)
+            raise
+        if message["op"] != "ready":
+            error = self._dead(ProtocolError(f"expected 'ready', got {message['op']!r}"))
+            self.close(graceful=False)
+            raise error
+        self.started = True
+        self.startup_seconds = time.monotonic() - self._began
+        self.sandbox_facts = dict(message.get("sandbox") or {})
+        try:
+            return PluginInfo.from_dict(message["info"])
+        except (KeyError, TypeError) as exc:
+            error = self._dead(ProtocolError(f"invalid handshake: {exc}"))
+            self.close(graceful=False)
+            raise error from None
+
+    def require_seccomp(self) -> None:
+        """Refuse to go on when the worker reports no seccomp filter (never silently downgraded)."""
+        if self.sandbox_facts.get("seccomp") != 2:
+            mode = self.sandbox_facts.get("seccomp")
+            self.close(graceful=False)
+            raise SandboxError(
+                f"the {self.backend} sandbox started plugin {self.ref.ref!r} without a seccomp filter "
+                f"(Seccomp mode {mode!r} in /proc/self/status, expected 2); refusing to run it. "
+                "Check that the kernel and the container runtime support seccomp.",
+                details={"reason": "startup_failed", "backend": self.backend, "seccomp": mode},
+            )
+
+    def close(self, *, graceful: bool = True) -> None:
+        """Ask the plugin to close, then make sure the worker is gone. Safe to call twice.
+
+        Raises:
+            DativoError: What the plugin's own ``close`` raised (after the worker is gone).
+        """
+        if self.closed:
+            return
+        close_error: DativoError | None = None
+        try:
+            if graceful and self.started and self.failure is None:
+                try:
+                    self.request("close")
+                except DativoError as exc:
+                    close_error = exc
+                status = self.transport.wait(_CLOSE_GRACE_S)
+                if status is None:
+                    _logger.warning(
+                        "sandbox worker for %s did not exit after close; killing it", self.ref.ref
+                    )
+        finally:
+            self.closed = True
+            if self._timer is not None:
+                self._timer.cancel()
+            self._finalizer()
+        if close_error is not None and close_error is not self.failure:
+            raise close_error
+
+
+def _release(transport: WorkerTransport) -> None:
+    transport.kill()
+    transport.wait(10.0)
+    transport.cleanup()
+
+
+def _forward_log(message: Mapping[str, Any], ref: str) -> None:
+    level = message.get("level")
+    _plugin_logger.log(
+        level if isinstance(level, int) else logging.INFO,
+        "[%s] %s: %s",
+        ref,
+        str(message.get("logger", "")),
+        str(message.get("message", "")),
+    )
+
+
+def _single_batch(table: pa.Table) -> pa.RecordBatch:
+    if table.num_rows == 0:
+        return pa.RecordBatch.from_arrays([pa.array([], f.type) for f in table.schema], schema=table.schema)
+    batches = table.combine_chunks().to_batches()
+    return batches[0]
+
+
+class RemoteReaderSession(ReaderSession):
+    """A source plugin running in a sandbox worker."""
+
+    def __init__(self, client: WorkerClient, info: PluginInfo, *, window: int = DEFAULT_WINDOW) -> None:
+        self.client = client
+        self.info = info
+        self.window = window
+
+    @property
+    def startup_seconds(self) -> float | None:
+        """Seconds from starting the sandbox to the worker's handshake (cold start)."""
+        return self.client.startup_seconds
+
+    def check_connection(self) -> ConnectionTestResult:
+        """Run the plugin's ``check_connection`` in the worker."""
+        return ConnectionTestResult.from_dict(self.client.request("check_connection"))
+
+    def discover(self) -> DiscoveryResult:
+        """Run the plugin's ``discover`` in the worker."""
+        return DiscoveryResult.from_dict(self.client.request("discover"))
+
+    def estimate(self) -> int | None:
+        """Run the plugin's ``get_total_records_estimate`` in the worker."""
+        value = self.client.request("estimate")
+        return None if value is None else int(value)
+
+    def extract(
+        self,
+        *,
+        stream: str | None = None,
+        state: Mapping[str, Any] | None = None,
+        schema: pa.Schema | None = None,
+    ) -> Iterator[ExtractedBatch]:
+        """Stream the plugin's batches from the worker, at most ``window`` batches ahead.
+
+        Each batch carries the state snapshot taken when the plugin yielded it; when the
+        plugin ends with a different state, one more zero-row batch carries the final state
+        (exactly as the in-process backend does).
+        """
+        client = self.client
+        client.send(
+            {
+                "op": "extract",
+                "stream": stream,
+                "state": dict(state) if state is not None else None,
+                "schema": schema_to_text(schema),
+                "window": self.window,
+            }
+        )
+        finished = False
+        at_yield = False
+        last_state: Any = None
+        last_schema = schema
+        try:
+            while True:
+                message = client.receive()
+                op = message["op"]
+                if op == "batch":
+                    table = arrow_from_ipc(client.receive_data())
+                    batch = _single_batch(table)
+                    last_state = message.get("state")
+                    last_schema = batch.schema
+                    at_yield = True
+                    yield ExtractedBatch(data=batch, state=last_state)
+                    at_yield = False
+                    client.send({"op": "credit", "n": 1})
+                elif op == "end":
+                    finished = True
+                    final = message.get("state")
+                    if message.get("changed") and isinstance(final, dict):
+                        empty_schema = last_schema if last_schema is not None else pa.schema([])
+                        empty = pa.RecordBatch.from_arrays(
+                            [pa.array([], f.type) for f in empty_schema], schema=empty_schema
+                        )
+                        yield ExtractedBatch(data=empty, state=final)
+                    return
+                else:
+                    raise ProtocolError(f"unexpected {op!r} during extract")
+        except ProtocolError as exc:
+            raise client._dead(exc) from None
+        except DativoError:
+            # An error the worker sent ends its extract; one thrown in at the yield does not.
+            finished = finished or not at_yield
+            raise
+        finally:
+            if not finished and client.failure is None and not client.closed:
+                self._cancel()
+
+    def _cancel(self) -> None:
+        """Stop an extract the consumer abandoned and drain what the worker had in flight."""
+        client = self.client
+        try:
+            client.send({"op": "cancel"})
+            while True:
+                message = client.receive()
+                if message["op"] == "batch":
+                    client.receive_data()
+                elif message["op"] == "end":
+                    return
+        except DativoError:
+            return
+
+    def close(self) -> None:
+        """Close the plugin and stop the worker."""
+        self.client.close()
+
+
+class RemoteWriterSession(WriterSession):
+    """A target plugin running in a sandbox worker."""
+
+    def __init__(self, client: WorkerClient, info: PluginInfo) -> None:
+        self.client = client
+        self.info = info
+
+    @property
+    def startup_seconds(self) -> float | None:
+        """Seconds from starting the sandbox to the worker's handshake (cold start)."""
+        return self.client.startup_seconds
+
+    def check_connection(self) -> ConnectionTestResult:
+        """Run the plugin's ``check_connection`` in the worker."""
+        return ConnectionTestResult.from_dict(self.client.request("check_connection"))
+
+    def write_batch(self, data: pa.RecordBatch | pa.Table, file_counter: int) -> list[dict[str, Any]]:
+        """Send one Arrow batch to the plugin's ``write_batch``; return its file metadata."""
+        self.client.send({"op": "write_batch", "file_counter": int(file_counter)}, arrow_to_ipc(data))
+        value = self.client.result()
+        if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+            raise self.client._dead(ProtocolError("write_batch result is not a list of objects"))
+        return value
+
+    def commit_files(self, file_metadata: list[dict[str, Any]]) -> dict[str, Any]:
+        """Run the plugin's ``commit_files`` in the worker."""
+        value = self.client.request("commit_files", file_metadata=list(file_metadata))
+        if not isinstance(value, dict):
+            raise self.client._dead(ProtocolError("commit_files result is not an object"))
+        return value
+
+    def abort(self) -> None:
+        """Run the plugin's ``abort`` in the worker (nothing to abort once the worker is gone)."""
+        if self.client.failure is not None or self.client.closed:
+            return
+        self.client.request("abort")
+
+    def close(self) -> None:
+        """Close the plugin and stop the worker."""
+        self.client.close()
+
+
+def open_remote_session(
+    client: WorkerClient,
+    *,
+    role: str,
+    config: Mapping[str, Any],
+    rlimits: Mapping[str, Any],
+    schema: Sequence[Column] | None = None,
+    require_seccomp: bool = True,
+) -> RemoteReaderSession | RemoteWriterSession:
+    """Handshake with a started worker and wrap it in a reader or writer session.
+
+    Raises:
+        DativoError: The plugin's loading or construction error, or a ``SandboxError``.
+    """
+    hello: dict[str, Any] = {
+        "role": role,
+        "ref": client.ref.to_dict(),
+        "config": dict(config),
+        "rlimits": dict(rlimits),
+    }
+    if role == "writer":
+        hello["schema"] = None if schema is None else [c.to_dict() for c in schema]
+    info = client.handshake(hello)
+    if require_seccomp:
+        client.require_seccomp()
+    if role == "reader":
+        return RemoteReaderSession(client, info)
+    return RemoteWriterSession(client, info)

@@ -1,0 +1,361 @@
+"""The sandbox worker: ``python -m dativo_runtime._sandbox._worker`` inside a sandbox.
+
+It serves one plugin run over the frame protocol of :mod:`._protocol` on its stdin and
+stdout. Before any plugin code runs it moves the protocol to private file descriptors:
+fd 0 becomes ``/dev/null`` and fd 1 a copy of stderr, so a plugin's ``print()`` or
+``input()`` cannot corrupt or read the protocol. It applies the rlimits the host asked
+for, then imports the plugin (class lookup and SDK compatibility check happen here, never
+in the host), builds it with the configuration from the first message, and answers
+requests until ``close`` or the end of its stdin.
+
+Only the standard library, the SDK, ``dativo_runtime._plugin_ref`` and this package's
+protocol module are imported at start; pyarrow is imported on the first Arrow request.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import resource
+import sys
+import threading
+import traceback
+from collections.abc import Iterator, Mapping
+from typing import Any, BinaryIO
+
+from dativo_plugin_sdk import (
+    BaseReader,
+    BaseWriter,
+    Column,
+    ConnectionTestResult,
+    DativoError,
+    DiscoveryResult,
+    PluginError,
+    State,
+    is_retryable,
+)
+from dativo_runtime._plugin_ref import PluginRef, load_plugin_class, plugin_info
+
+from ._protocol import (
+    DEFAULT_WINDOW,
+    PROTOCOL_VERSION,
+    WORKER_EXIT_OOM,
+    FrameReader,
+    FrameWriter,
+    ProtocolError,
+    arrow_from_ipc,
+    arrow_to_ipc,
+    schema_from_text,
+)
+
+__all__ = ["main"]
+
+_RLIMITS = {
+    "as": resource.RLIMIT_AS,
+    "cpu": resource.RLIMIT_CPU,
+    "nofile": resource.RLIMIT_NOFILE,
+    "nproc": resource.RLIMIT_NPROC,
+    "core": resource.RLIMIT_CORE,
+    "fsize": resource.RLIMIT_FSIZE,
+}
+
+
+def _take_protocol_streams() -> tuple[BinaryIO, BinaryIO]:
+    """Move the protocol off fds 0 and 1 and point ``sys.stdout`` at stderr."""
+    protocol_in = os.dup(0)
+    protocol_out = os.dup(1)  # os.dup makes non-inheritable fds: plugin subprocesses never get them.
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    os.dup2(2, 1)
+    sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115  (lives as long as the process)
+    sys.stdout = sys.stderr
+    return (
+        io.open(protocol_in, "rb", buffering=1 << 16),  # noqa: UP020  (explicit buffered binary fd)
+        io.open(protocol_out, "wb", buffering=1 << 16),  # noqa: UP020
+    )
+
+
+def _apply_rlimits(rlimits: Mapping[str, Any]) -> None:
+    for name, value in rlimits.items():
+        which = _RLIMITS.get(name)
+        if which is None or value is None:
+            continue
+        soft, hard = (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+        _, current_hard = resource.getrlimit(which)
+        if current_hard != resource.RLIM_INFINITY:
+            soft, hard = min(soft, current_hard), min(hard, current_hard)
+        resource.setrlimit(which, (soft, hard))
+
+
+def _proc_status() -> dict[str, str]:
+    try:
+        with open("/proc/self/status", encoding="utf-8") as handle:
+            return dict(line.rstrip("\n").split(":\t", 1) for line in handle if ":\t" in line)
+    except OSError:
+        return {}
+
+
+class _LogForwarder(logging.Handler):
+    """Sends the plugin's log records to the host as ``log`` control messages."""
+
+    def __init__(self, writer: FrameWriter) -> None:
+        super().__init__(logging.INFO)
+        self._writer = writer
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = self.format(record)
+            self._writer.send_control(
+                {"op": "log", "level": record.levelno, "logger": record.name, "message": message[:10_000]}
+            )
+        except Exception:
+            self.handleError(record)
+
+
+def _error_payload(exc: BaseException, ref: str, method: str) -> dict[str, Any]:
+    """The error to send for ``exc``: a DativoError as is, anything else as a PluginError.
+
+    The PluginError matches what the in-process backend raises for the same exception.
+    """
+    if isinstance(exc, DativoError):
+        return exc.to_dict()
+    if isinstance(exc, SystemExit):
+        message = f"plugin {ref!r} called sys.exit({exc.code!r}) in {method}(); plugins must return or raise"
+    else:
+        traceback.print_exception(exc, file=sys.stderr)
+        message = f"plugin {ref!r} raised {type(exc).__name__} in {method}(): {exc}"
+    return PluginError(
+        message,
+        retryable=is_retryable(exc),
+        details={
+            "ref": ref,
+            "method": method,
+            "exception_type": type(exc).__name__,
+            "exception": str(exc)[:2000],
+        },
+    ).to_dict()
+
+
+def _wrong_type(ref: str, method: str, value: Any, expected: str) -> PluginError:
+    return PluginError(
+        f"plugin {ref!r}: {method}() returned {type(value).__name__}, not {expected}",
+        details={"ref": ref, "method": method},
+    )
+
+
+class _Worker:
+    """Serves the requests of one plugin run."""
+
+    def __init__(self, reader: FrameReader, writer: FrameWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.plugin: Any = None
+        self.ref = "?"
+        self.method = "__init__"
+
+    def open(self, hello: Mapping[str, Any]) -> dict[str, Any]:
+        """Load and build the plugin named in ``hello``; return the ``ready`` message."""
+        if hello.get("protocol") != PROTOCOL_VERSION:
+            raise ProtocolError(f"host speaks protocol {hello.get('protocol')!r}, worker {PROTOCOL_VERSION}")
+        role = hello.get("role")
+        if role not in ("reader", "writer"):
+            raise ProtocolError(f"unknown role {role!r}")
+        ref = PluginRef.from_dict(hello["ref"])
+        self.ref = ref.ref
+        plugin_cls = load_plugin_class(ref, expected=BaseReader if role == "reader" else BaseWriter)
+        info = plugin_info(plugin_cls, ref)
+        config = hello.get("config") or {}
+        if role == "reader":
+            self.plugin = plugin_cls(config=config)
+        else:
+            columns = hello.get("schema")
+            schema = None if columns is None else [Column.from_dict(c) for c in columns]
+            self.plugin = plugin_cls(config=config, schema=schema)
+        status = _proc_status()
+        return {
+            "op": "ready",
+            "info": info.to_dict(),
+            "sandbox": {
+                "seccomp": int(status.get("Seccomp", "0").strip() or 0),
+                "no_new_privs": int(status.get("NoNewPrivs", "0").strip() or 0),
+                "uid": os.getuid(),
+                "pid": os.getpid(),
+                "python": sys.version.split()[0],
+            },
+        }
+
+    def handle(self, message: Mapping[str, Any]) -> tuple[bool, Any]:
+        """Run one request; return ``(keep_serving, result)`` (``None`` result: already answered)."""
+        op = message["op"]
+        plugin = self.plugin
+        self.method = {"estimate": "get_total_records_estimate"}.get(op, op)
+        if op == "check_connection":
+            result = plugin.check_connection()
+            if not isinstance(result, ConnectionTestResult):
+                raise _wrong_type(self.ref, op, result, "a ConnectionTestResult")
+            return True, result.to_dict()
+        if op == "discover":
+            discovery = plugin.discover()
+            if not isinstance(discovery, DiscoveryResult):
+                raise _wrong_type(self.ref, op, discovery, "a DiscoveryResult")
+            return True, discovery.to_dict()
+        if op == "estimate":
+            value = plugin.get_total_records_estimate()
+            valid = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+            return True, value if valid else None
+        if op == "extract":
+            self.extract(message)
+            return True, None
+        if op == "write_batch":
+            table = arrow_from_ipc(self.reader.read_data())
+            metadata = plugin.write_batch(records=table, file_counter=int(message["file_counter"]))
+            if not isinstance(metadata, list):
+                raise PluginError(
+                    f"plugin {self.ref!r}: write_batch() returned {type(metadata).__name__}, not a list of "
+                    "file metadata",
+                    details={"ref": self.ref, "method": "write_batch"},
+                )
+            return True, metadata
+        if op == "commit_files":
+            summary = plugin.commit_files(file_metadata=list(message.get("file_metadata") or []))
+            return True, dict(summary) if isinstance(summary, Mapping) else {"result": summary}
+        if op == "abort":
+            plugin.abort()
+            return True, None
+        if op == "close":
+            plugin.close()
+            return False, None
+        raise ProtocolError(f"unknown request {op!r}")
+
+    def extract(self, message: Mapping[str, Any]) -> None:
+        """Stream the plugin's batches as Arrow, within the host's credit window."""
+        from dativo_runtime._arrow_batches import batch_to_arrow
+
+        schema = schema_from_text(message.get("schema"))
+        state = State(message.get("state") or {}, stream=message.get("stream"))
+        credit = int(message.get("window") or DEFAULT_WINDOW)
+        last_state = state.to_dict()
+        batches: Iterator[Any] = iter(self.plugin.extract(state=state))
+        try:
+            for batch in batches:
+                data = batch_to_arrow(batch, schema)
+                last_state = state.to_dict()
+                payload = arrow_to_ipc(data)
+                while credit <= 0:
+                    control = self.reader.read_control()
+                    if control["op"] == "credit":
+                        credit += int(control.get("n", 1))
+                    elif control["op"] == "cancel":
+                        self.writer.send_control(
+                            {"op": "end", "state": None, "changed": False, "cancelled": True}
+                        )
+                        return
+                    else:
+                        raise ProtocolError(f"unexpected {control['op']!r} during extract")
+                self.writer.send_control_and_data(
+                    {"op": "batch", "rows": data.num_rows, "state": last_state}, payload
+                )
+                credit -= 1
+        finally:
+            close = getattr(batches, "close", None)
+            if callable(close):
+                close()
+        final_state = state.to_dict()
+        changed = final_state != last_state
+        self.writer.send_control({"op": "end", "state": final_state if changed else None, "changed": changed})
+
+
+def _serve(reader: FrameReader, writer: FrameWriter) -> int:
+    try:
+        hello = reader.read_control()
+    except EOFError:
+        return 0
+    if hello["op"] != "hello":
+        raise ProtocolError(f"expected 'hello', got {hello['op']!r}")
+    _apply_rlimits(hello.get("rlimits") or {})
+    logging.basicConfig(level=logging.INFO, handlers=[_LogForwarder(writer)], force=True)
+    worker = _Worker(reader, writer)
+    try:
+        ready = worker.open(hello)
+    except MemoryError:
+        return _out_of_memory()
+    except BaseException as exc:
+        writer.send_control({"op": "error", "error": _error_payload(exc, worker.ref, worker.method)})
+        return 0
+    finally:
+        hello = {}  # Drop the configuration (and its secrets) as soon as the plugin holds it.
+    writer.send_control(ready)
+    # Import pyarrow while the host prepares its first request: the handshake stays fast and
+    # the first batch does not wait for it.
+    threading.Thread(target=_preload_arrow, name="dativo-preload", daemon=True).start()
+    while True:
+        try:
+            message = reader.read_control()
+        except EOFError:
+            _close_quietly(worker.plugin)
+            return 0
+        if message["op"] in ("credit", "cancel"):
+            continue  # Left over from an extract that already ended.
+        try:
+            keep_serving, result = worker.handle(message)
+            if message["op"] != "extract":
+                writer.send_control({"op": "result", "value": result})
+        except MemoryError:
+            return _out_of_memory()
+        except ProtocolError:
+            raise
+        except BaseException as exc:
+            try:
+                writer.send_control({"op": "error", "error": _error_payload(exc, worker.ref, worker.method)})
+            except (TypeError, ValueError) as send_exc:
+                writer.send_control(
+                    {"op": "error", "error": _error_payload(send_exc, worker.ref, worker.method)}
+                )
+            keep_serving = message["op"] != "close"
+        if not keep_serving:
+            return 0
+
+
+def _preload_arrow() -> None:
+    try:
+        import dativo_runtime._arrow_batches  # noqa: F401  (imports pyarrow)
+    except Exception:
+        pass
+
+
+def _close_quietly(plugin: Any) -> None:
+    try:
+        if plugin is not None:
+            plugin.close()
+    except Exception:
+        traceback.print_exc(file=sys.stderr)
+
+
+def _out_of_memory() -> int:
+    # Frames may be half written and memory is short: report by exit status only.
+    os.write(2, b"dativo worker: MemoryError: the plugin ran out of memory\n")
+    os._exit(WORKER_EXIT_OOM)
+
+
+def main() -> int:
+    """Serve one plugin run on stdin/stdout; return the process exit status."""
+    protocol_in, protocol_out = _take_protocol_streams()
+    reader = FrameReader(protocol_in.readinto)  # type: ignore[attr-defined]
+    writer = FrameWriter(protocol_out.write, protocol_out.flush)
+    try:
+        return _serve(reader, writer)
+    except (BrokenPipeError, EOFError):
+        return 0
+    except ProtocolError as exc:
+        os.write(2, f"dativo worker: protocol error: {exc}\n".encode())
+        return 2
+
+
+if __name__ == "__main__":
+    status = main()
+    sys.stderr.flush()
+    # The plugin is closed; skip the interpreter's slow teardown of pyarrow and friends.
+    os._exit(status)
