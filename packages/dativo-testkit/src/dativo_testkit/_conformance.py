@@ -1,0 +1,187 @@
+"""The conformance engine: run every check of a reader or writer class, each under a time limit."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, Literal
+
+from dativo_plugin_sdk import PLUGIN_SDK_VERSION, BaseWriter, Column
+
+from ._checks import (
+    CheckFailedError,
+    CheckSkippedError,
+    ConformanceCheck,
+    PluginSession,
+    RegisteredCheck,
+    describe_exception,
+    plugin_name,
+)
+from ._reader_checks import READER_CHECKS, ReaderSession
+from ._records import ALL_TYPES_SCHEMA
+from ._report import CheckResult, CheckStatus, ConformanceReport
+from ._time_limit import CheckTimeoutError, call_with_time_limit
+from ._version import __version__
+from ._writer_checks import WRITER_CHECKS, ReadBack, WriterSession, read_back_hook
+
+__all__ = ["DEFAULT_CHECK_TIMEOUT", "list_checks", "plugin_kind", "run_conformance"]
+
+DEFAULT_CHECK_TIMEOUT = 60.0
+"""Seconds each check may run before it fails as timed out."""
+
+DEFAULT_HYPOTHESIS_EXAMPLES = 20
+
+
+def plugin_kind(plugin_class: Any) -> Literal["reader", "writer"]:
+    """Return ``"writer"`` for a ``BaseWriter`` subclass, else ``"reader"``."""
+    return "writer" if isinstance(plugin_class, type) and issubclass(plugin_class, BaseWriter) else "reader"
+
+
+def list_checks(kind: Literal["reader", "writer"]) -> tuple[ConformanceCheck, ...]:
+    """Return the checks run for a reader or a writer, in the order they run.
+
+    Args:
+        kind: ``"reader"`` or ``"writer"``.
+
+    Returns:
+        The checks: name, description and the checks each requires.
+
+    Raises:
+        ValueError: For another ``kind``.
+    """
+    if kind == "reader":
+        return tuple(c.check for c in READER_CHECKS)
+    if kind == "writer":
+        return tuple(c.check for c in WRITER_CHECKS)
+    raise ValueError(f"kind must be 'reader' or 'writer', got {kind!r}")
+
+
+def _run_one(registered: RegisteredCheck[Any], session: PluginSession, timeout: float) -> CheckResult:
+    check = registered.check
+    started = time.monotonic()
+    offending: Any = None
+    try:
+        reason = call_with_time_limit(lambda: registered.run(session), timeout, name=check.name)
+        status = CheckStatus.PASSED
+    except CheckFailedError as failure:
+        status, reason, offending = CheckStatus.FAILED, failure.reason, failure.offending
+    except CheckSkippedError as skipped:
+        status, reason = CheckStatus.SKIPPED, skipped.reason
+    except CheckTimeoutError:
+        status = CheckStatus.FAILED
+        reason = (
+            f"timed out after {timeout:g}s: a plugin call did not return. Give every network or file "
+            "operation a timeout; give the harness a smaller source, or a longer timeout"
+        )
+    except Exception as exc:
+        status = CheckStatus.FAILED
+        reason = f"the plugin raised {describe_exception(exc)} during the check"
+    return CheckResult(
+        name=check.name,
+        status=status,
+        reason=reason,
+        offending=offending,
+        description=check.description,
+        duration_seconds=time.monotonic() - started,
+    )
+
+
+def run_conformance(
+    plugin_class: type[Any],
+    *,
+    config: Mapping[str, Any],
+    bad_config: Mapping[str, Any] | None = None,
+    stream: str | None = None,
+    timeout: float = DEFAULT_CHECK_TIMEOUT,
+    read_back: ReadBack | str | os.PathLike[str] | None = None,
+    schema: Sequence[Column] | None = None,
+    skip: Collection[str] = (),
+    hypothesis_examples: int = DEFAULT_HYPOTHESIS_EXAMPLES,
+) -> ConformanceReport:
+    """Run every conformance check on a reader or writer class and report each one.
+
+    A ``BaseWriter`` subclass gets the writer checks; anything else the reader checks
+    (so a class that is not a plugin fails ``reader.is_concrete_base_reader``). The
+    plugin runs in this process; each check runs in a worker thread and fails when it
+    exceeds ``timeout``. A check whose prerequisite did not pass is skipped, saying so.
+
+    Args:
+        plugin_class: The class under test.
+        config: A valid config (its source should hold a few hundred records at most,
+            in several batches).
+        bad_config: An invalid config, for ``*.rejects_bad_config`` and
+            ``reader.errors_are_dativo_errors``; those are skipped or reduced without it.
+        stream: Readers: the stream to check; the first discovered one by default.
+        timeout: Seconds each check may run.
+        read_back: Writers: a hook ``(config) -> records`` returning everything committed
+            to the target, or the output folder of a file writer (JSON-lines and Parquet
+            files are read, ``_``/``.`` prefixed paths skipped). Without it the round-trip
+            checks are skipped.
+        schema: Writers: the columns written; :data:`ALL_TYPES_SCHEMA` by default.
+        skip: Names of checks not to run (reported as skipped).
+        hypothesis_examples: Writers: generated batches in ``writer.hypothesis_round_trip``.
+
+    Returns:
+        The report; ``report.passed`` is ``True`` when no check failed.
+
+    Raises:
+        TypeError: If ``config`` or ``bad_config`` is not a mapping.
+        ValueError: If ``timeout`` or ``hypothesis_examples`` is not positive, or ``skip``
+            names an unknown check.
+    """
+    if not isinstance(config, Mapping):
+        raise TypeError(f"config must be a mapping, got {type(config).__name__}")
+    if bad_config is not None and not isinstance(bad_config, Mapping):
+        raise TypeError(f"bad_config must be a mapping or None, got {type(bad_config).__name__}")
+    if timeout <= 0:
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    if hypothesis_examples <= 0:
+        raise ValueError(f"hypothesis_examples must be positive, got {hypothesis_examples!r}")
+    kind = plugin_kind(plugin_class)
+    registry: Sequence[RegisteredCheck[Any]] = WRITER_CHECKS if kind == "writer" else READER_CHECKS
+    known = {r.check.name for r in registry}
+    unknown = sorted(set(skip) - known)
+    if unknown:
+        raise ValueError(
+            f"skip names unknown {kind} check(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    session: PluginSession
+    if kind == "writer":
+        session = WriterSession(
+            plugin_class,
+            config,
+            bad_config,
+            schema=schema if schema is not None else ALL_TYPES_SCHEMA,
+            read_back=read_back_hook(read_back),
+            timeout=timeout,
+            hypothesis_examples=hypothesis_examples,
+        )
+    else:
+        session = ReaderSession(plugin_class, config, bad_config, stream, timeout)
+    results: dict[str, CheckResult] = {}
+    for registered in registry:
+        check = registered.check
+        unmet = [name for name in check.requires if not results[name].passed]
+        if check.name in skip:
+            results[check.name] = CheckResult(
+                check.name, CheckStatus.SKIPPED, "skipped on request", None, check.description
+            )
+        elif unmet:
+            first = results[unmet[0]]
+            results[check.name] = CheckResult(
+                check.name,
+                CheckStatus.SKIPPED,
+                f"needs {first.name} to pass, and it {first.status.value}",
+                None,
+                check.description,
+            )
+        else:
+            results[check.name] = _run_one(registered, session, timeout)
+    return ConformanceReport(
+        plugin=plugin_name(plugin_class),
+        kind=kind,
+        checks=tuple(results.values()),
+        sdk_version=PLUGIN_SDK_VERSION,
+        testkit_version=__version__,
+    )

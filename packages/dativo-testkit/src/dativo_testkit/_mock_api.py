@@ -1,0 +1,399 @@
+"""``MockApiServer``: a real HTTP server on loopback serving a paginated, token-protected JSON resource.
+
+The protocol (the example ``JsonApiReader`` speaks it)::
+
+    GET /{resource}?limit=N[&cursor=C][&updated_since=ISO]      Authorization: Bearer TOKEN
+    -> 200 {"data": [...], "next_cursor": "C2" | null}
+
+    GET /{resource}?limit=N&offset=K[&updated_since=ISO]
+    -> 200 {"data": [...], "total": T, "next_offset": K2 | null}
+
+Records are sorted by ``(updated_at, id)``; ``updated_since`` keeps records updated
+strictly after the given instant. A missing token gets 401, a wrong one 403; queued
+faults answer 429 (with ``Retry-After``) or 5xx before the page is served.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import random
+import threading
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit
+
+from dativo_plugin_sdk import Column, ColumnType, Record
+
+if TYPE_CHECKING:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+__all__ = ["MockApiServer", "RecordedRequest"]
+
+_NAMES = ("Ada", "Zoë", "Bjørn", "José", "Мария", "李雷", "Ngozi", "Siobhán", "Ólafur", "Amélie")
+_BASE = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request the server received.
+
+    Attributes:
+        method: HTTP method.
+        path: The path without the query string.
+        query: Query parameters (last value wins).
+        authorization: ``"missing"``, ``"valid"`` or ``"invalid"`` (the token is never kept).
+        status: The status code answered.
+    """
+
+    method: str
+    path: str
+    query: dict[str, str] = field(hash=False)
+    authorization: str
+    status: int
+
+
+def _parse_instant(text: str) -> datetime:
+    moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace(" ", "+"))
+    return moment if moment.utcoffset() is not None else moment.replace(tzinfo=timezone.utc)
+
+
+class _Fault:
+    def __init__(self, status: int, retry_after: float | None) -> None:
+        self.status = status
+        self.retry_after = retry_after
+
+
+class _HttpError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class MockApiServer:
+    """A paginated JSON API on ``127.0.0.1`` and an ephemeral port, for REST reader tests.
+
+    Use it as a context manager (or through the ``dativo_mock_api`` pytest fixture)::
+
+        with MockApiServer(records=250) as api:
+            reader = JsonApiReader(config=api.reader_config(page_size=50))
+            ...
+            assert api.requests[0].authorization == "valid"
+
+    Args:
+        records: How many generated records to serve, or the records themselves (each
+            with an integer ``id`` and an ISO 8601 ``updated_at``).
+        resource: The resource's path segment (``GET /{resource}``).
+        token: The bearer token the server accepts.
+        seed: Seed of the generated records.
+        default_page_size: Page size when the request gives no ``limit``.
+        max_page_size: Largest page served, whatever ``limit`` asks.
+
+    Raises:
+        ValueError: If a given record lacks ``id`` or a valid ``updated_at``.
+    """
+
+    SCHEMA: tuple[Column, ...] = (
+        Column("id", ColumnType.INTEGER, nullable=False),
+        Column("name", ColumnType.STRING),
+        Column("email", ColumnType.STRING),
+        Column("amount", ColumnType.FLOAT),
+        Column("updated_at", ColumnType.TIMESTAMP, nullable=False),
+    )
+    """The columns of generated records."""
+
+    def __init__(
+        self,
+        *,
+        records: int | Sequence[Mapping[str, Any]] = 100,
+        resource: str = "items",
+        token: str = "test-token",
+        seed: int = 0,
+        default_page_size: int = 100,
+        max_page_size: int = 1000,
+    ) -> None:
+        if not resource or "/" in resource:
+            raise ValueError(f"resource must be one path segment, got {resource!r}")
+        if default_page_size <= 0 or max_page_size <= 0:
+            raise ValueError("page sizes must be positive")
+        rows = (
+            self.build_records(records, seed=seed) if isinstance(records, int) else [dict(r) for r in records]
+        )
+        keyed = []
+        for row in rows:
+            try:
+                keyed.append(((_parse_instant(str(row["updated_at"])), int(row["id"])), row))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(
+                    f"every record needs an integer 'id' and an ISO 8601 'updated_at': {exc}"
+                ) from None
+        keyed.sort(key=lambda pair: pair[0])
+        self._keys = [k for k, _ in keyed]
+        self._records = [r for _, r in keyed]
+        self.resource = resource
+        self.token = token
+        self.default_page_size = default_page_size
+        self.max_page_size = max_page_size
+        self._lock = threading.Lock()
+        self._faults: deque[_Fault] = deque()
+        self._requests: list[RecordedRequest] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @staticmethod
+    def build_records(count: int, *, seed: int = 0) -> list[Record]:
+        """Generate ``count`` API records: ``id``, ``name``, ``email``, ``amount``, ``updated_at``.
+
+        ``updated_at`` is ISO 8601 UTC text (``2024-01-01T00:01:00+00:00``), one minute
+        apart and increasing with ``id``; every seventh ``name`` is null.
+        """
+        rng = random.Random(f"dativo-api:{seed}")
+        records: list[Record] = []
+        for i in range(1, count + 1):
+            name = None if i % 7 == 0 else f"{rng.choice(_NAMES)} {i}"
+            records.append(
+                {
+                    "id": i,
+                    "name": name,
+                    "email": f"user{i}@example.com",
+                    "amount": round(rng.uniform(0, 10_000), 2),
+                    "updated_at": (_BASE + timedelta(minutes=i)).isoformat(),
+                }
+            )
+        return records
+
+    # Lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> MockApiServer:
+        """Start serving in a background thread; returns ``self``.
+
+        Raises:
+            RuntimeError: If already started.
+        """
+        from http.server import ThreadingHTTPServer
+
+        if self._server is not None:
+            raise RuntimeError("MockApiServer is already running")
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_class())
+        server.daemon_threads = True
+        server.mock_api = self  # type: ignore[attr-defined]
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="dativo-mock-api", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket; safe to call twice."""
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if thread is not None:
+            thread.join()
+
+    def __enter__(self) -> MockApiServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on.
+
+        Raises:
+            RuntimeError: If the server is not running.
+        """
+        if self._server is None:
+            raise RuntimeError("MockApiServer is not running: use it as a context manager or call start()")
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:54321`` (no trailing slash)."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def reader_config(self, **extra: Any) -> dict[str, Any]:
+        """Return ``base_url``, ``token`` and ``resource`` (plus ``extra``) for a reader's config."""
+        return {"base_url": self.url, "token": self.token, "resource": self.resource, **extra}
+
+    # Data and faults -----------------------------------------------------------------
+
+    @property
+    def records(self) -> list[Record]:
+        """Every record served, in ``(updated_at, id)`` order (copies)."""
+        return [dict(r) for r in self._records]
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request received so far, oldest first."""
+        with self._lock:
+            return list(self._requests)
+
+    def clear_requests(self) -> None:
+        """Forget the request log."""
+        with self._lock:
+            self._requests.clear()
+
+    def fail_next(self, count: int = 1, *, status: int = 503) -> None:
+        """Answer the next ``count`` authorised requests with ``status`` (a burst of 5xx).
+
+        Raises:
+            ValueError: If ``status`` is not 5xx or ``count`` < 1.
+        """
+        if not 500 <= status <= 599 or count < 1:
+            raise ValueError(f"fail_next needs a 5xx status and count >= 1, got {status}, {count}")
+        with self._lock:
+            self._faults.extend(_Fault(status, None) for _ in range(count))
+
+    def rate_limit_next(self, count: int = 1, *, retry_after: float = 1.0) -> None:
+        """Answer the next ``count`` authorised requests with 429 and ``Retry-After: retry_after``.
+
+        Raises:
+            ValueError: If ``retry_after`` is negative or ``count`` < 1.
+        """
+        if retry_after < 0 or count < 1:
+            raise ValueError(
+                f"rate_limit_next needs retry_after >= 0 and count >= 1, got {retry_after}, {count}"
+            )
+        with self._lock:
+            self._faults.extend(_Fault(429, retry_after) for _ in range(count))
+
+    # Request handling (called from the server's threads) ------------------------------
+
+    def _authorization(self, header: str | None) -> str:
+        if not header or not header.startswith("Bearer "):
+            return "missing"
+        return (
+            "valid"
+            if hmac.compare_digest(header[len("Bearer ") :].encode(), self.token.encode())
+            else "invalid"
+        )
+
+    def _next_fault(self) -> _Fault | None:
+        with self._lock:
+            return self._faults.popleft() if self._faults else None
+
+    def _page(self, query: Mapping[str, str]) -> dict[str, Any]:
+        try:
+            limit = int(query.get("limit", self.default_page_size))
+        except ValueError:
+            raise _HttpError(400, "limit must be an integer") from None
+        if limit <= 0:
+            raise _HttpError(400, "limit must be positive")
+        limit = min(limit, self.max_page_size)
+        start = 0
+        if "updated_since" in query:
+            try:
+                since = _parse_instant(query["updated_since"])
+            except ValueError:
+                raise _HttpError(400, "updated_since must be an ISO 8601 timestamp") from None
+            start = _first_after(self._keys, (since, float("inf")))
+        if "offset" in query:
+            try:
+                offset = int(query["offset"])
+            except ValueError:
+                raise _HttpError(400, "offset must be an integer") from None
+            if offset < 0:
+                raise _HttpError(400, "offset must be >= 0")
+            total = len(self._records) - start
+            low = start + offset
+            data = self._records[low : low + limit]
+            next_offset = offset + limit if offset + limit < total else None
+            return {"data": data, "total": total, "next_offset": next_offset}
+        if query.get("cursor"):
+            start = max(start, _first_after(self._keys, _decode_cursor(query["cursor"])))
+        data = self._records[start : start + limit]
+        more = start + limit < len(self._records)
+        next_cursor = _encode_cursor(self._keys[start + limit - 1]) if more and data else None
+        return {"data": data, "next_cursor": next_cursor}
+
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        parts = urlsplit(handler.path)
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        authorization = self._authorization(handler.headers.get("Authorization"))
+        headers: dict[str, str] = {}
+        try:
+            if authorization == "missing":
+                headers["WWW-Authenticate"] = "Bearer"
+                raise _HttpError(401, "missing bearer token")
+            if authorization == "invalid":
+                raise _HttpError(403, "the token is not valid")
+            if parts.path.strip("/") != self.resource:
+                raise _HttpError(404, f"no resource {parts.path!r}; try /{self.resource}")
+            fault = self._next_fault()
+            if fault is not None:
+                if fault.retry_after is not None:
+                    seconds = fault.retry_after
+                    headers["Retry-After"] = (
+                        str(int(seconds)) if float(seconds).is_integer() else str(seconds)
+                    )
+                    raise _HttpError(fault.status, "rate limit exceeded")
+                raise _HttpError(fault.status, "injected server error")
+            status, payload = 200, self._page(query)
+        except _HttpError as error:
+            status, payload = error.status, {"error": error.message}
+        body = json.dumps(payload, default=str).encode()
+        with self._lock:
+            self._requests.append(RecordedRequest(handler.command, parts.path, query, authorization, status))
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(body)))
+        for name, value in headers.items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        handler.wfile.write(body)
+
+
+def _first_after(keys: Sequence[tuple[datetime, float]], key: tuple[datetime, float]) -> int:
+    from bisect import bisect_right
+
+    return bisect_right(keys, key)
+
+
+def _encode_cursor(key: tuple[datetime, int]) -> str:
+    text = json.dumps([key[0].isoformat(), key[1]])
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        moment, ident = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        return _parse_instant(str(moment)), int(ident)
+    except (ValueError, TypeError, binascii.Error):
+        raise _HttpError(400, "invalid cursor") from None
+
+
+_HANDLER: type[BaseHTTPRequestHandler] | None = None
+
+
+def _handler_class() -> type[BaseHTTPRequestHandler]:
+    """Build the request handler class once, importing ``http.server`` only when needed."""
+    global _HANDLER
+    if _HANDLER is None:
+        from http.server import BaseHTTPRequestHandler
+
+        class _Handler(BaseHTTPRequestHandler):
+            server_version = "DativoMockApi/1.0"
+
+            def do_GET(self) -> None:
+                self.server.mock_api._handle(self)  # type: ignore[attr-defined]
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  (stdlib signature)
+                """Keep test output quiet."""
+
+        _HANDLER = _Handler
+    return _HANDLER

@@ -1,0 +1,126 @@
+"""The dativo-conformance command: exit codes 0/1/2, text and JSON reports, one-line usage errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dativo_testkit._cli import main
+
+
+@pytest.fixture
+def configs(tmp_path: Path) -> Path:
+    (tmp_path / "good.json").write_text('{"records": 40, "batch_size": 8}')
+    (tmp_path / "bad.json").write_text('{"records": -1}')
+    (tmp_path / "writer.json").write_text(json.dumps({"folder": str(tmp_path / "out")}))
+    (tmp_path / "broken.json").write_text("{")
+    return tmp_path
+
+
+def test_a_passing_reader_exits_0_with_a_text_report(
+    configs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "dativo_testkit:MockReader",
+            "--config",
+            str(configs / "good.json"),
+            "--bad-config",
+            str(configs / "bad.json"),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.startswith("Dativo conformance of dativo_testkit._mock_reader.MockReader (reader): PASSED")
+    assert "PASS  reader.rejects_bad_config" in out
+
+
+def test_a_failing_reader_exits_1_and_json_names_the_check(
+    configs: Path, plugins_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ref = f"{plugins_dir / 'broken_readers.py'}:DuplicateKeyReader"
+    code = main([ref, "--config", str(configs / "good.json"), "--json", "--timeout", "30"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert report["passed"] is False
+    assert [c["name"] for c in report["checks"] if c["status"] == "failed"] == ["reader.primary_keys_unique"]
+    assert report["plugin"].endswith("broken_readers.py:DuplicateKeyReader")
+
+
+def test_writers_read_back_from_the_output_folder(configs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = [
+        "dativo_testkit:MockWriter",
+        "--config",
+        str(configs / "writer.json"),
+        "--hypothesis-examples",
+        "5",
+    ]
+    assert main([*args, "--output-folder", str(configs / "out")]) == 0
+    assert "PASS  writer.round_trip" in capsys.readouterr().out
+    assert main([*args, "--skip", "writer.close_releases_resources"]) == 0
+    out = capsys.readouterr().out
+    assert "SKIP  writer.round_trip" in out
+    assert "--output-folder" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["dativo_testkit:NoSuchReader", "--config", "{good}"], "has no attribute 'NoSuchReader'"),
+        (["dativo_testkit:MockReader", "--config", "{dir}/missing.json"], "cannot read config file"),
+        (["dativo_testkit:MockReader", "--config", "{broken}"], "is not valid JSON"),
+        (
+            ["dativo_testkit:MockReader", "--config", "{good}", "--skip", "reader.nope"],
+            "unknown reader check",
+        ),
+        (["dativo_testkit:MockReader", "--config", "{good}", "--schema", "{broken}"], "is not valid JSON"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(
+    configs: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    values = {"good": configs / "good.json", "broken": configs / "broken.json", "dir": configs}
+    code = main([a.format(**values) for a in args])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out == ""
+    assert captured.err.startswith("dativo-conformance: error: ")
+    assert message in captured.err
+    assert len(captured.err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "args", [[], ["dativo_testkit:MockReader"], ["x:Y", "--config", "c", "--timeout", "-1"]]
+)
+def test_argument_errors_exit_2(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(args) == 2
+    assert "usage: dativo-conformance" in capsys.readouterr().err
+
+
+def test_the_command_runs_as_a_process_without_tracebacks(configs: Path) -> None:
+    command = [sys.executable, "-m", "dativo_testkit._cli"]
+    passed = subprocess.run(
+        [*command, "dativo_testkit:MockReader", "--config", str(configs / "good.json")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert passed.returncode == 0, passed.stderr
+    unknown = subprocess.run(
+        [*command, "nowhere.py:Reader", "--config", str(configs / "good.json")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert unknown.returncode == 2
+    assert "Traceback" not in unknown.stderr
+    assert (
+        unknown.stderr
+        == "dativo-conformance: error: plugin reference 'nowhere.py:Reader': no such file 'nowhere.py'\n"
+    )
