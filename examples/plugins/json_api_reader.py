@@ -78,6 +78,7 @@ class JsonApiReader(BaseReader):
                 payload: dict[str, Any] = json.loads(response.read())
                 return payload
         except urllib.error.HTTPError as exc:
+            exc.close()  # release the response socket now, not at garbage collection
             details = {"status": exc.code, "url": f"{self.base_url}/{self.resource}"}
             if exc.code in (401, 403):
                 raise AuthenticationError(
