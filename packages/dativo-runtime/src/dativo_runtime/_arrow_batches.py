@@ -49,7 +49,9 @@ def arrow_schema_for(columns: Sequence[Column]) -> pa.Schema:
     fields = []
     for column in columns:
         metadata = {b"dativo.type": column.type.value.encode()}
-        fields.append(pa.field(column.name, arrow_type_for(column.type), nullable=column.nullable, metadata=metadata))
+        fields.append(
+            pa.field(column.name, arrow_type_for(column.type), nullable=column.nullable, metadata=metadata)
+        )
     return pa.schema(fields)
 
 
@@ -95,12 +97,19 @@ def _json_text(value: Any) -> Any:
     return json.dumps(value, default=str, ensure_ascii=False, sort_keys=True)
 
 
-def _column(values: list[Any], data_type: pa.DataType | None, is_json: bool) -> pa.Array:
+def _column(values: list[Any], data_type: pa.DataType | None, is_json: bool) -> pa.Array[Any]:
     if is_json:
         return pa.array([_json_text(v) for v in values], pa.string())
     try:
         return pa.array(values, type=data_type, from_pandas=False)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError, TypeError, ValueError):
+    except (
+        pa.ArrowInvalid,
+        pa.ArrowTypeError,
+        pa.ArrowNotImplementedError,
+        OverflowError,
+        TypeError,
+        ValueError,
+    ):
         # Keep every value as text; validation in the host decides what is wrong.
         return pa.array([None if v is None else _as_text(v) for v in values], pa.string())
 

@@ -92,8 +92,10 @@ class PluginRef:
         """
         text = (ref or "").strip()
         if not text:
-            raise ConfigurationError("a plugin reference is empty; name a built-in (csv, jsonl, parquet), "
-                                     "'path/to/file.py:ClassName', 'package.module:ClassName' or an installed plugin")
+            raise ConfigurationError(
+                "a plugin reference is empty; name a built-in (csv, jsonl, parquet), "
+                "'path/to/file.py:ClassName', 'package.module:ClassName' or an installed plugin"
+            )
         if text in BUILTIN_PLUGINS:
             module, _, class_name = BUILTIN_PLUGINS[text].partition(":")
             return cls(ref=text, kind="builtin", target=module, class_name=class_name)
@@ -128,7 +130,9 @@ class PluginRef:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PluginRef:
         """Rebuild a reference from :meth:`to_dict` output."""
-        return cls(ref=data["ref"], kind=data["kind"], target=data["target"], class_name=data.get("class_name", ""))
+        return cls(
+            ref=data["ref"], kind=data["kind"], target=data["target"], class_name=data.get("class_name", "")
+        )
 
 
 def _import_file(path: Path, ref: str) -> Any:
@@ -198,6 +202,7 @@ def load_plugin_class(
     *,
     expected: type[BaseReader] | type[BaseWriter] | None = None,
     sdk_version: str = PLUGIN_SDK_VERSION,
+    check_sdk: bool = True,
 ) -> type[Any]:
     """Import the plugin class a reference names and check it before anything runs.
 
@@ -205,14 +210,17 @@ def load_plugin_class(
         ref: The parsed reference.
         expected: ``BaseReader`` or ``BaseWriter`` when the job needs one of them.
         sdk_version: The SDK version to check ``requires_sdk`` against.
+        check_sdk: Enforce ``requires_sdk`` (``plugins inspect`` turns this off to report
+            an incompatible plugin instead of failing).
 
     Returns:
         The plugin class.
 
     Raises:
         ConfigurationError: If the file, module, class or entry point does not exist.
-        PluginError: If importing fails, or the object is not a concrete plugin class of
-            the expected kind.
+        ConfigurationError: Also if the reference names something that is not a plugin
+            class, or a plugin of the wrong kind (a writer as a source).
+        PluginError: If importing the plugin's code fails, or its class is abstract.
         PluginVersionError: If the plugin is incompatible with the SDK.
     """
     if ref.kind == "file":
@@ -228,14 +236,14 @@ def load_plugin_class(
             f"plugin reference {ref.ref!r}: {ref.target} has no class {ref.class_name!r}; check the spelling"
         )
     if not inspect.isclass(obj) or not issubclass(obj, (BaseReader, BaseWriter)):
-        raise PluginError(
+        raise ConfigurationError(
             f"plugin reference {ref.ref!r} names {obj!r}, which is not a subclass of "
             "dativo_plugin_sdk.BaseReader or BaseWriter",
             details={"ref": ref.ref},
         )
     if expected is not None and not issubclass(obj, expected):
         role = "source (a BaseReader)" if expected is BaseReader else "target (a BaseWriter)"
-        raise PluginError(
+        raise ConfigurationError(
             f"plugin reference {ref.ref!r} names {obj.__name__}, which cannot be used as a {role}",
             details={"ref": ref.ref},
         )
@@ -245,7 +253,8 @@ def load_plugin_class(
             f"plugin class {obj.__name__} ({ref.ref!r}) is abstract: implement {missing}",
             details={"ref": ref.ref},
         )
-    check_compatibility(obj, sdk_version)
+    if check_sdk:
+        check_compatibility(obj, sdk_version)
     return obj
 
 

@@ -100,7 +100,6 @@ class _InProcessReader(ReaderSession):
     ) -> Iterator[ExtractedBatch]:
         plugin_state = State(state or {}, stream=stream)
         iterator = _call(self.ref, "extract", self.plugin.extract, state=plugin_state)
-        last_state = plugin_state.to_dict()
         last_schema = schema
         try:
             while True:
@@ -114,20 +113,17 @@ class _InProcessReader(ReaderSession):
                     raise _plugin_error(exc, self.ref, "extract") from exc
                 data = batch_to_arrow(batch, schema)
                 last_schema = data.schema
-                last_state = plugin_state.to_dict()
-                yield ExtractedBatch(data=data, state=last_state)
+                yield ExtractedBatch(data=data, state=plugin_state.to_dict())
         finally:
             close = getattr(iterator, "close", None)
             if callable(close):
                 with contextlib.suppress(Exception):
                     close()
-        final_state = plugin_state.to_dict()
-        if final_state != last_state:
-            empty_schema = last_schema if last_schema is not None else pa.schema([])
-            empty = pa.RecordBatch.from_arrays(
-                [pa.array([], f.type) for f in empty_schema], schema=empty_schema
-            )
-            yield ExtractedBatch(data=empty, state=final_state)
+        # The rule every session follows (see ExtractedBatch): a last, empty batch carries the
+        # state the plugin left once its generator was exhausted.
+        empty_schema = last_schema if last_schema is not None else pa.schema([])
+        empty = pa.RecordBatch.from_arrays([pa.array([], f.type) for f in empty_schema], schema=empty_schema)
+        yield ExtractedBatch(data=empty, state=plugin_state.to_dict())
 
     def close(self) -> None:
         if self._closed:

@@ -1,0 +1,510 @@
+"""``dativo-run``: the command line. Each command parses its options and calls a plain function."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, Optional
+
+import typer
+import yaml
+from rich.table import Table
+from rich.text import Text
+
+from dativo_plugin_sdk import PLUGIN_SDK_VERSION, ConfigurationError, DativoError
+
+from ._exit_codes import ExitCode, exit_code_for, worst_exit_code
+from ._job import JobConfig, job_json_schema, load_job
+from ._logging import configure_logging
+from ._plugin_ref import BUILTIN_PLUGINS
+from ._render import console, emit_json, error_console, progress_bar, render_run
+from ._sandbox._commands import sandbox_app
+from ._secrets import REDACTOR, interpolate
+from ._version import __version__
+
+__all__ = ["app", "main"]
+
+EXIT_CODES_HELP = """
+Exit codes: 0 success; 1 failure that retrying will not fix; 2 usage or configuration
+error; 65 data validation failure (strict mode); 75 retryable failure (retry later);
+77 authentication failure. See docs/runtime.md.
+"""
+
+app = typer.Typer(
+    name="dativo-run",
+    help="Run Dativo jobs: load plugins, move records to Parquet on disk or S3.",
+    epilog=EXIT_CODES_HELP,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+plugins_app = typer.Typer(help="List and inspect plugins.", no_args_is_help=True, epilog=EXIT_CODES_HELP)
+state_app = typer.Typer(
+    help="Show or reset a job's incremental state.", no_args_is_help=True, epilog=EXIT_CODES_HELP
+)
+app.add_typer(plugins_app, name="plugins")
+app.add_typer(state_app, name="state")
+app.add_typer(sandbox_app, name="sandbox")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout for machines.")]
+ConfigOption = Annotated[Optional[Path], typer.Option("--config", "-c", help="The job file (YAML).")]  # noqa: UP045
+LogFormatOption = Annotated[
+    str,
+    typer.Option(
+        "--log-format",
+        envvar="DATIVO_LOG_FORMAT",
+        help="Logs on stderr: json, text, or auto (text on a terminal, JSON lines otherwise).",
+    ),
+]
+LogLevelOption = Annotated[
+    str, typer.Option("--log-level", envvar="DATIVO_LOG_LEVEL", help="debug, info, warning or error.")
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"dativo-run {__version__} (dativo-plugin-sdk {PLUGIN_SDK_VERSION})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Run Dativo jobs: load plugins, move records to Parquet on disk or S3."""
+
+
+def _setup(log_format: str, log_level: str) -> None:
+    if log_format not in ("auto", "json", "text"):
+        _usage(f"--log-format must be auto, json or text, not {log_format!r}")
+    if log_level.lower() not in ("debug", "info", "warning", "error"):
+        _usage(f"--log-level must be debug, info, warning or error, not {log_level!r}")
+    configure_logging(log_format=log_format, level=log_level.lower())
+
+
+def _usage(message: str) -> NoReturn:
+    error_console().print(Text(f"error: {message}"))
+    raise typer.Exit(int(ExitCode.USAGE))
+
+
+def _fail(exc: DativoError, as_json: bool) -> NoReturn:
+    code = exit_code_for(exc)
+    if as_json:
+        emit_json({"ok": False, "exit_code": int(code), "error": exc.to_dict()})
+    else:
+        error_console().print(Text(f"error: {REDACTOR.redact_text(exc.message)}"))
+    raise typer.Exit(int(code))
+
+
+@contextlib.contextmanager
+def _errors(as_json: bool) -> Iterator[None]:
+    """Turn errors into a message and an exit code; tracebacks only with DATIVO_DEBUG=1."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except DativoError as exc:
+        _fail(exc, as_json)
+    except KeyboardInterrupt:
+        error_console().print("interrupted")
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        if os.environ.get("DATIVO_DEBUG"):
+            error_console().print(Text(traceback.format_exc()))
+        _fail(
+            DativoError(
+                f"internal error: {type(exc).__name__}: {exc} (set DATIVO_DEBUG=1 for the traceback)",
+                error_code="INTERNAL_ERROR",
+            ),
+            as_json,
+        )
+
+
+def _load(config: Path | None) -> JobConfig:
+    if config is None:
+        raise ConfigurationError("--config JOB.yaml is required", details={"option": "--config"})
+    return load_job(config)
+
+
+# run ----------------------------------------------------------------------------------
+
+
+def _job_files(job_dir: Path) -> list[Path]:
+    if not job_dir.is_dir():
+        raise ConfigurationError(
+            f"--job-dir {str(job_dir)!r} is not a folder; pass a folder of .yaml job files",
+            details={"option": "--job-dir"},
+        )
+    files = sorted(
+        p for p in job_dir.iterdir() if p.suffix in (".yaml", ".yml") and not p.name.startswith((".", "_"))
+    )
+    if not files:
+        raise ConfigurationError(
+            f"--job-dir {str(job_dir)!r} holds no .yaml or .yml job files", details={"option": "--job-dir"}
+        )
+    return files
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def run(
+    *,
+    config: ConfigOption = None,
+    job_dir: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--job-dir", help="Run every .yaml/.yml job in this folder, one after another."),
+    ] = None,
+    as_json: JsonOption = False,
+    progress: Annotated[
+        Optional[bool],  # noqa: UP045
+        typer.Option(
+            "--progress/--no-progress", help="Progress bar on stderr (default: when it is a terminal)."
+        ),
+    ] = None,
+    log_format: LogFormatOption = "auto",
+    log_level: LogLevelOption = "info",
+) -> None:
+    """Run a job (or every job in a folder): extract, validate, write Parquet, commit."""
+    from ._pipeline import run_job
+
+    _setup(log_format, log_level)
+    if (config is None) == (job_dir is None):
+        _usage("give exactly one of --config JOB.yaml or --job-dir DIR")
+    with _errors(as_json):
+        paths = [config] if config is not None else _job_files(job_dir)  # type: ignore[arg-type]
+        show_progress = progress if progress is not None else sys.stderr.isatty()
+        results: list[dict[str, Any]] = []
+        codes: list[int] = []
+        for path in paths:
+            assert path is not None
+            try:
+                job = load_job(path)
+            except DativoError as exc:
+                if config is not None:
+                    raise
+                codes.append(exit_code_for(exc))
+                results.append(
+                    {
+                        "job_file": str(path),
+                        "status": "failed",
+                        "exit_code": int(codes[-1]),
+                        "error": exc.to_dict(),
+                    }
+                )
+                if not as_json:
+                    error_console().print(Text(f"✗ {path}: {exc.message}"))
+                continue
+            with progress_bar(bool(show_progress) and not as_json, f"{job.job_id}") as on_progress:
+                result = run_job(job, on_progress=on_progress)
+            codes.append(int(result.exit_code))
+            results.append(result.to_dict())
+            if not as_json:
+                render_run(result, console())
+        exit_code = worst_exit_code(codes)
+        if as_json:
+            if config is not None:
+                emit_json(results[0])
+            else:
+                emit_json({"ok": exit_code == ExitCode.OK, "exit_code": int(exit_code), "jobs": results})
+    raise typer.Exit(int(exit_code))
+
+
+# check / validate / discover ----------------------------------------------------------
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def check(
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    log_format: LogFormatOption = "auto",
+    log_level: LogLevelOption = "warning",
+) -> None:
+    """Check the job's source and target connections (tells refused credentials from network failures)."""
+    from ._operations import check_exit_code, check_job
+
+    _setup(log_format, log_level)
+    with _errors(as_json):
+        job = _load(config)
+        reports = check_job(job)
+        code = check_exit_code(reports)
+        if as_json:
+            emit_json(
+                {
+                    "job": job.job_id,
+                    "ok": code == ExitCode.OK,
+                    "exit_code": int(code),
+                    "checks": [r.to_dict() for r in reports],
+                }
+            )
+        else:
+            table = Table(title=f"{job.job_id}: connection checks", title_justify="left")
+            for column in ("side", "plugin", "result", "message"):
+                table.add_column(column)
+            for report in reports:
+                mark = (
+                    "[green]ok[/green]" if report.result.success else f"[red]{report.result.error_code}[/red]"
+                )
+                table.add_row(report.role, report.plugin, mark, Text(report.result.message))
+            console().print(table)
+    raise typer.Exit(int(code))
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def validate(
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    log_format: LogFormatOption = "auto",
+    log_level: LogLevelOption = "warning",
+) -> None:
+    """Check everything short of moving data: job file, plugins, SDK versions, connections, stream, state."""
+    from ._operations import validate_job
+
+    _setup(log_format, log_level)
+    with _errors(as_json):
+        job = _load(config)
+        plan = validate_job(job)
+        if as_json:
+            emit_json(plan.to_dict())
+        else:
+            table = Table(title=f"{job.job_id}: validation", title_justify="left")
+            for column in ("step", "ok", "details"):
+                table.add_column(column)
+            for step in plan.steps:
+                table.add_row(
+                    step["step"],
+                    "[green]yes[/green]" if step["ok"] else "[red]no[/red]",
+                    Text(str(step["message"])),
+                )
+            console().print(table)
+    raise typer.Exit(int(plan.exit_code))
+
+
+def _parse_sets(pairs: list[str]) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            _usage(f"--set expects key=value, got {pair!r}")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        if isinstance(value, (dict, list)) or value is None:
+            value = raw if value is None and raw.strip() else value
+        target = config
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        target[parts[-1]] = value
+    resolved: dict[str, Any] = interpolate(config, environ=os.environ, base_dir=Path.cwd(), path=("--set",))
+    return resolved
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def discover(
+    *,
+    config: ConfigOption = None,
+    connector: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--connector", help="A built-in reader (csv, jsonl) to discover without a job file."),
+    ] = None,
+    plugin: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--plugin", help="A plugin reference (file.py:Class, pkg.mod:Class, installed name)."),
+    ] = None,
+    settings: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--set", help="Reader config as key=value (repeatable; dotted keys nest)."),
+    ] = None,
+    backend: Annotated[
+        str,
+        typer.Option("--sandbox", help="Backend for --plugin: auto, process, docker or none (trusted code)."),
+    ] = "auto",
+    as_json: JsonOption = False,
+    log_format: LogFormatOption = "auto",
+    log_level: LogLevelOption = "warning",
+) -> None:
+    """Discover a source's streams and their schemas (from a job, a built-in connector or a plugin)."""
+    from ._operations import discover_job, discover_plugin
+
+    _setup(log_format, log_level)
+    given = [x for x in (config, connector, plugin) if x is not None]
+    if len(given) != 1:
+        _usage("give exactly one of --config JOB.yaml, --connector NAME or --plugin REF")
+    if settings and config is not None:
+        _usage("--set applies to --connector and --plugin; a job file carries its own config")
+    with _errors(as_json):
+        if config is not None:
+            result = discover_job(_load(config))
+        else:
+            readers = sorted(n for n, target in BUILTIN_PLUGINS.items() if not target.endswith("Writer"))
+            if connector is not None and connector not in readers:
+                raise ConfigurationError(
+                    f"--connector {connector!r} is not a built-in reader; use one of "
+                    f"{', '.join(readers)}, or --plugin for other plugins",
+                    details={"option": "--connector"},
+                )
+            result = discover_plugin(str(connector or plugin), _parse_sets(settings or []), backend=backend)
+        if as_json:
+            emit_json(result)
+        else:
+            out = console()
+            info = result["plugin"]
+            out.print(Text(f"{info['class_name']} {info.get('plugin_version') or ''} ({info['ref']})"))
+            for stream in result.get("objects", []):
+                chosen = " (selected)" if result.get("selected_stream") == stream["name"] else ""
+                table = Table(
+                    title=f"stream {stream['name']}{chosen} [{stream['type']}]", title_justify="left"
+                )
+                for column in ("column", "type", "nullable"):
+                    table.add_column(column)
+                for col in stream["schema"]:
+                    table.add_row(col["name"], col["type"], "yes" if col["nullable"] else "no")
+                out.print(table)
+            if not result.get("objects"):
+                out.print("no streams discovered")
+
+
+# plugins ------------------------------------------------------------------------------
+
+
+@plugins_app.command("list", epilog=EXIT_CODES_HELP)
+def plugins_list(as_json: JsonOption = False) -> None:
+    """List built-in connectors and plugins installed under the entry-point group dativo.plugins."""
+    from ._operations import list_plugins
+
+    with _errors(as_json):
+        plugins = list_plugins()
+        if as_json:
+            emit_json({"plugins": plugins})
+            return
+        table = Table(title="plugins", title_justify="left")
+        for column in ("name", "kind", "target", "distribution"):
+            table.add_column(column)
+        for entry in plugins:
+            table.add_row(entry["name"], entry["kind"], entry["target"], entry.get("distribution") or "")
+        console().print(table)
+
+
+@plugins_app.command("inspect", epilog=EXIT_CODES_HELP)
+def plugins_inspect(
+    ref: Annotated[
+        str, typer.Argument(help="A built-in name, file.py:Class, pkg.mod:Class or installed name.")
+    ],
+    as_json: JsonOption = False,
+) -> None:
+    """Show a plugin's version, requires_sdk, compatibility with this SDK and capabilities."""
+    from ._operations import inspect_plugin
+
+    with _errors(as_json):
+        data = inspect_plugin(ref)
+        if as_json:
+            emit_json(data)
+        else:
+            table = Table.grid(padding=(0, 2))
+            table.add_column(style="bold")
+            table.add_column()
+            compat = (
+                "[green]yes[/green]" if data["compatible"] else f"[red]no[/red]: {data['incompatibility']}"
+            )
+            rows = [
+                ("plugin", data["class_name"]),
+                ("role", data["role"]),
+                ("version", data.get("plugin_version") or "(not declared)"),
+                ("requires_sdk", data.get("requires_sdk") or ">=1.0,<2 (default)"),
+                ("installed SDK", data["sdk_version"]),
+                ("capabilities", ", ".join(data["capabilities"]) or "(defaults only)"),
+            ]
+            for key, value in rows:
+                table.add_row(key, Text(str(value)))
+            table.add_row("compatible", compat)
+            console().print(table)
+    if not data["compatible"]:
+        raise typer.Exit(int(ExitCode.USAGE))
+
+
+# schema / files / state ---------------------------------------------------------------
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def schema(as_json: JsonOption = False) -> None:
+    """Print the JSON Schema of job files (for editors and linters); always JSON."""
+    del as_json
+    sys.stdout.write(json.dumps(job_json_schema(), indent=2) + "\n")
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def files(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """List the files committed to the job's parquet target, from its run manifests."""
+    from ._operations import committed_files
+
+    with _errors(as_json):
+        data = committed_files(_load(config))
+        if as_json:
+            emit_json(data)
+            return
+        out = console()
+        out.print(
+            Text(f"{data['location']}: {len(data['runs'])} committed run(s), {data['record_count']} records")
+        )
+        for path in data["files"]:
+            out.print(Text(path))
+
+
+@state_app.command("show", epilog=EXIT_CODES_HELP)
+def state_show(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Print the job's saved incremental state."""
+    from ._state_store import StateStore
+
+    with _errors(as_json):
+        job = _load(config)
+        store = StateStore(job.state_location(), job.state_storage_options())
+        data = {"uri": store.uri(job.tenant, job.name), **store.load(job.tenant, job.name).to_dict()}
+        if as_json:
+            emit_json(data)
+        else:
+            console().print(Text(json.dumps(REDACTOR.redact(data), indent=2)))
+
+
+@state_app.command("reset", epilog=EXIT_CODES_HELP)
+def state_reset(
+    config: ConfigOption = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Forget the job's state so that its next run reads everything again."""
+    from ._state_store import StateStore
+
+    with _errors(as_json):
+        job = _load(config)
+        store = StateStore(job.state_location(), job.state_storage_options())
+        if not yes and not typer.confirm(f"forget the state of {job.job_id}?", err=True):
+            raise typer.Exit(int(ExitCode.FAILURE))
+        lease = store.lock(job.tenant, job.name, owner="state-reset")
+        try:
+            store.reset(job.tenant, job.name)
+        finally:
+            lease.release()
+        if as_json:
+            emit_json({"ok": True, "uri": store.uri(job.tenant, job.name)})
+        else:
+            console().print(Text(f"state of {job.job_id} reset ({store.uri(job.tenant, job.name)})"))
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    # Unwind like Ctrl-C so that staged files are discarded and leases released; exit 143.
+    raise SystemExit(128 + signum)
+
+
+def main() -> None:
+    """Entry point of the ``dativo-run`` console script."""
+    signal.signal(signal.SIGTERM, _terminate)
+    app(prog_name="dativo-run")

@@ -1,0 +1,692 @@
+"""Running a job: reader → validation and coercion → writer, then commit, then state.
+
+The pipeline talks to plugins only through sandbox sessions, only in Arrow, one batch at
+a time, so memory does not grow with the number of records. One run is one commit:
+
+1. take the job's lock (two runs of one job never overlap) and settle what a dead run
+   left (its pending state, see :mod:`._state_store`);
+2. open the reader and writer sessions, resolve the stream and its schema;
+3. extract from the last committed state, validate each batch, write valid rows (and
+   quarantine invalid ones), all staged;
+4. commit: quarantine first, then record the pending state, then the target's commit
+   (for ``parquet``, an atomic run manifest), then save the state.
+
+A retryable failure before the commit aborts the staged files and starts again from the
+last committed state, within the job's retry budget.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from dativo_plugin_sdk import (
+    Column,
+    ConfigurationError,
+    DativoError,
+    DiscoveredStream,
+    from_dict,
+    is_retryable,
+)
+
+from ._arrow_batches import arrow_schema_for
+from ._exit_codes import ExitCode, exit_code_for
+from ._job import JobConfig
+from ._logging import run_context
+from ._plugin_ref import PluginRef
+from ._retry import RetryPolicy, call_with_retry
+from ._s3 import S3_OPTION_KEYS
+from ._sandbox import ReaderSession, WriterSession, choose_sandbox
+from ._sandbox._policy import OperatorPolicy
+from ._secrets import REDACTOR
+from ._state_store import JobState, PendingCommit, StateStore
+from ._storage import open_storage
+from ._validation import BatchValidator, ValidationReport
+from .connectors._dataset import ParquetDataset, utc_now_iso
+from .connectors._parquet import new_run_id
+
+__all__ = [
+    "ProgressEvent",
+    "RunResult",
+    "open_reader_session",
+    "open_writer_session",
+    "resolve_stream",
+    "run_job",
+]
+
+log = logging.getLogger("dativo.run")
+
+DEFAULT_STREAM = "default"
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """Progress of a run, reported after each batch.
+
+    Attributes:
+        records_read: Records extracted so far.
+        records_written: Records handed to the writer so far.
+        records_invalid: Invalid records so far.
+        elapsed_s: Seconds since the run started.
+        estimate: The reader's estimate of the total, if it gave one.
+    """
+
+    records_read: int
+    records_written: int
+    records_invalid: int
+    elapsed_s: float
+    estimate: int | None = None
+
+
+@dataclass
+class RunResult:
+    """The outcome of one run of one job (what ``dativo-run run --json`` prints).
+
+    Attributes:
+        run_id: The run's id.
+        tenant: The job's tenant.
+        job: The job's name.
+        status: ``succeeded`` or ``failed``.
+        exit_code: The process exit code this outcome maps to.
+        error: The error that ended a failed run.
+    """
+
+    run_id: str
+    tenant: str
+    job: str
+    job_file: str | None = None
+    status: str = "running"
+    exit_code: int = ExitCode.OK
+    started_at: str = ""
+    finished_at: str = ""
+    duration_s: float = 0.0
+    attempts: int = 0
+    stream: str | None = None
+    source: str = ""
+    target: str = ""
+    records_read: int = 0
+    records_written: int = 0
+    records_invalid: int = 0
+    records_quarantined: int = 0
+    files: list[str] = field(default_factory=list)
+    bytes_written: int = 0
+    output: str | None = None
+    manifest: str | None = None
+    quarantine_output: str | None = None
+    state_uri: str | None = None
+    state: dict[str, Any] | None = None
+    validation: dict[str, Any] = field(default_factory=dict)
+    commit: dict[str, Any] = field(default_factory=dict)
+    sandbox: dict[str, str] = field(default_factory=dict)
+    error: DativoError | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        """Whether the run committed (or had nothing to commit) without error."""
+        return self.status == "succeeded"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the result as JSON data, secrets masked."""
+        data = {
+            "run_id": self.run_id,
+            "tenant": self.tenant,
+            "job": self.job,
+            "job_file": self.job_file,
+            "status": self.status,
+            "exit_code": int(self.exit_code),
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "duration_s": round(self.duration_s, 3),
+            "attempts": self.attempts,
+            "stream": self.stream,
+            "source": self.source,
+            "target": self.target,
+            "records_read": self.records_read,
+            "records_written": self.records_written,
+            "records_invalid": self.records_invalid,
+            "records_quarantined": self.records_quarantined,
+            "files": list(self.files),
+            "bytes_written": self.bytes_written,
+            "output": self.output,
+            "manifest": self.manifest,
+            "quarantine_output": self.quarantine_output,
+            "state_uri": self.state_uri,
+            "state": self.state,
+            "validation": self.validation,
+            "sandbox": dict(self.sandbox),
+            "error": None if self.error is None else self.error.to_dict(),
+        }
+        redacted: dict[str, Any] = REDACTOR.redact(data)
+        return redacted
+
+
+def _in_role(exc: DativoError, role: str, job: JobConfig) -> DativoError:
+    """Say which side of which job a configuration error is about (``source.config.path``)."""
+    if not isinstance(exc, ConfigurationError) or exc.details.get("role"):
+        return exc
+    field_name = exc.details.get("field")
+    where = f"{role}.config.{field_name}" if field_name else role
+    data = exc.to_dict()
+    data["message"] = f"{job.display_name}: {where} ({getattr(job, role).plugin}): {exc.message}"
+    data["details"] = {**exc.details, "role": role, "file": job.display_name}
+    return from_dict(data)
+
+
+def open_reader_session(job: JobConfig, *, policy: OperatorPolicy | None = None) -> tuple[ReaderSession, str]:
+    """Start the job's source plugin in the sandbox the job and the mode call for.
+
+    Returns:
+        The session and the name of the backend running it.
+
+    Raises:
+        DativoError: Loading, version or sandbox errors (configuration errors name ``source``).
+    """
+    try:
+        ref = job.source_ref()
+        sandbox = choose_sandbox(job.mode, job.sandbox.backend, ref, policy)
+        return sandbox.open_reader(ref, job.source_config(), limits=job.sandbox.to_limits()), sandbox.name
+    except DativoError as exc:
+        raise _in_role(exc, "source", job) from exc
+
+
+def open_writer_session(
+    job: JobConfig,
+    *,
+    config: dict[str, Any] | None = None,
+    schema: list[Column] | None = None,
+    policy: OperatorPolicy | None = None,
+    ref: PluginRef | None = None,
+    role: str = "target",
+) -> tuple[WriterSession, str]:
+    """Start the job's target plugin (or another writer, such as the quarantine's).
+
+    Returns:
+        The session and the name of the backend running it.
+
+    Raises:
+        DativoError: Loading, version or sandbox errors (configuration errors name ``target``).
+    """
+    try:
+        writer_ref = ref or job.target_ref()
+        sandbox = choose_sandbox(job.mode, job.sandbox.backend, writer_ref, policy)
+        session = sandbox.open_writer(
+            writer_ref,
+            config if config is not None else job.target_config(),
+            schema=schema,
+            limits=job.sandbox.to_limits(),
+            output_dir=job.output_dir() if role == "target" else None,
+        )
+        return session, sandbox.name
+    except DativoError as exc:
+        raise _in_role(exc, role, job) from exc
+
+
+def resolve_stream(
+    job: JobConfig, reader: ReaderSession, *, retry: RetryPolicy | None = None
+) -> tuple[str | None, list[Column] | None, DiscoveredStream | None]:
+    """Pick the stream to read and the columns to validate against.
+
+    The job's ``schema`` wins; otherwise the discovered stream's schema when the reader
+    discovers one; otherwise ``None`` (the data's own types).
+
+    Returns:
+        ``(stream name, columns, discovered stream)``.
+
+    Raises:
+        ConfigurationError: If ``source.stream`` names no discovered stream, or the source
+            has several streams and the job names none.
+    """
+    columns = job.columns()
+    wanted = job.source.stream
+    if columns is not None or "discover" not in reader.info.capabilities:
+        return wanted, columns, None
+    discovery = call_with_retry(
+        reader.discover, retry or RetryPolicy(max_attempts=1), what="discovering the source"
+    )
+    streams = discovery.objects
+    if not streams:
+        return wanted, None, None
+    if wanted is not None:
+        match = next((s for s in streams if s.name == wanted), None)
+        if match is None:
+            raise ConfigurationError(
+                f"{job.display_name}: source.stream {wanted!r} is not offered by {job.source.plugin!r}; "
+                f"available streams: {', '.join(s.name for s in streams)}",
+                details={"field": "source.stream", "role": "source", "streams": [s.name for s in streams]},
+            )
+    elif len(streams) == 1:
+        match = streams[0]
+    else:
+        raise ConfigurationError(
+            f"{job.display_name}: the source offers several streams ({', '.join(s.name for s in streams)}); "
+            "set source.stream to the one this job reads",
+            details={"field": "source.stream", "role": "source", "streams": [s.name for s in streams]},
+        )
+    return match.name, (list(match.schema) or None), match
+
+
+def _writer_columns(columns: list[Column] | None, mode: str) -> list[Column] | None:
+    if columns is None:
+        return None
+    if mode != "warn":
+        return columns
+    # In warn mode an invalid value becomes null, so no column can be declared required.
+    return [Column(c.name, c.type, nullable=True, description=c.description) for c in columns]
+
+
+@dataclass
+class _Attempt:
+    records_read: int = 0
+    records_written: int = 0
+    records_quarantined: int = 0
+    state: dict[str, Any] | None = None
+    commit: dict[str, Any] = field(default_factory=dict)
+    quarantine_commit: dict[str, Any] = field(default_factory=dict)
+    report: ValidationReport | None = None
+    stream: str | None = None
+    sandbox: dict[str, str] = field(default_factory=dict)
+    attempts: int = 1
+
+
+class _JobRun:
+    """One run of one job (all its attempts)."""
+
+    def __init__(
+        self,
+        job: JobConfig,
+        run_id: str,
+        policy: OperatorPolicy | None,
+        on_progress: Callable[[ProgressEvent], None] | None,
+        sleep: Callable[[float], None],
+    ) -> None:
+        self.job = job
+        self.run_id = run_id
+        self.policy = policy
+        self.on_progress = on_progress
+        self.sleep = sleep
+        self.retry = RetryPolicy.from_spec(job.retry)
+        self.started = time.monotonic()
+        self.is_parquet = job.target.plugin == "parquet"
+        target_config = job.target_config()
+        self.target_options = {k: target_config[k] for k in S3_OPTION_KEYS if target_config.get(k)}
+        self.store = StateStore(job.state_location(), job.state_storage_options())
+        self.ingest_date = time.strftime("%Y-%m-%d", time.gmtime())
+        self.last_attempt: _Attempt | None = None
+
+    # Settling a dead run's pending commit ------------------------------------------
+
+    def _was_committed(self, pending: PendingCommit) -> bool | None:
+        if not pending.target or not pending.writer_run_id:
+            return None
+        dataset = ParquetDataset(open_storage(pending.target, self.target_options))
+        return dataset.has_manifest(pending.writer_run_id)
+
+    def settle_pending(self) -> None:
+        job = self.job
+        pending = self.store.load_pending(job.tenant, job.name)
+        if pending is None:
+            return
+        committed = self._was_committed(pending)
+        if committed:
+            self.store.save(job.tenant, job.name, pending.state)
+            log.warning(
+                "run %s committed its data but stopped before saving its state; saved that state now",
+                pending.run_id,
+            )
+        elif committed is False:
+            log.info("run %s stopped before committing; nothing of it was kept", pending.run_id)
+        else:
+            log.warning(
+                "run %s stopped between its commit and saving its state, and target %r cannot tell "
+                "whether it committed; its state was not saved, so its records may be delivered again",
+                pending.run_id,
+                job.target.plugin,
+            )
+        self.store.clear_pending(job.tenant, job.name)
+
+    # One attempt -------------------------------------------------------------------
+
+    def _progress(self, attempt: _Attempt, invalid: int, estimate: int | None) -> None:
+        if self.on_progress is not None:
+            self.on_progress(
+                ProgressEvent(
+                    records_read=attempt.records_read,
+                    records_written=attempt.records_written,
+                    records_invalid=invalid,
+                    elapsed_s=time.monotonic() - self.started,
+                    estimate=estimate,
+                )
+            )
+
+    def _writer_run_id(self, attempt_number: int, suffix: str = "") -> str:
+        base = self.run_id + suffix
+        return base if attempt_number == 1 else f"{base}-a{attempt_number}"
+
+    def _quarantine_writer(self, attempt_number: int) -> WriterSession:
+        location = self.job.quarantine_location()
+        assert location is not None
+        config: dict[str, Any] = {
+            "path": location,
+            "compression": self.job.quarantine.compression if self.job.quarantine else "zstd",
+            "run_id": self._writer_run_id(attempt_number, "-q"),
+        }
+        if location.startswith("s3://"):
+            config.update(self.target_options)
+        session, _ = open_writer_session(
+            self.job, config=config, ref=PluginRef.parse("parquet"), policy=self.policy, role="quarantine"
+        )
+        return session
+
+    def attempt(self, number: int, saved: JobState) -> _Attempt:
+        job = self.job
+        outcome = _Attempt(attempts=number)
+        self.last_attempt = outcome
+        with contextlib.ExitStack() as sessions:
+            reader, outcome.sandbox["source"] = open_reader_session(job, policy=self.policy)
+            sessions.callback(_close_quietly, reader, "source")
+            if job.source.incremental is not None and "incremental" not in reader.info.capabilities:
+                raise ConfigurationError(
+                    f"{job.display_name}: source.incremental is set, but {reader.info.class_name} does not "
+                    "support incremental reads (supports_incremental is false); remove source.incremental",
+                    details={"field": "source.incremental", "role": "source"},
+                )
+            stream, columns, _ = resolve_stream(job, reader, retry=self.retry)
+            outcome.stream = stream
+            arrow_schema = arrow_schema_for(columns) if columns is not None else None
+            config = job.target_config()
+            if self.is_parquet:
+                config.setdefault("run_id", self._writer_run_id(number))
+                config.setdefault("ingest_date", self.ingest_date)
+            writer, outcome.sandbox["target"] = open_writer_session(
+                job, config=config, schema=_writer_columns(columns, job.validation), policy=self.policy
+            )
+            sessions.callback(_close_quietly, writer, "target")
+            quarantine: WriterSession | None = None
+            validator = BatchValidator(arrow_schema, job.validation, run_id=self.run_id)
+            outcome.report = validator.report
+            # Keyed by what the job names, not by what discovery finds, so that adding or
+            # removing a job schema (which skips discovery) never loses the state.
+            state_key = job.source.stream or DEFAULT_STREAM
+            state_in = saved.streams.get(state_key, {}) if job.source.incremental is not None else None
+            metadata: list[dict[str, Any]] = []
+            quarantine_metadata: list[dict[str, Any]] = []
+            committed = False
+            try:
+                estimate = reader.estimate()
+                counter = 0
+                for extracted in reader.extract(stream=stream, state=state_in, schema=arrow_schema):
+                    if extracted.state is not None:
+                        outcome.state = extracted.state
+                    rows = extracted.data.num_rows
+                    if rows == 0:
+                        continue
+                    outcome.records_read += rows
+                    checked = validator.validate(extracted.data)
+                    if checked.quarantine is not None and checked.quarantine.num_rows:
+                        if quarantine is None:
+                            quarantine = self._quarantine_writer(number)
+                            sessions.callback(_close_quietly, quarantine, "quarantine")
+                        quarantine_metadata += quarantine.write_batch(checked.quarantine, counter)
+                        outcome.records_quarantined += checked.quarantine.num_rows
+                    if checked.valid.num_rows:
+                        metadata += writer.write_batch(checked.valid, counter)
+                        outcome.records_written += checked.valid.num_rows
+                    counter += 1
+                    self._progress(outcome, validator.report.records_invalid, estimate)
+                if validator.report.dropped_columns:
+                    log.warning(
+                        "column(s) %s are not in the schema and were not written",
+                        ", ".join(sorted(validator.report.dropped_columns)),
+                    )
+                if quarantine is not None:
+                    outcome.quarantine_commit = quarantine.commit_files(quarantine_metadata)
+                committed = self._commit(
+                    writer=writer,
+                    metadata=metadata,
+                    outcome=outcome,
+                    saved=saved,
+                    state_key=state_key,
+                    number=number,
+                )
+            except BaseException:
+                if not committed:
+                    for session, role in ((writer, "target"), (quarantine, "quarantine")):
+                        if session is not None:
+                            _abort_quietly(session, role)
+                raise
+        return outcome
+
+    def _commit(
+        self,
+        *,
+        writer: WriterSession,
+        metadata: list[dict[str, Any]],
+        outcome: _Attempt,
+        saved: JobState,
+        state_key: str,
+        number: int,
+    ) -> bool:
+        job = self.job
+        new_state: JobState | None = None
+        if job.source.incremental is not None:
+            streams = dict(saved.streams)
+            streams[state_key] = dict(outcome.state or saved.streams.get(state_key, {}))
+            new_state = JobState(streams=streams, run_id=self.run_id, updated_at=utc_now_iso())
+            pending = PendingCommit(
+                run_id=self.run_id,
+                writer_run_id=self._writer_run_id(number) if self.is_parquet else None,
+                target=job.target_location(),
+                state=new_state,
+            )
+            call_with_retry(
+                lambda: self.store.save_pending(job.tenant, job.name, pending),
+                self.retry,
+                what="recording the pending state",
+                sleep=self.sleep,
+            )
+        try:
+            outcome.commit = writer.commit_files(metadata)
+        except DativoError:
+            # The commit point may have passed before the failure (manifest written,
+            # publishing interrupted). If it did, the run is committed: keep going, and
+            # never retry it (that would commit its records twice).
+            committed = False
+            if self.is_parquet:
+                probe = PendingCommit(
+                    self.run_id, self._writer_run_id(number), job.target_location(), JobState()
+                )
+                with contextlib.suppress(DativoError):
+                    committed = bool(self._was_committed(probe))
+            if not committed:
+                if new_state is not None:
+                    with contextlib.suppress(DativoError):
+                        self.store.clear_pending(job.tenant, job.name)
+                raise
+            log.warning(
+                "the commit failed after its commit point; the run is committed and the next run "
+                "finishes publishing its files"
+            )
+            outcome.commit = {
+                "files_committed": None,
+                "note": "publishing interrupted; finished by the next run",
+            }
+        if new_state is not None:
+            call_with_retry(
+                lambda: self.store.save(job.tenant, job.name, new_state),
+                self.retry,
+                what="saving the state",
+                sleep=self.sleep,
+            )
+            call_with_retry(
+                lambda: self.store.clear_pending(job.tenant, job.name),
+                self.retry,
+                what="clearing the pending state",
+                sleep=self.sleep,
+            )
+            outcome.state = new_state.streams.get(state_key)
+        return True
+
+    # The whole run -----------------------------------------------------------------
+
+    def run(self) -> _Attempt:
+        job = self.job
+        with contextlib.ExitStack() as stack:
+            lease = self.store.lock(job.tenant, job.name, owner=self.run_id)
+            stack.callback(lease.release)
+            self.settle_pending()
+            saved = (
+                self.store.load(job.tenant, job.name) if job.source.incremental is not None else JobState()
+            )
+            number = 1
+            while True:
+                try:
+                    outcome = self.attempt(number, saved)
+                    outcome.attempts = number
+                    break
+                except DativoError as exc:
+                    if not is_retryable(exc) or number >= self.retry.max_attempts:
+                        raise
+                    delay = self.retry.delay(number, exc)
+                    log.warning(
+                        "attempt %d of %d failed: %s; retrying from the last committed state in %.2fs",
+                        number,
+                        self.retry.max_attempts,
+                        exc,
+                        delay,
+                        extra={"attempt": number, "error_code": exc.error_code, "delay_s": round(delay, 3)},
+                    )
+                    self.sleep(delay)
+                    number += 1
+            return outcome
+
+
+def _close_quietly(session: ReaderSession | WriterSession, role: str) -> None:
+    try:
+        session.close()
+    except Exception as exc:
+        log.warning("closing the %s plugin failed: %s", role, exc)
+
+
+def _abort_quietly(session: WriterSession, role: str) -> None:
+    try:
+        session.abort()
+    except Exception as exc:
+        log.warning("discarding the %s's staged files failed: %s (the next run cleans them up)", role, exc)
+
+
+def run_job(
+    job: JobConfig,
+    *,
+    run_id: str | None = None,
+    policy: OperatorPolicy | None = None,
+    on_progress: Callable[[ProgressEvent], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> RunResult:
+    """Run one job to completion: extract, validate, write, commit, save state.
+
+    Never raises for a failed run: the returned :class:`RunResult` says ``failed``, holds
+    the error and the exit code it maps to.
+
+    Args:
+        job: The validated job (from :func:`load_job`).
+        run_id: The run's id; a new time-ordered one by default.
+        policy: The operator's sandbox policy.
+        on_progress: Called after each batch with a :class:`ProgressEvent`.
+        sleep: How to wait between retries (tests pass a fake).
+
+    Returns:
+        The run's :class:`RunResult`.
+    """
+    run_id = run_id or new_run_id()
+    result = RunResult(
+        run_id=run_id,
+        tenant=job.tenant,
+        job=job.name,
+        job_file=str(job.source_file) if job.source_file else None,
+        started_at=utc_now_iso(),
+        source=job.source.plugin,
+        target=job.target.plugin,
+        output=job.target_location(),
+    )
+    started = time.monotonic()
+    with run_context(tenant=job.tenant, job=job.name, run_id=run_id):
+        log.info(
+            "run started: %s -> %s",
+            job.source.plugin,
+            job.target.plugin,
+            extra={"job_file": result.job_file, "mode": job.mode},
+        )
+        execution: _JobRun | None = None
+        try:
+            execution = _JobRun(job, run_id, policy, on_progress, sleep)
+            result.state_uri = execution.store.uri(job.tenant, job.name)
+            outcome = execution.run()
+        except DativoError as exc:
+            result.error = exc
+        except Exception as exc:  # A bug, here or in a library: report it, do not crash the caller.
+            log.debug("unexpected error", exc_info=True)
+            result.error = DativoError(
+                f"internal error: {type(exc).__name__}: {exc}",
+                error_code="INTERNAL_ERROR",
+                details={"exception_type": type(exc).__name__},
+            )
+        else:
+            result.status = "succeeded"
+            result.attempts = outcome.attempts
+            result.stream = outcome.stream
+            result.records_read = outcome.records_read
+            result.records_written = outcome.records_written
+            result.records_quarantined = outcome.records_quarantined
+            result.commit = outcome.commit
+            result.files = [str(p) for p in outcome.commit.get("paths") or []]
+            result.bytes_written = int(outcome.commit.get("bytes") or 0)
+            result.manifest = outcome.commit.get("manifest")
+            result.state = outcome.state if job.source.incremental is not None else None
+            result.sandbox = outcome.sandbox
+            if outcome.report is not None:
+                result.validation = outcome.report.to_dict()
+                result.records_invalid = outcome.report.records_invalid
+            if outcome.quarantine_commit:
+                result.quarantine_output = job.quarantine_location()
+        if result.error is not None:
+            last = execution.last_attempt if execution is not None else None
+            if last is not None:
+                # What the failed attempt got through before it failed (nothing of it is committed).
+                result.records_read = last.records_read
+                result.stream = last.stream
+                result.sandbox = last.sandbox
+                result.attempts = last.attempts
+            result.status = "failed"
+            result.exit_code = exit_code_for(result.error)
+            validation = result.error.details.get("validation")
+            if isinstance(validation, dict):
+                result.validation = validation
+                result.records_invalid = int(validation.get("records_invalid", 0))
+            result.attempts = max(result.attempts, 1)
+        result.finished_at = utc_now_iso()
+        result.duration_s = time.monotonic() - started
+        if result.succeeded:
+            log.info(
+                "run succeeded: %d read, %d written, %d invalid, %d file(s)",
+                result.records_read,
+                result.records_written,
+                result.records_invalid,
+                len(result.files),
+                extra={
+                    "records_read": result.records_read,
+                    "records_written": result.records_written,
+                    "duration_s": round(result.duration_s, 3),
+                },
+            )
+        else:
+            assert result.error is not None
+            log.error(
+                "run failed: %s",
+                result.error.message,
+                extra={"error_code": result.error.error_code, "exit_code": int(result.exit_code)},
+            )
+    return result
