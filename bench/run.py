@@ -1,0 +1,224 @@
+"""The Dativo throughput benchmark: ``nox -s bench`` (``-- --quick`` for a one-minute run).
+
+Measures, in one run, interleaved, each as a fresh process: the dict generator alone,
+pyarrow from dicts (the floor), pyarrow from columns (the ceiling), dlt, a singer-sdk tap
+piped into a singer-sdk target, and ``dativo-run`` with the bench plugins in-process and
+in the ``process`` and ``docker`` sandboxes; then sandbox cold start per backend and peak
+RSS at a small vs a large N. Prints a table and the issue's targets as PASS/MISS, and
+writes everything to a JSON file. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from dativo_bench import dativo_job
+from dativo_bench.candidates import BENCH_DIR, CANDIDATE_NAMES, FLOOR, all_candidates
+from dativo_bench.measurement import SAMPLE_INTERVAL_S
+from dativo_bench.report import RssScaling, check_targets, print_report, results_document
+from dativo_bench.runner import OK, CandidateResult, Runner
+from dativo_bench.sandbox_startup import ColdStart, measure_cold_start
+
+EXTRAS = ("cold-start", "rss")
+"""Sections that ``--only`` can name besides candidates."""
+
+RSS_CANDIDATES = ("dativo-dict-none", "dativo-dict-process", FLOOR)
+"""Candidates whose peak RSS is measured at a small and a large N (the floor for reference)."""
+
+PREFLIGHT_ROWS = 2_000
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the command line."""
+    parser = argparse.ArgumentParser(
+        prog="bench/run.py", description=__doc__.splitlines()[0] if __doc__ else None
+    )
+    parser.add_argument("--quick", action="store_true", help="N=100,000, RSS at 100k vs 1M: about a minute")
+    parser.add_argument("--n", type=int, help="rows per run (default 1,000,000; 100,000 with --quick)")
+    parser.add_argument(
+        "--runs", type=int, default=3, help="timed runs per candidate (at least 3 for a median)"
+    )
+    parser.add_argument(
+        "--only",
+        help=f"comma-separated candidates and sections to run: {', '.join((*CANDIDATE_NAMES, *EXTRAS))}",
+    )
+    parser.add_argument("--seed", type=int, default=42, help="workload seed")
+    parser.add_argument("--batch-size", type=int, default=10_000, help="rows per batch")
+    parser.add_argument(
+        "--rss-n",
+        help="small,large N of the peak RSS runs (default 1000000,10000000; 100000,1000000 with --quick)",
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=BENCH_DIR / "results" / "latest.json",
+        help="where to write the results (default bench/results/latest.json)",
+    )
+    parser.add_argument(
+        "--work-dir", type=Path, help="folder for the runs' output (default: a new temp folder)"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep every run's folder, output included")
+    args = parser.parse_args(argv)
+    args.n = args.n if args.n is not None else (100_000 if args.quick else 1_000_000)
+    if args.rss_n:
+        small, _, large = args.rss_n.partition(",")
+        args.rss_sizes = (int(small), int(large))
+    else:
+        args.rss_sizes = (100_000, 1_000_000) if args.quick else (1_000_000, 10_000_000)
+    selected = [name.strip() for name in (args.only or "").split(",") if name.strip()]
+    unknown = sorted(set(selected) - set(CANDIDATE_NAMES) - set(EXTRAS))
+    if unknown:
+        parser.error(
+            f"unknown --only name(s): {', '.join(unknown)}; known: {', '.join((*CANDIDATE_NAMES, *EXTRAS))}"
+        )
+    args.selected = set(selected) or {*CANDIDATE_NAMES, *EXTRAS}
+    if args.n <= 0 or args.runs <= 0 or args.batch_size <= 0 or min(args.rss_sizes) <= 0:
+        parser.error("--n, --runs, --batch-size and --rss-n must be positive")
+    return args
+
+
+def log(line: str) -> None:
+    """Print one progress line now."""
+    print(line, flush=True)
+
+
+def package_versions() -> dict[str, str | None]:
+    """Return the versions of the packages the candidates use."""
+    versions: dict[str, str | None] = {}
+    for name in ("pyarrow", "dlt", "singer-sdk", "psutil", "dativo-runtime", "dativo-plugin-sdk"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def measure_rss_scaling(
+    runner: Runner, args: argparse.Namespace, results: dict[str, CandidateResult]
+) -> list[RssScaling]:
+    """Run the RSS candidates once at the small N, then once each at the large N."""
+    small_n, large_n = args.rss_sizes
+    todo = []
+    scaling: dict[str, RssScaling] = {}
+    for name in RSS_CANDIDATES:
+        result = results.get(name)
+        if result is None:
+            continue
+        if result.status != OK:
+            scaling[name] = RssScaling(
+                name, small_n, large_n, None, None, f"{result.status}: {result.reason}"
+            )
+        else:
+            todo.append(result)
+    records: dict[tuple[str, int], Any] = {}
+    problems: dict[str, str] = {}
+    for n in (small_n, large_n):
+        for result in todo:
+            if result.name in problems:
+                continue
+            log(f"  {result.name} at {n:,} rows…")
+            outcome = runner.run_once(result.candidate, n, f"rss-{n}")
+            if outcome.problem is not None:
+                problems[result.name] = f"{outcome.problem} (logs in {outcome.run_dir})"
+            records[(result.name, n)] = outcome.record
+    for result in todo:
+        scaling[result.name] = RssScaling(
+            result.name,
+            small_n,
+            large_n,
+            records.get((result.name, small_n)),
+            records.get((result.name, large_n)),
+            problems.get(result.name),
+        )
+    return [scaling[name] for name in RSS_CANDIDATES if name in scaling]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; return 0 unless the harness itself could not run."""
+    args = parse_args(argv)
+    # A terminated bench (nox interrupted, CI timeout) still stops the run in flight.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="dativo-bench-"))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    dativo_run = dativo_job.dativo_run_executable()
+    mode = "quick" if args.quick else "full"
+    log(f"Dativo bench ({mode}): N={args.n:,}, {args.runs} runs, seed {args.seed}, work folder {work_dir}")
+    log(f"dativo-run: {dativo_run or 'not installed'}")
+    doctor = dativo_job.sandbox_doctor(dativo_run) if dativo_run else None
+    load_before = os.getloadavg()
+    started_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+    runner = Runner(work_dir, seed=args.seed, batch_size=args.batch_size, log=log, keep=args.keep)
+    try:
+        candidates = [c for c in all_candidates(dativo_run) if c.name in args.selected]
+        preflight_n = min(PREFLIGHT_ROWS, args.n)
+        log(f"Preflight ({preflight_n:,} rows each):")
+        results = runner.preflight(candidates, preflight_n)
+        log(f"Timed rounds ({args.runs} x {args.n:,} rows, interleaved):")
+        runner.timed_rounds(results, args.n, args.runs)
+        by_name = {r.name: r for r in results}
+        cold_start: dict[str, ColdStart] = {}
+        if "cold-start" in args.selected:
+            log("Sandbox cold start:")
+            cold_start = measure_cold_start(runner, dativo_run, ("process", "docker"), args.runs)
+        rss: list[RssScaling] = []
+        if "rss" in args.selected:
+            log(f"Peak RSS at {args.rss_sizes[0]:,} vs {args.rss_sizes[1]:,} rows:")
+            rss = measure_rss_scaling(runner, args, by_name)
+    finally:
+        runner.close()
+
+    checks = check_targets(by_name, cold_start, rss)
+    print_report(
+        f"{mode}, N={args.n:,}, {args.runs} runs, {os.cpu_count()} CPUs", results, cold_start, rss, checks
+    )
+    meta = {
+        "started_at": started_at,
+        "mode": mode,
+        "n": args.n,
+        "runs": args.runs,
+        "seed": args.seed,
+        "batch_size": args.batch_size,
+        "rss_sizes": list(args.rss_sizes),
+        "selected": sorted(args.selected),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        # Other work on the machine skews every figure: the 1-minute load average before and after.
+        "load_average_1m": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+        "packages": package_versions(),
+        "dativo_run": dativo_run,
+        "sandbox_doctor": doctor,
+        "rss_method": (
+            f"peak_rss: peak of the summed RSS of the process tree, sampled every {SAMPLE_INTERVAL_S} s "
+            "with psutil; max_rss: ru_maxrss from wait4, the largest single process (floored by the "
+            "harness's own RSS at spawn)"
+        ),
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(
+        json.dumps(results_document(meta, results, cold_start, rss, checks), indent=2) + "\n"
+    )
+    log(f"\nResults written to {args.json}")
+    if args.keep or any(path.is_dir() for path in work_dir.iterdir()):
+        log(f"Run folders kept in {work_dir} (failed runs, or --keep)")
+    elif args.work_dir is None:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
