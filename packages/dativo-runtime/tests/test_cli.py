@@ -109,7 +109,12 @@ def test_discover_a_plugin_with_typed_settings() -> None:
         ["run"],
         ["run", "--config", "a.yaml", "--job-dir", "."],
         ["run", "--config", "a.yaml", "--log-format", "xml"],
+        ["run", "--config", "a.yaml", "--parallel", "2"],
+        ["run", "--job-dir", ".", "--parallel", "0"],
+        ["run", "--config", "a.yaml", "--metrics-port", "70000"],
         ["check"],
+        ["serve", "--port", "0"],
+        ["serve", "--job-dir", ".", "--port", "0", "--max-parallel", "0"],
     ],
 )
 def test_usage_errors_exit_2(args: list[str]) -> None:
@@ -132,3 +137,34 @@ def test_state_show_and_reset(tmp_path: Path) -> None:
     files = json.loads(runner.invoke(app, ["files", "--config", str(job), "--json"]).stdout)
     assert files["record_count"] == 1
     assert len(files["files"]) == 1
+
+
+def test_serve_refuses_a_folder_without_scheduled_jobs(tmp_path: Path) -> None:
+    (tmp_path / "manual.yaml").write_text("name: manual\n")
+    result = runner.invoke(app, ["serve", "--job-dir", str(tmp_path), "--port", "0"])
+    assert result.exit_code == 2
+    assert "has a schedule" in result.stderr
+
+
+def test_run_refuses_a_metrics_file_in_a_missing_folder_before_running(tmp_path: Path) -> None:
+    (tmp_path / "in.csv").write_text("id\n1\n")
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        "name: j\nsource: {plugin: csv, config: {path: in.csv}}\ntarget: {plugin: parquet, config: {path: out}}\n"
+    )
+    result = runner.invoke(
+        app, ["run", "--config", str(job), "--metrics-file", str(tmp_path / "no" / "m.prom")]
+    )
+    assert result.exit_code == 2
+    assert not (tmp_path / "out").exists()
+
+
+def test_python_dash_m_runs_the_cli() -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "dativo_runtime", "--version"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0
+    assert result.stdout.startswith("dativo-run ")

@@ -13,7 +13,9 @@ EXPECTED = [
     "CheckReport",
     "ExitCode",
     "JobConfig",
+    "JobOutcome",
     "JobState",
+    "JobsReport",
     "PluginRef",
     "ProgressEvent",
     "RetryPolicy",
@@ -33,6 +35,7 @@ EXPECTED = [
     "load_job",
     "parse_job",
     "run_job",
+    "run_jobs",
     "validate_job",
 ]
 

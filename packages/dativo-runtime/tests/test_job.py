@@ -145,6 +145,11 @@ def test_literal_dollar_brace_is_escaped() -> None:
             ["needs cursor_field"],
         ),
         (with_(name="has space"), ["`name` is 'has space'"]),
+        (
+            with_(schedule="every night"),
+            ["`schedule`", "'every night' is not a cron expression", "'*/15 * * * *'"],
+        ),
+        (with_(schedule="61 * * * *"), ["`schedule`", "not a cron expression"]),
         ([1, 2], ["top level of a job file must be a mapping"]),
         (None, ["the job file is empty"]),
     ],
@@ -198,6 +203,11 @@ def test_missing_file_and_folder(tmp_path: Path) -> None:
         load_job(tmp_path)
 
 
+@pytest.mark.parametrize("schedule", ["*/15 * * * *", "@hourly", "0 2 * * 1-5", "* * * * * */10"])
+def test_cron_schedules_are_accepted(schedule: str) -> None:
+    assert parse_job(with_(schedule=f"  {schedule} ")).schedule == schedule
+
+
 def test_json_schema_describes_every_top_level_key() -> None:
     schema = job_json_schema()
     assert schema["title"] == "Dativo job file"
@@ -215,6 +225,7 @@ def test_json_schema_describes_every_top_level_key() -> None:
         "sandbox",
         "state",
         "retry",
+        "schedule",
     }
     assert schema["additionalProperties"] is False
     json.dumps(schema)

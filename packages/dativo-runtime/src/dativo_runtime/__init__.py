@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from ._pipeline import ProgressEvent, RunResult, run_job
     from ._plugin_ref import PluginRef
     from ._retry import RetryPolicy
+    from ._run_jobs import JobOutcome, JobsReport, run_jobs
     from ._state_store import JobState, StateStore
     from ._validation import BatchValidator, ValidationReport
 
@@ -43,7 +44,9 @@ __all__ = [
     "CheckReport",
     "ExitCode",
     "JobConfig",
+    "JobOutcome",
     "JobState",
+    "JobsReport",
     "PluginRef",
     "ProgressEvent",
     "RetryPolicy",
@@ -63,6 +66,7 @@ __all__ = [
     "load_job",
     "parse_job",
     "run_job",
+    "run_jobs",
     "validate_job",
 ]
 
@@ -71,7 +75,9 @@ _EXPORTS = {
     "CheckReport": "._operations",
     "ExitCode": "._exit_codes",
     "JobConfig": "._job",
+    "JobOutcome": "._run_jobs",
     "JobState": "._state_store",
+    "JobsReport": "._run_jobs",
     "PluginRef": "._plugin_ref",
     "ProgressEvent": "._pipeline",
     "RetryPolicy": "._retry",
@@ -90,6 +96,7 @@ _EXPORTS = {
     "load_job": "._job",
     "parse_job": "._job",
     "run_job": "._pipeline",
+    "run_jobs": "._run_jobs",
     "validate_job": "._operations",
 }
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import sys
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, Optional
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 import typer
 import yaml
@@ -19,21 +18,26 @@ from rich.text import Text
 
 from dativo_plugin_sdk import PLUGIN_SDK_VERSION, ConfigurationError, DativoError
 
-from ._exit_codes import ExitCode, exit_code_for, worst_exit_code
+from ._exit_codes import ExitCode, exit_code_for
 from ._job import JobConfig, job_json_schema, load_job
-from ._logging import configure_logging
+from ._observability._logging import configure_logging
 from ._plugin_ref import BUILTIN_PLUGINS
-from ._render import console, emit_json, error_console, progress_bar, render_run
+from ._render import console, emit_json, error_console, progress_bar, render_run, render_summary
 from ._sandbox._commands import sandbox_app
 from ._secrets import REDACTOR, interpolate
+from ._termination import install_signal_handlers
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._run_jobs import JobOutcome
 
 __all__ = ["app", "main"]
 
 EXIT_CODES_HELP = """
 Exit codes: 0 success; 1 failure that retrying will not fix; 2 usage or configuration
 error; 65 data validation failure (strict mode); 75 retryable failure (retry later);
-77 authentication failure. See docs/runtime.md.
+77 authentication failure; 143 or 130 stopped by SIGTERM or Ctrl-C (nothing committed).
+See docs/runtime.md.
 """
 
 app = typer.Typer(
@@ -88,7 +92,26 @@ def _setup(log_format: str, log_level: str) -> None:
         _usage(f"--log-format must be auto, json or text, not {log_format!r}")
     if log_level.lower() not in ("debug", "info", "warning", "error"):
         _usage(f"--log-level must be debug, info, warning or error, not {log_level!r}")
-    configure_logging(log_format=log_format, level=log_level.lower())
+    configure_logging(fmt=log_format, level=log_level.lower())  # type: ignore[arg-type]
+
+
+def _child_env(log_format: str, log_level: str) -> dict[str, str]:
+    """The environment of child runs: this one, with this process's log settings (they share stderr)."""
+    if log_format == "auto":
+        log_format = "text" if sys.stderr.isatty() else "json"
+    return {**os.environ, "DATIVO_LOG_FORMAT": log_format, "DATIVO_LOG_LEVEL": log_level.lower()}
+
+
+@contextlib.contextmanager
+def _tracing() -> Iterator[None]:
+    """OpenTelemetry for one command: on only when the OTEL_* variables ask, flushed at the end."""
+    from ._observability._tracing import configure_tracing
+
+    tracing = configure_tracing()
+    try:
+        yield
+    finally:
+        tracing.shutdown()
 
 
 def _usage(message: str) -> NoReturn:
@@ -154,13 +177,67 @@ def _job_files(job_dir: Path) -> list[Path]:
     return files
 
 
+def _print_outcome(outcome: JobOutcome) -> None:
+    if outcome.result is not None:
+        render_run(outcome.result, console())
+    elif outcome.job is None:
+        error_console().print(Text(f"✗ {outcome.path}: {outcome.error_message}"))
+    else:
+        name = f"{outcome.tenant}/{outcome.job}"
+        if outcome.status == "succeeded":
+            counts = outcome.summary
+            console().print(
+                Text(
+                    f"✓ {name} succeeded in {outcome.duration_s:.2f}s: read {counts.get('records_read', 0)}, "
+                    f"written {counts.get('records_written', 0)}"
+                )
+            )
+        else:
+            reason = outcome.error_message or outcome.status
+            error_console().print(
+                Text(f"✗ {name} {outcome.status} with exit code {outcome.exit_code}: {reason}")
+            )
+
+
 @app.command(epilog=EXIT_CODES_HELP)
 def run(
     *,
     config: ConfigOption = None,
     job_dir: Annotated[
         Optional[Path],  # noqa: UP045
-        typer.Option("--job-dir", help="Run every .yaml/.yml job in this folder, one after another."),
+        typer.Option("--job-dir", help="Run every .yaml/.yml job in this folder."),
+    ] = None,
+    parallel: Annotated[
+        int,
+        typer.Option(
+            "--parallel",
+            min=1,
+            help="With --job-dir: jobs at once, each in its own process (default 1: one after another).",
+        ),
+    ] = 1,
+    per_tenant_limit: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option("--per-tenant-limit", min=1, help="With --parallel: jobs of one tenant at once."),
+    ] = None,
+    metrics_port: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(
+            "--metrics-port", min=0, max=65535, help="Serve Prometheus /metrics here while running."
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option("--metrics-host", help="Address for --metrics-port; 0.0.0.0 for every interface.")
+    ] = "127.0.0.1",
+    pushgateway: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--pushgateway", help="Push each job's metrics to this Pushgateway URL when it ends."),
+    ] = None,
+    metrics_file: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--metrics-file",
+            help="Write each job's metrics to this node-exporter textfile ({tenant} and {job} are replaced).",
+        ),
     ] = None,
     as_json: JsonOption = False,
     progress: Annotated[
@@ -173,48 +250,88 @@ def run(
     log_level: LogLevelOption = "info",
 ) -> None:
     """Run a job (or every job in a folder): extract, validate, write Parquet, commit."""
-    from ._pipeline import run_job
+    from ._observability._exposition import MetricsExport
+    from ._observability._metrics import RunMetrics
+    from ._run_jobs import run_jobs
 
     _setup(log_format, log_level)
     if (config is None) == (job_dir is None):
         _usage("give exactly one of --config JOB.yaml or --job-dir DIR")
+    if job_dir is None and (parallel != 1 or per_tenant_limit is not None):
+        _usage("--parallel and --per-tenant-limit apply to --job-dir")
     with _errors(as_json):
+        if config is not None:
+            load_job(config)  # A bad job file is a usage error of this command (exit 2).
         paths = [config] if config is not None else _job_files(job_dir)  # type: ignore[arg-type]
-        show_progress = progress if progress is not None else sys.stderr.isatty()
-        results: list[dict[str, Any]] = []
-        codes: list[int] = []
-        for path in paths:
-            assert path is not None
-            try:
-                job = load_job(path)
-            except DativoError as exc:
-                if config is not None:
-                    raise
-                codes.append(exit_code_for(exc))
-                results.append(
-                    {
-                        "job_file": str(path),
-                        "status": "failed",
-                        "exit_code": int(codes[-1]),
-                        "error": exc.to_dict(),
-                    }
-                )
-                if not as_json:
-                    error_console().print(Text(f"✗ {path}: {exc.message}"))
-                continue
-            with progress_bar(bool(show_progress) and not as_json, f"{job.job_id}") as on_progress:
-                result = run_job(job, on_progress=on_progress)
-            codes.append(int(result.exit_code))
-            results.append(result.to_dict())
-            if not as_json:
-                render_run(result, console())
-        exit_code = worst_exit_code(codes)
+        show_progress = bool(progress if progress is not None else sys.stderr.isatty()) and not as_json
+        metrics = RunMetrics()
+        export = MetricsExport(
+            metrics, port=metrics_port, host=metrics_host, pushgateway=pushgateway, metrics_file=metrics_file
+        )
+        with _tracing(), export:
+            report = run_jobs(
+                paths,
+                parallel=parallel,
+                per_tenant_limit=per_tenant_limit,
+                metrics=metrics,
+                export=export,
+                on_outcome=None if as_json else _print_outcome,
+                progress=lambda job: progress_bar(show_progress, job.job_id),
+                env=_child_env(log_format, log_level),
+            )
+        exit_code = report.exit_code
         if as_json:
-            if config is not None:
-                emit_json(results[0])
-            else:
-                emit_json({"ok": exit_code == ExitCode.OK, "exit_code": int(exit_code), "jobs": results})
+            emit_json(report.outcomes[0].summary if config is not None else report.to_dict())
+        elif job_dir is not None:
+            render_summary(report, console())
     raise typer.Exit(int(exit_code))
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def serve(
+    *,
+    job_dir: Annotated[
+        Path, typer.Option("--job-dir", help="Folder of job files; those with a schedule are run.")
+    ],
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="Port for /metrics, /healthz, /readyz, /api/jobs.")
+    ],
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "0.0.0.0",
+    max_parallel: Annotated[int, typer.Option("--max-parallel", min=1, help="Runs at once, in total.")] = 4,
+    per_tenant_limit: Annotated[
+        int, typer.Option("--per-tenant-limit", "--max-per-tenant", min=1, help="Runs at once per tenant.")
+    ] = 2,
+    grace_period: Annotated[
+        float, typer.Option("--grace-period", min=0, help="Seconds running jobs get to finish after SIGTERM.")
+    ] = 30.0,
+    timezone: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--timezone", help="IANA time zone schedules are read in (default: the server's)."),
+    ] = None,
+    log_format: LogFormatOption = "auto",
+    log_level: LogLevelOption = "info",
+) -> None:
+    """Run the scheduled jobs of a folder until SIGTERM; serve metrics, health probes and a status API."""
+    from ._serve import ReadinessCheck, SubprocessJobRunner, job_readiness_checks, load_scheduled_jobs
+    from ._serve import serve as serve_jobs
+
+    _setup(log_format, log_level)
+    with _errors(False):
+        jobs = load_scheduled_jobs(job_dir)
+        # Each run's summary is kept for the status API, not printed on serve's stdout.
+        runner = SubprocessJobRunner(env=_child_env(log_format, log_level), json_summary=True)
+        code = serve_jobs(
+            job_dir,
+            port,
+            host=host,
+            runner=runner,
+            readiness_checks=[ReadinessCheck("runner", runner.check), *job_readiness_checks(jobs)],
+            max_parallel=max_parallel,
+            max_per_tenant=per_tenant_limit,
+            grace_period=grace_period,
+            timezone=timezone,
+        )
+    raise typer.Exit(code)
 
 
 # check / validate / discover ----------------------------------------------------------
@@ -233,7 +350,8 @@ def check(
     _setup(log_format, log_level)
     with _errors(as_json):
         job = _load(config)
-        reports = check_job(job)
+        with _tracing():
+            reports = check_job(job)
         code = check_exit_code(reports)
         if as_json:
             emit_json(
@@ -499,12 +617,9 @@ def state_reset(
             console().print(Text(f"state of {job.job_id} reset ({store.uri(job.tenant, job.name)})"))
 
 
-def _terminate(signum: int, frame: Any) -> None:
-    # Unwind like Ctrl-C so that staged files are discarded and leases released; exit 143.
-    raise SystemExit(128 + signum)
-
-
 def main() -> None:
     """Entry point of the ``dativo-run`` console script."""
-    signal.signal(signal.SIGTERM, _terminate)
+    # SIGTERM and Ctrl-C unwind the run (staged files discarded, leases released; exit 143
+    # or 130), except during a commit, which finishes first.
+    install_signal_handlers()
     app(prog_name="dativo-run")

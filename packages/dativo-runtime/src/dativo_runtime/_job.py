@@ -228,9 +228,29 @@ class JobConfig(_Spec):
         "beside the job file.",
     )
     retry: RetrySpec = Field(default_factory=RetrySpec)
+    schedule: str | None = Field(
+        default=None,
+        description="When `dativo-run serve` runs the job: cron syntax ('*/15 * * * *'), '@hourly'/'@daily', "
+        "or six fields where the sixth is seconds. Ignored by `dativo-run run`.",
+    )
 
     _source_file: Path | None = PrivateAttr(default=None)
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron_expression(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from croniter import croniter
+
+        if not croniter.is_valid(value.strip()):
+            raise ValueError(
+                f"{value!r} is not a cron expression; write five fields such as '*/15 * * * *' (minute hour "
+                "day month weekday), a shortcut such as '@hourly', or add a sixth field for seconds "
+                "('* * * * * */10')"
+            )
+        return value.strip()
 
     @field_validator("schema_columns", mode="before")
     @classmethod

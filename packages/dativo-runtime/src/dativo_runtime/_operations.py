@@ -31,6 +31,7 @@ from dativo_plugin_sdk import (
 from ._arrow_batches import arrow_type_for
 from ._exit_codes import ExitCode, exit_code_for, exit_code_for_code, worst_exit_code
 from ._job import JobConfig, is_remote_uri
+from ._observability._tracing import active_tracing
 from ._pipeline import open_reader_session, open_writer_session, resolve_stream
 from ._plugin_ref import BUILTIN_PLUGINS, ENTRY_POINT_GROUP, PluginRef
 from ._retry import RetryPolicy, call_with_retry
@@ -148,9 +149,11 @@ def check_job(
             reports.append(CheckReport(role, plugin, _failed(exc)))
             continue
         try:
-            result, attempts = _check_with_retry(
-                session.check_connection, retry, f"checking the {role}", sleep
-            )
+            with active_tracing().check(role=role) as span:
+                result, attempts = _check_with_retry(
+                    session.check_connection, retry, f"checking the {role}", sleep
+                )
+                span.set_attribute("dativo.check.success", result.success)
         except DativoError as exc:
             result, attempts = _failed(exc), 1
         finally:

@@ -20,8 +20,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from dativo_plugin_sdk import (
@@ -29,14 +30,17 @@ from dativo_plugin_sdk import (
     ConfigurationError,
     DativoError,
     DiscoveredStream,
+    SandboxError,
     from_dict,
     is_retryable,
 )
 
 from ._arrow_batches import arrow_schema_for
 from ._exit_codes import ExitCode, exit_code_for
-from ._job import JobConfig
-from ._logging import run_context
+from ._job import JobConfig, is_remote_uri
+from ._observability._logging import log_context
+from ._observability._metrics import JobMetrics, RunMetrics
+from ._observability._tracing import Tracing, active_tracing
 from ._plugin_ref import PluginRef
 from ._retry import RetryPolicy, call_with_retry
 from ._s3 import S3_OPTION_KEYS
@@ -45,6 +49,7 @@ from ._sandbox._policy import OperatorPolicy
 from ._secrets import REDACTOR
 from ._state_store import JobState, PendingCommit, StateStore
 from ._storage import open_storage
+from ._termination import commit_section, raise_if_requested
 from ._validation import BatchValidator, ValidationReport
 from .connectors._dataset import ParquetDataset, utc_now_iso
 from .connectors._parquet import new_run_id
@@ -56,6 +61,7 @@ __all__ = [
     "open_writer_session",
     "resolve_stream",
     "run_job",
+    "writable_output_dir",
 ]
 
 log = logging.getLogger("dativo.run")
@@ -165,11 +171,18 @@ class RunResult:
 
 
 def _in_role(exc: DativoError, role: str, job: JobConfig) -> DativoError:
-    """Say which side of which job a configuration error is about (``source.config.path``)."""
+    """Say which side of which job a configuration error is about (``source.config.path``).
+
+    Errors about a job-level setting (``details["setting"]``, such as ``sandbox.memory``
+    from the sandbox policy) name that setting rather than a plugin's config field.
+    """
     if not isinstance(exc, ConfigurationError) or exc.details.get("role"):
         return exc
+    setting = exc.details.get("setting")
     field_name = exc.details.get("field")
     where = f"{role}.config.{field_name}" if field_name else role
+    if setting:
+        where = str(setting)
     data = exc.to_dict()
     data["message"] = f"{job.display_name}: {where} ({getattr(job, role).plugin}): {exc.message}"
     data["details"] = {**exc.details, "role": role, "file": job.display_name}
@@ -187,10 +200,63 @@ def open_reader_session(job: JobConfig, *, policy: OperatorPolicy | None = None)
     """
     try:
         ref = job.source_ref()
-        sandbox = choose_sandbox(job.mode, job.sandbox.backend, ref, policy)
-        return sandbox.open_reader(ref, job.source_config(), limits=job.sandbox.to_limits()), sandbox.name
+        limits = job.sandbox.to_limits()
+        sandbox = choose_sandbox(job.mode, job.sandbox.backend, ref, policy, limits=limits)
+        return sandbox.open_reader(ref, job.source_config(), limits=limits), sandbox.name
     except DativoError as exc:
         raise _in_role(exc, "source", job) from exc
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def writable_output_dir(job: JobConfig) -> Path | None:
+    """Return the one local folder a sandboxed target plugin may write to.
+
+    A sandboxed writer may change anything in that folder, so it may not hold (or lie
+    inside) the runtime's own bookkeeping: the job's state, the quarantine dataset, the
+    job file, a ``.dativo`` or ``_dativo`` folder.
+
+    Returns:
+        The resolved folder, or ``None`` when the target is remote or names no ``path``.
+
+    Raises:
+        ConfigurationError: If the folder overlaps the runtime's bookkeeping; the message
+            names both and the setting to change (``details["field"]`` is ``path``).
+    """
+    folder = job.output_dir()
+    if folder is None:
+        return None
+    folder = folder.resolve()
+    protected: list[tuple[str, Path, str]] = []
+    state = job.state_location()
+    if not is_remote_uri(state):
+        protected.append(("the job's state", Path(state), "set state.uri to a folder outside it"))
+    quarantine = job.quarantine_location()
+    if quarantine is not None and not is_remote_uri(quarantine):
+        protected.append(
+            ("the quarantine dataset", Path(quarantine), "set quarantine.path to a folder outside it")
+        )
+    fix = "point target.config.path at a folder of its own"
+    if job.source_file is not None:
+        protected.append(("the job file", job.source_file, "keep job files outside the output folder"))
+        protected.append(("the runtime's .dativo folder", job.base_dir / ".dativo", fix))
+    if (folder / "_dativo").exists():
+        protected.append(("a parquet target's _dativo folder", folder / "_dativo", fix))
+    bookkeeping = next((part for part in folder.parts if part in (".dativo", "_dativo")), None)
+    if bookkeeping is not None:
+        protected.append((f"the runtime's {bookkeeping} folder", folder, fix))
+    for what, path, hint in protected:
+        resolved = path.resolve()
+        if _inside(resolved, folder) or _inside(folder, resolved):
+            raise ConfigurationError(
+                f"the sandboxed writer may change everything in its output folder {str(folder)!r}, which "
+                f"overlaps {what} ({str(resolved)!r}); {hint}, so that the plugin cannot touch the "
+                "runtime's bookkeeping",
+                details={"field": "path", "output_dir": str(folder), "protected": str(resolved)},
+            )
+    return folder
 
 
 def open_writer_session(
@@ -204,6 +270,10 @@ def open_writer_session(
 ) -> tuple[WriterSession, str]:
     """Start the job's target plugin (or another writer, such as the quarantine's).
 
+    A sandboxed target may write to its ``path`` folder only (see
+    :func:`writable_output_dir`); the quarantine writer is the built-in parquet writer
+    and gets no folder.
+
     Returns:
         The session and the name of the backend running it.
 
@@ -212,13 +282,17 @@ def open_writer_session(
     """
     try:
         writer_ref = ref or job.target_ref()
-        sandbox = choose_sandbox(job.mode, job.sandbox.backend, writer_ref, policy)
+        limits = job.sandbox.to_limits()
+        sandbox = choose_sandbox(job.mode, job.sandbox.backend, writer_ref, policy, limits=limits)
+        output_dir = None
+        if role == "target":
+            output_dir = writable_output_dir(job) if sandbox.isolated else job.output_dir()
         session = sandbox.open_writer(
             writer_ref,
             config if config is not None else job.target_config(),
             schema=schema,
-            limits=job.sandbox.to_limits(),
-            output_dir=job.output_dir() if role == "target" else None,
+            limits=limits,
+            output_dir=output_dir,
         )
         return session, sandbox.name
     except DativoError as exc:
@@ -226,7 +300,12 @@ def open_writer_session(
 
 
 def resolve_stream(
-    job: JobConfig, reader: ReaderSession, *, retry: RetryPolicy | None = None
+    job: JobConfig,
+    reader: ReaderSession,
+    *,
+    retry: RetryPolicy | None = None,
+    tracing: Tracing | None = None,
+    on_retry: Callable[[int, BaseException, float], None] | None = None,
 ) -> tuple[str | None, list[Column] | None, DiscoveredStream | None]:
     """Pick the stream to read and the columns to validate against.
 
@@ -236,6 +315,13 @@ def resolve_stream(
     Returns:
         ``(stream name, columns, discovered stream)``.
 
+    Args:
+        job: The job.
+        reader: Its source session.
+        retry: The budget for retrying ``discover``.
+        tracing: Where the ``dativo.discover`` span goes; the active tracing by default.
+        on_retry: Called before each retry of ``discover`` (metrics).
+
     Raises:
         ConfigurationError: If ``source.stream`` names no discovered stream, or the source
             has several streams and the job names none.
@@ -244,9 +330,13 @@ def resolve_stream(
     wanted = job.source.stream
     if columns is not None or "discover" not in reader.info.capabilities:
         return wanted, columns, None
-    discovery = call_with_retry(
-        reader.discover, retry or RetryPolicy(max_attempts=1), what="discovering the source"
-    )
+    with (tracing or active_tracing()).discover():
+        discovery = call_with_retry(
+            reader.discover,
+            retry or RetryPolicy(max_attempts=1),
+            what="discovering the source",
+            on_retry=on_retry,
+        )
     streams = discovery.objects
     if not streams:
         return wanted, None, None
@@ -292,6 +382,25 @@ class _Attempt:
     attempts: int = 1
 
 
+class _StageClock:
+    """Seconds one attempt spends in each stage, observed once per attempt."""
+
+    def __init__(self) -> None:
+        self.seconds = dict.fromkeys(("extract", "validate", "write"), 0.0)
+
+    @contextlib.contextmanager
+    def timing(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] += time.perf_counter() - start
+
+    def observe(self, metrics: JobMetrics, stream: str | None) -> None:
+        for stage, seconds in self.seconds.items():
+            metrics.observe_stage(stage, seconds, stream=stream)
+
+
 class _JobRun:
     """One run of one job (all its attempts)."""
 
@@ -299,15 +408,20 @@ class _JobRun:
         self,
         job: JobConfig,
         run_id: str,
+        *,
         policy: OperatorPolicy | None,
         on_progress: Callable[[ProgressEvent], None] | None,
         sleep: Callable[[float], None],
+        metrics: JobMetrics,
+        tracing: Tracing,
     ) -> None:
         self.job = job
         self.run_id = run_id
         self.policy = policy
         self.on_progress = on_progress
         self.sleep = sleep
+        self.metrics = metrics
+        self.tracing = tracing
         self.retry = RetryPolicy.from_spec(job.retry)
         self.started = time.monotonic()
         self.is_parquet = job.target.plugin == "parquet"
@@ -316,6 +430,14 @@ class _JobRun:
         self.store = StateStore(job.state_location(), job.state_storage_options())
         self.ingest_date = time.strftime("%Y-%m-%d", time.gmtime())
         self.last_attempt: _Attempt | None = None
+
+    def _on_retry(self, attempt: int, exc: BaseException, delay: float) -> None:
+        """Count an error that is about to be retried (checks, discovery, state writes, runs)."""
+        self.metrics.error(exc)
+        self.metrics.retry(exc)
+
+    def _with_retry(self, function: Callable[[], Any], what: str) -> Any:
+        return call_with_retry(function, self.retry, what=what, sleep=self.sleep, on_retry=self._on_retry)
 
     # Settling a dead run's pending commit ------------------------------------------
 
@@ -348,6 +470,28 @@ class _JobRun:
             )
         self.store.clear_pending(job.tenant, job.name)
 
+    # Sessions ----------------------------------------------------------------------
+
+    def _started(self, session: ReaderSession | WriterSession, backend: str, began: float) -> None:
+        """Count a sandbox start and its cold start (in-process sessions are not sandboxes)."""
+        if backend != "none":
+            cold_start = getattr(session, "startup_seconds", None)
+            self.metrics.sandbox_started(
+                backend, cold_start if cold_start is not None else time.monotonic() - began
+            )
+
+    def _open_reader(self) -> tuple[ReaderSession, str]:
+        began = time.monotonic()
+        session, backend = open_reader_session(self.job, policy=self.policy)
+        self._started(session, backend, began)
+        return session, backend
+
+    def _open_writer(self, **options: Any) -> tuple[WriterSession, str]:
+        began = time.monotonic()
+        session, backend = open_writer_session(self.job, policy=self.policy, **options)
+        self._started(session, backend, began)
+        return session, backend
+
     # One attempt -------------------------------------------------------------------
 
     def _progress(self, attempt: _Attempt, invalid: int, estimate: int | None) -> None:
@@ -376,17 +520,20 @@ class _JobRun:
         }
         if location.startswith("s3://"):
             config.update(self.target_options)
-        session, _ = open_writer_session(
-            self.job, config=config, ref=PluginRef.parse("parquet"), policy=self.policy, role="quarantine"
-        )
+        session, _ = self._open_writer(config=config, ref=PluginRef.parse("parquet"), role="quarantine")
         return session
+
+    def _stage_span(
+        self, stage: str, sampled: bool, stream: str | None
+    ) -> contextlib.AbstractContextManager[Any]:
+        return self.tracing.stage(stage, stream=stream) if sampled else contextlib.nullcontext()
 
     def attempt(self, number: int, saved: JobState) -> _Attempt:
         job = self.job
         outcome = _Attempt(attempts=number)
         self.last_attempt = outcome
         with contextlib.ExitStack() as sessions:
-            reader, outcome.sandbox["source"] = open_reader_session(job, policy=self.policy)
+            reader, outcome.sandbox["source"] = self._open_reader()
             sessions.callback(_close_quietly, reader, "source")
             if job.source.incremental is not None and "incremental" not in reader.info.capabilities:
                 raise ConfigurationError(
@@ -394,15 +541,17 @@ class _JobRun:
                     "support incremental reads (supports_incremental is false); remove source.incremental",
                     details={"field": "source.incremental", "role": "source"},
                 )
-            stream, columns, _ = resolve_stream(job, reader, retry=self.retry)
+            stream, columns, _ = resolve_stream(
+                job, reader, retry=self.retry, tracing=self.tracing, on_retry=self._on_retry
+            )
             outcome.stream = stream
             arrow_schema = arrow_schema_for(columns) if columns is not None else None
             config = job.target_config()
             if self.is_parquet:
                 config.setdefault("run_id", self._writer_run_id(number))
                 config.setdefault("ingest_date", self.ingest_date)
-            writer, outcome.sandbox["target"] = open_writer_session(
-                job, config=config, schema=_writer_columns(columns, job.validation), policy=self.policy
+            writer, outcome.sandbox["target"] = self._open_writer(
+                config=config, schema=_writer_columns(columns, job.validation)
             )
             sessions.callback(_close_quietly, writer, "target")
             quarantine: WriterSession | None = None
@@ -415,49 +564,74 @@ class _JobRun:
             metadata: list[dict[str, Any]] = []
             quarantine_metadata: list[dict[str, Any]] = []
             committed = False
+            clock = _StageClock()
             try:
                 estimate = reader.estimate()
                 counter = 0
-                for extracted in reader.extract(stream=stream, state=state_in, schema=arrow_schema):
-                    if extracted.state is not None:
-                        outcome.state = extracted.state
-                    rows = extracted.data.num_rows
-                    if rows == 0:
-                        continue
-                    outcome.records_read += rows
-                    checked = validator.validate(extracted.data)
-                    if checked.quarantine is not None and checked.quarantine.num_rows:
-                        if quarantine is None:
-                            quarantine = self._quarantine_writer(number)
-                            sessions.callback(_close_quietly, quarantine, "quarantine")
-                        quarantine_metadata += quarantine.write_batch(checked.quarantine, counter)
-                        outcome.records_quarantined += checked.quarantine.num_rows
-                    if checked.valid.num_rows:
-                        metadata += writer.write_batch(checked.valid, counter)
-                        outcome.records_written += checked.valid.num_rows
-                    counter += 1
-                    self._progress(outcome, validator.report.records_invalid, estimate)
+                with self.tracing.stage("extract", stream=stream):
+                    batches = iter(reader.extract(stream=stream, state=state_in, schema=arrow_schema))
+                    while True:
+                        with clock.timing("extract"):
+                            extracted = next(batches, None)
+                        if extracted is None:
+                            break
+                        if extracted.state is not None:
+                            outcome.state = extracted.state
+                        rows = extracted.data.num_rows
+                        if rows == 0:
+                            continue
+                        outcome.records_read += rows
+                        self.metrics.batch(stream, records_read=rows)
+                        sampled = self.tracing.enabled and self.tracing.batch_sampled(counter)
+                        with self.tracing.batch(counter, stream=stream, records=rows):
+                            with self._stage_span("validate", sampled, stream), clock.timing("validate"):
+                                checked = validator.validate(extracted.data)
+                            with self._stage_span("write", sampled, stream), clock.timing("write"):
+                                if checked.quarantine is not None and checked.quarantine.num_rows:
+                                    if quarantine is None:
+                                        quarantine = self._quarantine_writer(number)
+                                        sessions.callback(_close_quietly, quarantine, "quarantine")
+                                    quarantine_metadata += quarantine.write_batch(checked.quarantine, counter)
+                                    outcome.records_quarantined += checked.quarantine.num_rows
+                                if checked.valid.num_rows:
+                                    metadata += writer.write_batch(checked.valid, counter)
+                                    outcome.records_written += checked.valid.num_rows
+                        counter += 1
+                        self._progress(outcome, validator.report.records_invalid, estimate)
                 if validator.report.dropped_columns:
                     log.warning(
                         "column(s) %s are not in the schema and were not written",
                         ", ".join(sorted(validator.report.dropped_columns)),
                     )
-                if quarantine is not None:
-                    outcome.quarantine_commit = quarantine.commit_files(quarantine_metadata)
-                committed = self._commit(
-                    writer=writer,
-                    metadata=metadata,
-                    outcome=outcome,
-                    saved=saved,
-                    state_key=state_key,
-                    number=number,
+                with (
+                    self.tracing.commit(stream=stream),
+                    self.metrics.time_stage("commit", stream=stream),
+                    commit_section(),
+                ):
+                    if quarantine is not None:
+                        outcome.quarantine_commit = quarantine.commit_files(quarantine_metadata)
+                    committed = self._commit(
+                        writer=writer,
+                        metadata=metadata,
+                        outcome=outcome,
+                        saved=saved,
+                        state_key=state_key,
+                        number=number,
+                    )
+                self.metrics.records_written(
+                    outcome.records_written,
+                    stream=stream,
+                    bytes_written=int(outcome.commit.get("bytes") or 0),
                 )
+                self.metrics.records_quarantined(outcome.records_quarantined, stream=stream)
             except BaseException:
                 if not committed:
                     for session, role in ((writer, "target"), (quarantine, "quarantine")):
                         if session is not None:
                             _abort_quietly(session, role)
                 raise
+            finally:
+                clock.observe(self.metrics, stream)
         return outcome
 
     def _commit(
@@ -482,11 +656,8 @@ class _JobRun:
                 target=job.target_location(),
                 state=new_state,
             )
-            call_with_retry(
-                lambda: self.store.save_pending(job.tenant, job.name, pending),
-                self.retry,
-                what="recording the pending state",
-                sleep=self.sleep,
+            self._with_retry(
+                lambda: self.store.save_pending(job.tenant, job.name, pending), "recording the pending state"
             )
         try:
             outcome.commit = writer.commit_files(metadata)
@@ -515,17 +686,9 @@ class _JobRun:
                 "note": "publishing interrupted; finished by the next run",
             }
         if new_state is not None:
-            call_with_retry(
-                lambda: self.store.save(job.tenant, job.name, new_state),
-                self.retry,
-                what="saving the state",
-                sleep=self.sleep,
-            )
-            call_with_retry(
-                lambda: self.store.clear_pending(job.tenant, job.name),
-                self.retry,
-                what="clearing the pending state",
-                sleep=self.sleep,
+            self._with_retry(lambda: self.store.save(job.tenant, job.name, new_state), "saving the state")
+            self._with_retry(
+                lambda: self.store.clear_pending(job.tenant, job.name), "clearing the pending state"
             )
             outcome.state = new_state.streams.get(state_key)
         return True
@@ -548,6 +711,8 @@ class _JobRun:
                     outcome.attempts = number
                     break
                 except DativoError as exc:
+                    if isinstance(exc, SandboxError):
+                        self.metrics.sandbox_failed(str(exc.details.get("backend") or "unknown"), exc)
                     if not is_retryable(exc) or number >= self.retry.max_attempts:
                         raise
                     delay = self.retry.delay(number, exc)
@@ -559,6 +724,8 @@ class _JobRun:
                         delay,
                         extra={"attempt": number, "error_code": exc.error_code, "delay_s": round(delay, 3)},
                     )
+                    self._on_retry(number, exc, delay)
+                    raise_if_requested()
                     self.sleep(delay)
                     number += 1
             return outcome
@@ -578,6 +745,42 @@ def _abort_quietly(session: WriterSession, role: str) -> None:
         log.warning("discarding the %s's staged files failed: %s (the next run cleans them up)", role, exc)
 
 
+def _fill_success(result: RunResult, outcome: _Attempt, job: JobConfig) -> None:
+    result.status = "succeeded"
+    result.attempts = outcome.attempts
+    result.stream = outcome.stream
+    result.records_read = outcome.records_read
+    result.records_written = outcome.records_written
+    result.records_quarantined = outcome.records_quarantined
+    result.commit = outcome.commit
+    result.files = [str(p) for p in outcome.commit.get("paths") or []]
+    result.bytes_written = int(outcome.commit.get("bytes") or 0)
+    result.manifest = outcome.commit.get("manifest")
+    result.state = outcome.state if job.source.incremental is not None else None
+    result.sandbox = outcome.sandbox
+    if outcome.report is not None:
+        result.validation = outcome.report.to_dict()
+        result.records_invalid = outcome.report.records_invalid
+    if outcome.quarantine_commit:
+        result.quarantine_output = job.quarantine_location()
+
+
+def _fill_failure(result: RunResult, error: DativoError, last: _Attempt | None) -> None:
+    if last is not None:
+        # What the failed attempt got through before it failed (nothing of it is committed).
+        result.records_read = last.records_read
+        result.stream = last.stream
+        result.sandbox = last.sandbox
+        result.attempts = last.attempts
+    result.status = "failed"
+    result.exit_code = exit_code_for(error)
+    validation = error.details.get("validation")
+    if isinstance(validation, dict):
+        result.validation = validation
+        result.records_invalid = int(validation.get("records_invalid", 0))
+    result.attempts = max(result.attempts, 1)
+
+
 def run_job(
     job: JobConfig,
     *,
@@ -585,11 +788,15 @@ def run_job(
     policy: OperatorPolicy | None = None,
     on_progress: Callable[[ProgressEvent], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    metrics: RunMetrics | None = None,
+    tracing: Tracing | None = None,
 ) -> RunResult:
     """Run one job to completion: extract, validate, write, commit, save state.
 
     Never raises for a failed run: the returned :class:`RunResult` says ``failed``, holds
-    the error and the exit code it maps to.
+    the error and the exit code it maps to. A ``SystemExit`` or ``KeyboardInterrupt``
+    (``SIGTERM``, Ctrl-C) aborts the run, nothing committed, is counted as ``aborted``
+    and propagates.
 
     Args:
         job: The validated job (from :func:`load_job`).
@@ -597,11 +804,16 @@ def run_job(
         policy: The operator's sandbox policy.
         on_progress: Called after each batch with a :class:`ProgressEvent`.
         sleep: How to wait between retries (tests pass a fake).
+        metrics: Where the run's Prometheus metrics go (a private registry by default).
+        tracing: Where its spans go; the process's active tracing (off unless the
+            ``OTEL_*`` variables ask for it) by default.
 
     Returns:
         The run's :class:`RunResult`.
     """
     run_id = run_id or new_run_id()
+    job_metrics = (metrics or RunMetrics()).for_job(job.tenant, job.name)
+    tracing = tracing or active_tracing()
     result = RunResult(
         run_id=run_id,
         tenant=job.tenant,
@@ -613,7 +825,20 @@ def run_job(
         output=job.target_location(),
     )
     started = time.monotonic()
-    with run_context(tenant=job.tenant, job=job.name, run_id=run_id):
+    job_metrics.run_started()
+    with (
+        log_context(tenant=job.tenant, job=job.name, run_id=run_id),
+        tracing.run(
+            tenant=job.tenant,
+            job=job.name,
+            run_id=run_id,
+            **{
+                "dativo.source": job.source.plugin,
+                "dativo.target": job.target.plugin,
+                "dativo.mode": job.mode,
+            },
+        ) as span,
+    ):
         log.info(
             "run started: %s -> %s",
             job.source.plugin,
@@ -622,7 +847,15 @@ def run_job(
         )
         execution: _JobRun | None = None
         try:
-            execution = _JobRun(job, run_id, policy, on_progress, sleep)
+            execution = _JobRun(
+                job,
+                run_id,
+                policy=policy,
+                on_progress=on_progress,
+                sleep=sleep,
+                metrics=job_metrics,
+                tracing=tracing,
+            )
             result.state_uri = execution.store.uri(job.tenant, job.name)
             outcome = execution.run()
         except DativoError as exc:
@@ -634,41 +867,22 @@ def run_job(
                 error_code="INTERNAL_ERROR",
                 details={"exception_type": type(exc).__name__},
             )
+        except BaseException:
+            job_metrics.run_finished("aborted", time.monotonic() - started)
+            log.warning("run aborted: nothing of it was committed", extra={"status": "aborted"})
+            raise
         else:
-            result.status = "succeeded"
-            result.attempts = outcome.attempts
-            result.stream = outcome.stream
-            result.records_read = outcome.records_read
-            result.records_written = outcome.records_written
-            result.records_quarantined = outcome.records_quarantined
-            result.commit = outcome.commit
-            result.files = [str(p) for p in outcome.commit.get("paths") or []]
-            result.bytes_written = int(outcome.commit.get("bytes") or 0)
-            result.manifest = outcome.commit.get("manifest")
-            result.state = outcome.state if job.source.incremental is not None else None
-            result.sandbox = outcome.sandbox
-            if outcome.report is not None:
-                result.validation = outcome.report.to_dict()
-                result.records_invalid = outcome.report.records_invalid
-            if outcome.quarantine_commit:
-                result.quarantine_output = job.quarantine_location()
+            _fill_success(result, outcome, job)
         if result.error is not None:
-            last = execution.last_attempt if execution is not None else None
-            if last is not None:
-                # What the failed attempt got through before it failed (nothing of it is committed).
-                result.records_read = last.records_read
-                result.stream = last.stream
-                result.sandbox = last.sandbox
-                result.attempts = last.attempts
-            result.status = "failed"
-            result.exit_code = exit_code_for(result.error)
-            validation = result.error.details.get("validation")
-            if isinstance(validation, dict):
-                result.validation = validation
-                result.records_invalid = int(validation.get("records_invalid", 0))
-            result.attempts = max(result.attempts, 1)
+            _fill_failure(result, result.error, execution.last_attempt if execution is not None else None)
+            job_metrics.error(result.error)
+            span.record_error(result.error)
         result.finished_at = utc_now_iso()
         result.duration_s = time.monotonic() - started
+        job_metrics.run_finished("success" if result.succeeded else "failed", result.duration_s)
+        span.set_attribute("dativo.status", result.status)
+        span.set_attribute("dativo.records_read", result.records_read)
+        span.set_attribute("dativo.records_written", result.records_written)
         if result.succeeded:
             log.info(
                 "run succeeded: %d read, %d written, %d invalid, %d file(s)",

@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -18,12 +18,16 @@ from rich.text import Text
 from ._pipeline import ProgressEvent, RunResult
 from ._secrets import REDACTOR, RedactingStream
 
+if TYPE_CHECKING:
+    from ._run_jobs import JobsReport
+
 __all__ = [
     "console",
     "emit_json",
     "error_console",
     "progress_bar",
     "render_run",
+    "render_summary",
 ]
 
 
@@ -126,6 +130,30 @@ def render_run(result: RunResult, out: Console) -> None:
             out.print(sample)
     if result.error is not None:
         error_console().print(Text(f"error: {result.error.message}"))
+
+
+def render_summary(report: JobsReport, out: Console) -> None:
+    """Print one line per job of a ``--job-dir`` run and the combined exit code."""
+    table = Table(
+        title=f"{len(report.outcomes)} job(s); exit code {int(report.exit_code)}", title_justify="left"
+    )
+    for column in ("job", "status", "exit", "read", "written", "invalid", "seconds", "error"):
+        table.add_column(column, overflow="fold")
+    for outcome in report.outcomes:
+        summary = outcome.summary
+        name = f"{outcome.tenant}/{outcome.job}" if outcome.job else str(outcome.path)
+        style = {"succeeded": "green", "aborted": "yellow"}.get(outcome.status, "red")
+        table.add_row(
+            Text(name),
+            Text(outcome.status, style=style),
+            str(outcome.exit_code),
+            str(summary.get("records_read", "")),
+            str(summary.get("records_written", "")),
+            str(summary.get("records_invalid", "")),
+            f"{outcome.duration_s:.1f}",
+            Text((outcome.error_message or "")[:200]),
+        )
+    out.print(table)
 
 
 class _ConsoleStream:

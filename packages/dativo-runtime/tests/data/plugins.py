@@ -170,3 +170,89 @@ class MemoryWriter(BaseWriter):
 
     def abort(self) -> None:
         self.staged = []
+
+
+class TracedReader(BaseReader):
+    """``count`` records in batches, each fetched in a span made with the plain OpenTelemetry API.
+
+    With ``token`` it also puts that secret where plugins leak them: a span attribute and
+    event, a log line, and (``fail: true``) the message of the error that ends the run.
+    """
+
+    __version__ = "1.0.0"
+
+    def discover(self) -> DiscoveryResult:
+        return DiscoveryResult([DiscoveredStream("numbers", (Column("id", "integer", nullable=False),))])
+
+    def extract(self, state: State | None = None) -> Iterator[Any]:
+        import logging
+
+        from opentelemetry import trace
+
+        tracer = trace.get_tracer("traced_reader")
+        token = str(self.config.get("token", ""))
+        count, size = int(self.config.get("count", 20)), int(self.config.get("batch_size", 10))
+        for low in range(0, count, size):
+            with tracer.start_as_current_span("plugin.fetch_page") as span:
+                span.set_attribute("page.first_id", low)
+                if token:
+                    span.set_attribute("api_token", token)
+                    span.set_attribute("http.url", f"https://api.example/orders?token={token}")
+                    span.add_event("request", {"line": f"GET with {token}"})
+                    logging.getLogger("traced_reader").warning("fetching with token %s", token)
+                records = [{"id": n} for n in range(low, min(low + size, count))]
+            yield records
+        if self.config.get("fail"):
+            raise AuthenticationError(f"the API refused token {token}")
+
+
+class MarkerReader(BaseReader):
+    """Appends ``start``/``end`` lines for its job to ``config["log"]``, for concurrency tests.
+
+    With ``wait_for`` it waits (at most 60 s) until the log holds a ``start`` line of that
+    tenant: two such jobs finish only if they run at the same time. ``fail: true`` raises.
+    """
+
+    __version__ = "1.0.0"
+
+    def _mark(self, event: str) -> None:
+        fd = os.open(self.config["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, f"{event} {self.config['job']}\n".encode())
+        finally:
+            os.close(fd)
+
+    def extract(self, state: State | None = None) -> Iterator[Any]:
+        self._mark("start")
+        wanted = self.config.get("wait_for")
+        deadline = time.monotonic() + 60
+        while wanted and time.monotonic() < deadline:
+            lines = Path(self.config["log"]).read_text().splitlines()
+            if any(line.startswith(f"start {wanted}/") for line in lines):
+                break
+            time.sleep(0.02)
+        if self.config.get("fail"):
+            self._mark("end")
+            raise RuntimeError("the marker reader was told to fail")
+        yield [{"id": n} for n in range(int(self.config.get("count", 3)))]
+        self._mark("end")
+
+
+class StateTamperingWriter(BaseWriter):
+    """Tries to overwrite ``config["target_file"]``; records what happened in its own output folder."""
+
+    __version__ = "1.0.0"
+
+    def write_batch(self, records: Batch, file_counter: int) -> list[dict[str, Any]]:
+        outcome = "written"
+        try:
+            with open(self.config["target_file"], "w", encoding="utf-8") as handle:
+                handle.write("tampered")
+        except OSError as exc:
+            outcome = f"refused: {type(exc).__name__} errno {exc.errno}"
+        report = Path(self.config["path"]) / "tamper-report.txt"
+        report.write_text(outcome)
+        return [{"path": str(report), "record_count": len(records_from_batch(records)), "size_bytes": 0}]
+
+    def commit_files(self, file_metadata: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"files_committed": len(file_metadata)}

@@ -2,47 +2,58 @@
 
 ``prometheus-client`` is a dependency of the runtime; ``opentelemetry`` is the optional
 ``otel`` extra and is imported only when the ``OTEL_*`` variables turn tracing on.
+
+Names are imported on first use (PEP 562): the sandbox worker imports
+``._tracing`` alone (for :class:`SpanRelay`), in images that hold neither
+prometheus-client nor the CLI's dependencies.
 """
 
-from ._exposition import (
-    PUSH_JOB,
-    HttpEndpoint,
-    metrics_file_path,
-    push_metrics,
-    start_metrics_server,
-    write_metrics_file,
-)
-from ._logging import (
-    CONTEXT_FIELDS,
-    HumanLogFormatter,
-    JsonLogFormatter,
-    LogContextFilter,
-    RedactingFilter,
-    configure_logging,
-    log_context,
-    redact_text,
-)
-from ._metrics import (
-    OTHER,
-    OUTCOME_METRICS,
-    RUN_STATUSES,
-    SANDBOX_FAILURE_REASONS,
-    STAGES,
-    JobMetrics,
-    RunMetrics,
-    sandbox_failure_reason,
-)
-from ._tracing import (
-    SpanHandle,
-    SpanRelay,
-    Tracing,
-    active_tracing,
-    configure_tracing,
-    current_trace_ids,
-    extract_context,
-    inject_context,
-    tracing_requested,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._exposition import (
+        PUSH_JOB,
+        HttpEndpoint,
+        MetricsExport,
+        metrics_file_path,
+        push_metrics,
+        start_metrics_server,
+        write_metrics_file,
+    )
+    from ._logging import (
+        CONTEXT_FIELDS,
+        HumanLogFormatter,
+        JsonLogFormatter,
+        LogContextFilter,
+        RedactingFilter,
+        configure_logging,
+        log_context,
+        redact_text,
+    )
+    from ._metrics import (
+        OTHER,
+        OUTCOME_METRICS,
+        RUN_STATUSES,
+        SANDBOX_FAILURE_REASONS,
+        STAGES,
+        JobMetrics,
+        RunMetrics,
+        sandbox_failure_reason,
+    )
+    from ._tracing import (
+        SpanHandle,
+        SpanRelay,
+        Tracing,
+        active_tracing,
+        configure_tracing,
+        current_trace_ids,
+        extract_context,
+        inject_context,
+        tracing_requested,
+    )
 
 __all__ = [
     "CONTEXT_FIELDS",
@@ -57,6 +68,7 @@ __all__ = [
     "JobMetrics",
     "JsonLogFormatter",
     "LogContextFilter",
+    "MetricsExport",
     "RedactingFilter",
     "RunMetrics",
     "SpanHandle",
@@ -77,3 +89,21 @@ __all__ = [
     "tracing_requested",
     "write_metrics_file",
 ]
+
+# Searched in this order, lightest first: the worker needs ``._tracing`` only.
+_SUBMODULES = ("._tracing", "._logging", "._metrics", "._exposition")
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        for home in _SUBMODULES:
+            module = importlib.import_module(home, __name__)
+            if name in module.__all__:
+                value = getattr(module, name)
+                globals()[name] = value
+                return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

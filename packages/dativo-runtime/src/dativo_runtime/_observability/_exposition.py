@@ -38,6 +38,7 @@ from ._metrics import RunMetrics
 __all__ = [
     "PUSH_JOB",
     "HttpEndpoint",
+    "MetricsExport",
     "WsgiApp",
     "metrics_file_path",
     "push_metrics",
@@ -120,13 +121,14 @@ class HttpEndpoint:
         self.close()
 
 
-def start_metrics_server(metrics: RunMetrics, port: int, *, host: str = "0.0.0.0") -> HttpEndpoint:
+def start_metrics_server(metrics: RunMetrics, port: int, *, host: str = "127.0.0.1") -> HttpEndpoint:
     """Serve ``metrics`` on ``/metrics`` in a background thread (``--metrics-port``).
 
     Args:
         metrics: The run's metrics.
         port: TCP port; 0 picks a free one (read it back from ``.port``).
-        host: Address to listen on; every interface by default, so Prometheus can scrape.
+        host: Address to listen on; this machine only by default (``0.0.0.0`` for every
+            interface, so that a Prometheus elsewhere can scrape).
 
     Returns:
         The running endpoint; close it when the run ends.
@@ -309,3 +311,81 @@ def _has_sample(registry: CollectorRegistry, family_name: str, tenant: str, job:
                 s.labels.get("tenant") == tenant and s.labels.get("dativo_job") == job for s in family.samples
             )
     return False
+
+
+class MetricsExport:
+    """What ``dativo-run run`` does with its metrics: serve them while it runs, push and write them per job.
+
+    Use it as a context manager around the runs and call :meth:`job_finished` after each
+    job, whatever its outcome.
+
+    Args:
+        metrics: The metrics the runs record into.
+        port: ``--metrics-port``: serve ``/metrics`` on this port while the runs go on.
+        host: ``--metrics-host``: the address to serve on.
+        pushgateway: ``--pushgateway``: push each job's metrics to this Pushgateway.
+        metrics_file: ``--metrics-file``: write each job's metrics to this textfile
+            (``{tenant}`` and ``{job}`` are replaced).
+
+    Attributes:
+        endpoint: The running ``/metrics`` endpoint, once entered with a port.
+    """
+
+    def __init__(
+        self,
+        metrics: RunMetrics,
+        *,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        pushgateway: str | None = None,
+        metrics_file: str | Path | None = None,
+    ) -> None:
+        self.metrics = metrics
+        self.port = port
+        self.host = host
+        self.pushgateway = pushgateway
+        self.metrics_file = metrics_file
+        self.endpoint: HttpEndpoint | None = None
+
+    def check(self) -> None:
+        """Refuse a ``--metrics-file`` whose folder does not exist, before anything runs.
+
+        Raises:
+            ConfigurationError: Naming the folder.
+        """
+        if self.metrics_file is None:
+            return
+        folder = Path(str(self.metrics_file)).expanduser().parent
+        if "{" not in str(folder) and not folder.is_dir():
+            raise ConfigurationError(
+                f"--metrics-file {str(self.metrics_file)!r}: folder {str(folder)!r} does not exist; create "
+                "it, or point to the node exporter's --collector.textfile.directory",
+                details={"option": "--metrics-file", "file": str(self.metrics_file)},
+            )
+
+    def __enter__(self) -> MetricsExport:
+        self.check()
+        if self.port is not None:
+            self.endpoint = start_metrics_server(self.metrics, self.port, host=self.host)
+            logger.info("serving metrics on %s/metrics", self.endpoint.url)
+        return self
+
+    def job_finished(self, tenant: str, job: str) -> None:
+        """Push and write one job's metrics; a failure is logged, never raised (the run's result stands)."""
+        if self.pushgateway is not None:
+            try:
+                push_metrics(self.metrics, self.pushgateway, tenant=tenant, job=job)
+            except DativoConnectionError as exc:
+                logger.warning("%s", exc.message, extra={"tenant": tenant, "job": job})
+        if self.metrics_file is not None:
+            try:
+                write_metrics_file(self.metrics, self.metrics_file, tenant=tenant, job=job)
+            except ConfigurationError as exc:
+                logger.error("%s", exc.message, extra={"tenant": tenant, "job": job})
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.endpoint is not None:
+            self.endpoint.close()
+            self.endpoint = None

@@ -1,6 +1,9 @@
 """Logs: one JSON object per line on stderr (a readable line on a terminal), secrets removed.
 
-:func:`configure_logging` installs one handler with two filters on the root logger:
+This is the runtime's one logging setup: the CLI's ``--log-format``/``--log-level`` (and
+``DATIVO_LOG_FORMAT``/``DATIVO_LOG_LEVEL``), the pipeline's run ids and ``serve`` all go
+through it. :func:`configure_logging` installs one handler with two filters on the root
+logger:
 
 * :class:`LogContextFilter` adds the ``tenant``, ``job`` and ``run_id`` set with
   :func:`log_context`, and the current OpenTelemetry ``trace_id``/``span_id``;
@@ -29,7 +32,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import IO, Any, Literal
 
 from dativo_plugin_sdk import DativoError
-from dativo_runtime._secrets import MASK, REDACTOR, Redactor, is_secret_key
+from dativo_runtime._secrets import MASK, REDACTOR, RedactingStream, Redactor, is_secret_key
 
 from ._tracing import current_trace_ids
 
@@ -57,6 +60,7 @@ _STANDARD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", None, None)
     *CONTEXT_FIELDS,
 }
 _RESERVED = frozenset({"ts", "level", "logger", "message", "error", *CONTEXT_FIELDS})
+_NOISY_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer", "docker")
 
 # Words that make a key secret-looking (the same idea as ``is_secret_key``, which confirms each match).
 _SECRET_KEY_WORDS = (
@@ -279,27 +283,36 @@ class HumanLogFormatter(logging.Formatter):
 def configure_logging(
     *,
     stream: IO[str] | None = None,
-    level: int | str = logging.INFO,
-    fmt: Literal["auto", "json", "human"] = "auto",
+    level: int | str = "info",
+    fmt: Literal["auto", "json", "text"] = "auto",
     redactor: Redactor = REDACTOR,
     secrets: Iterable[str] = (),
     logger: logging.Logger | None = None,
 ) -> logging.Handler:
     """Send logs to ``stream`` as JSON lines (or human lines on a terminal), secrets removed.
 
-    Calling it again replaces the handler it installed before.
+    Calling it again replaces the handler it installed before. Below ``debug``, the
+    chatty libraries (botocore, urllib3...) stay at ``warning``.
 
     Args:
         stream: Where to write; ``sys.stderr`` by default.
-        level: The logger's level.
-        fmt: ``json``, ``human``, or ``auto`` (human when ``stream`` is a terminal).
+        level: ``debug``, ``info``, ``warning``, ``error`` (any case) or a ``logging`` level.
+        fmt: ``json``, ``text`` (human lines), or ``auto`` (text when ``stream`` is a terminal).
         redactor: Known secret values.
         secrets: More values to remove.
         logger: The logger to configure; the root logger by default.
 
     Returns:
         The installed handler.
+
+    Raises:
+        ValueError: If ``fmt`` or ``level`` is not one of the accepted values.
     """
+    if fmt not in ("auto", "json", "text"):
+        raise ValueError(f"log format must be auto, json or text, not {fmt!r}")
+    numeric = level if isinstance(level, int) else logging.getLevelName(str(level).upper())
+    if not isinstance(numeric, int):
+        raise ValueError(f"log level must be debug, info, warning or error, not {level!r}")
     out = sys.stderr if stream is None else stream
     target = logging.getLogger() if logger is None else logger
     for handler in list(target.handlers):
@@ -308,12 +321,15 @@ def configure_logging(
             handler.close()
     if fmt == "auto":
         isatty = getattr(out, "isatty", None)
-        fmt = "human" if callable(isatty) and isatty() else "json"
-    handler = logging.StreamHandler(out)
+        fmt = "text" if callable(isatty) and isatty() else "json"
+    # The stream masks known secrets once more, in whatever a formatter produced.
+    handler = logging.StreamHandler(RedactingStream(out, redactor))
     handler._dativo_handler = True  # type: ignore[attr-defined]
     handler.addFilter(LogContextFilter())
     handler.addFilter(RedactingFilter(redactor, secrets))
-    handler.setFormatter(HumanLogFormatter() if fmt == "human" else JsonLogFormatter())
+    handler.setFormatter(HumanLogFormatter() if fmt == "text" else JsonLogFormatter())
     target.addHandler(handler)
-    target.setLevel(level)
+    target.setLevel(numeric)
+    for noisy in _NOISY_LOGGERS:
+        logging.getLogger(noisy).setLevel(logging.WARNING if numeric > logging.DEBUG else logging.DEBUG)
     return handler

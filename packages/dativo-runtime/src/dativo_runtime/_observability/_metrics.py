@@ -77,6 +77,8 @@ _MAX_LABEL_LENGTH = 100
 _ERROR_CODE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
+# The sandbox backends' own ``details["reason"]`` values (see ``_sandbox._remote``), by metric reason.
+_BACKEND_REASONS = {"syscall_blocked": "blocked_syscall", "crash": "other", "startup_failed": "other"}
 # Words in a SandboxError's details or message, by the reason they mean (first match wins).
 _REASON_WORDS = (
     ("oom", ("oom", "out of memory", "memoryerror", "memory limit")),
@@ -109,6 +111,7 @@ def sandbox_failure_reason(error: BaseException | Mapping[str, Any] | str) -> st
     else:
         text = str(error)
     reason = str(details.get("reason", "")).lower().replace("-", "_").replace(" ", "_")
+    reason = _BACKEND_REASONS.get(reason, reason)
     if reason in SANDBOX_FAILURE_REASONS:
         return reason
     lowered = f"{reason} {text}".lower()
@@ -368,6 +371,10 @@ class JobMetrics:
         labels = self._stream(stream)
         self._m.records_written.labels(**labels).inc(max(int(count), 0))
         self._m.bytes_written.labels(**labels).inc(max(int(bytes_written), 0))
+
+    def records_quarantined(self, count: int, *, stream: str | None = None) -> None:
+        """Count invalid records committed to the quarantine dataset, outside a batch."""
+        self._m.records_quarantined.labels(**self._stream(stream)).inc(max(int(count), 0))
 
     def observe_stage(self, stage: str, seconds: float, *, stream: str | None = None) -> None:
         """Record time spent in a stage (``extract``, ``validate``, ``write``, ``commit``).

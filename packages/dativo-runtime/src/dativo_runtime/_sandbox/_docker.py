@@ -52,6 +52,8 @@ _WORKER_FILES = (
     "_arrow_batches.py",
     "_sandbox/_worker.py",
     "_sandbox/_protocol.py",
+    "_observability/__init__.py",
+    "_observability/_tracing.py",
 )
 CONTAINER_USER = "65534:65534"
 TMPFS_BYTES = 256 * 1024 * 1024
@@ -206,14 +208,23 @@ class DockerSandbox(Sandbox):
             import docker
         except ImportError:
             return False, "the docker Python SDK is not installed (pip install docker)"
+        client = None
         try:
             client = _docker_client(timeout=5)
             client.ping()
             info = client.info()
         except Exception as exc:
+            if client is not None:
+                client.close()
             return False, (
                 f"the Docker daemon is unreachable ({type(exc).__name__}); start dockerd or set DOCKER_HOST"
             )
+        # The probe's connection pool is closed whatever happens, so no socket is left open.
+        with contextlib.closing(client):
+            return cls._image_status(client, image, info, docker)
+
+    @staticmethod
+    def _image_status(client: Any, image: str, info: dict[str, Any], docker: Any) -> tuple[bool, str]:
         security = " ".join(info.get("SecurityOptions") or [])
         if "name=seccomp" not in security:
             return False, "the Docker daemon does not support seccomp, which the docker backend requires"

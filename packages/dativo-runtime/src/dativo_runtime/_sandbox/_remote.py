@@ -32,6 +32,7 @@ from dativo_plugin_sdk import (
     SandboxError,
     from_dict,
 )
+from dativo_runtime._observability._tracing import active_tracing, inject_context
 from dativo_runtime._plugin_ref import PluginInfo, PluginRef
 
 from ._base import ExtractedBatch, ReaderSession, SandboxLimits, WriterSession
@@ -77,6 +78,7 @@ DEFAULT_MEMORY_BYTES = 1 << 30
 DEFAULT_TIMEOUT_S = 3600.0
 DEFAULT_PIDS = 128
 _CLOSE_GRACE_S = 5.0
+_UNTRACED = ("credit", "cancel")  # flow control within an extract, which carries the context already
 _logger = logging.getLogger("dativo_runtime.sandbox")
 _plugin_logger = logging.getLogger("dativo_runtime.plugin")
 
@@ -391,8 +393,12 @@ class WorkerClient:
             )
 
     def send(self, message: dict[str, Any], payload: Any = None) -> None:
-        """Send a request (and its Arrow payload)."""
+        """Send a request (and its Arrow payload), with the current span's trace context."""
         self._check_usable()
+        if message["op"] not in _UNTRACED:
+            trace = inject_context()
+            if trace:
+                message = {**message, "trace": trace}
         try:
             if payload is None:
                 self.writer.send_control(message)
@@ -418,6 +424,9 @@ class WorkerClient:
             if op == "log":
                 _forward_log(message, self.ref.ref)
                 continue
+            if message.get("spans"):
+                # The plugin's spans join the run's trace; the tracer checks and redacts them.
+                active_tracing().import_spans(message["spans"])
             if op == "error":
                 raise self._rebuild(message.get("error"))
             return message

@@ -10,10 +10,17 @@ requests until ``close`` or the end of its stdin.
 
 Only the standard library, the SDK, ``dativo_runtime._plugin_ref`` and this package's
 protocol module are imported at start; pyarrow is imported on the first Arrow request.
+
+When the host traces the run, ``hello`` and each request carry its W3C trace context
+(``trace``): the worker then starts a :class:`~dativo_runtime._observability.SpanRelay`
+(importing OpenTelemetry only then), makes each request's context current while it runs,
+so spans the plugin creates join the host's trace, and returns the finished spans with
+its answers (``spans`` in ``ready``, ``result``, ``end`` and ``error``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -22,7 +29,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Iterator, Mapping
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from dativo_plugin_sdk import (
     BaseReader,
@@ -48,6 +55,9 @@ from ._protocol import (
     arrow_to_ipc,
     schema_from_text,
 )
+
+if TYPE_CHECKING:
+    from dativo_runtime._observability._tracing import SpanRelay
 
 __all__ = ["main"]
 
@@ -146,15 +156,39 @@ def _wrong_type(ref: str, method: str, value: Any, expected: str) -> PluginError
     )
 
 
+def _start_relay(carrier: Any) -> SpanRelay | None:
+    """A span relay when the host traces the run (OpenTelemetry is imported only then)."""
+    if not isinstance(carrier, Mapping) or not carrier:
+        return None
+    from dativo_runtime._observability._tracing import SpanRelay
+
+    return SpanRelay.start({str(k): str(v) for k, v in carrier.items()})
+
+
 class _Worker:
     """Serves the requests of one plugin run."""
 
-    def __init__(self, reader: FrameReader, writer: FrameWriter) -> None:
+    def __init__(self, reader: FrameReader, writer: FrameWriter, relay: SpanRelay | None = None) -> None:
         self.reader = reader
         self.writer = writer
+        self.relay = relay
         self.plugin: Any = None
         self.ref = "?"
         self.method = "__init__"
+
+    def traced(self, message: Mapping[str, Any]) -> contextlib.AbstractContextManager[Any]:
+        """Make the host's trace context of ``message`` current (nothing when not traced)."""
+        if self.relay is None:
+            return contextlib.nullcontext()
+        return self.relay.attached(self.relay, message.get("trace"))
+
+    def reply(self, message: dict[str, Any]) -> None:
+        """Send ``message`` with the plugin's spans that ended since the last reply."""
+        if self.relay is not None:
+            spans = self.relay.drain()
+            if spans:
+                message = {**message, "spans": spans}
+        self.writer.send_control(message)
 
     def open(self, hello: Mapping[str, Any]) -> dict[str, Any]:
         """Load and build the plugin named in ``hello``; return the ``ready`` message."""
@@ -249,9 +283,7 @@ class _Worker:
                     if control["op"] == "credit":
                         credit += int(control.get("n", 1))
                     elif control["op"] == "cancel":
-                        self.writer.send_control(
-                            {"op": "end", "state": None, "changed": False, "cancelled": True}
-                        )
+                        self.reply({"op": "end", "state": None, "changed": False, "cancelled": True})
                         return
                     else:
                         raise ProtocolError(f"unexpected {control['op']!r} during extract")
@@ -265,7 +297,7 @@ class _Worker:
                 close()
         final_state = state.to_dict()
         changed = final_state != last_state
-        self.writer.send_control({"op": "end", "state": final_state if changed else None, "changed": changed})
+        self.reply({"op": "end", "state": final_state if changed else None, "changed": changed})
 
 
 def _serve(reader: FrameReader, writer: FrameWriter) -> int:
@@ -277,17 +309,18 @@ def _serve(reader: FrameReader, writer: FrameWriter) -> int:
         raise ProtocolError(f"expected 'hello', got {hello['op']!r}")
     _apply_rlimits(hello.get("rlimits") or {})
     logging.basicConfig(level=logging.INFO, handlers=[_LogForwarder(writer)], force=True)
-    worker = _Worker(reader, writer)
+    worker = _Worker(reader, writer, _start_relay(hello.get("trace")))
     try:
-        ready = worker.open(hello)
+        with worker.traced(hello):
+            ready = worker.open(hello)
     except MemoryError:
         return _out_of_memory()
     except BaseException as exc:
-        writer.send_control({"op": "error", "error": _error_payload(exc, worker.ref, worker.method)})
+        worker.reply({"op": "error", "error": _error_payload(exc, worker.ref, worker.method)})
         return 0
     finally:
         hello = {}  # Drop the configuration (and its secrets) as soon as the plugin holds it.
-    writer.send_control(ready)
+    worker.reply(ready)
     # Import pyarrow while the host prepares its first request: the handshake stays fast and
     # the first batch does not wait for it.
     threading.Thread(target=_preload_arrow, name="dativo-preload", daemon=True).start()
@@ -300,16 +333,17 @@ def _serve(reader: FrameReader, writer: FrameWriter) -> int:
         if message["op"] in ("credit", "cancel"):
             continue  # Left over from an extract that already ended.
         try:
-            keep_serving, result = worker.handle(message)
+            with worker.traced(message):
+                keep_serving, result = worker.handle(message)
             if message["op"] != "extract":
-                writer.send_control({"op": "result", "value": result})
+                worker.reply({"op": "result", "value": result})
         except MemoryError:
             return _out_of_memory()
         except ProtocolError:
             raise
         except BaseException as exc:
             try:
-                writer.send_control({"op": "error", "error": _error_payload(exc, worker.ref, worker.method)})
+                worker.reply({"op": "error", "error": _error_payload(exc, worker.ref, worker.method)})
             except (TypeError, ValueError) as send_exc:
                 writer.send_control(
                     {"op": "error", "error": _error_payload(send_exc, worker.ref, worker.method)}

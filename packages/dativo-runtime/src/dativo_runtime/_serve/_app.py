@@ -318,7 +318,8 @@ def serve(
         job_dir: Folder of job files; those with a ``schedule`` are run.
         port: TCP port for ``/metrics``, ``/healthz``, ``/readyz`` and ``/api/jobs``.
         host: Address to listen on.
-        runner: Runs one job; a ``dativo-run run`` child process per run by default.
+        runner: Runs one job; a ``python -m dativo_runtime run`` child process per run by
+            default (:class:`SubprocessJobRunner`).
         readiness_checks: Checks behind ``/readyz`` (sandbox backend, state store,
             targets); the default runner adds one that its command exists.
         max_parallel: Runs going on at once, in total.

@@ -26,11 +26,11 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
+from dativo_runtime._concurrency import ConcurrencyLimits
 from dativo_runtime._observability import RunMetrics, log_context
-from dativo_runtime._secrets import REDACTOR
 
 from ._jobs import ScheduledJob
-from ._runner import JobRunner, RunResult
+from ._runner import JobRunner, run_recorded
 
 __all__ = ["RunRecord", "Scheduler", "ShutdownReport"]
 
@@ -124,13 +124,12 @@ class Scheduler:
         clock: Clock | None = None,
         history: int = 20,
     ) -> None:
-        if max_parallel < 1 or max_per_tenant < 1 or any(v < 1 for v in (tenant_limits or {}).values()):
-            raise ValueError("concurrency limits must be at least 1")
+        self.limits = ConcurrencyLimits(max_parallel, max_per_tenant, tenant_limits)
         self.runner = runner
         self.metrics = metrics
         self.max_parallel = max_parallel
         self.max_per_tenant = max_per_tenant
-        self.tenant_limits = dict(tenant_limits or {})
+        self.tenant_limits = self.limits.tenant_limits
         self.clock: Clock = clock or (lambda: datetime.datetime.now().astimezone())
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -168,9 +167,6 @@ class Scheduler:
     def stopping(self) -> bool:
         """Whether :meth:`shutdown` has begun."""
         return self._stopping
-
-    def _limit(self, tenant: str) -> int:
-        return self.tenant_limits.get(tenant, self.max_per_tenant)
 
     def _publish_next_run(self, state: _JobState) -> None:
         handle = self.metrics.for_job(state.job.tenant, state.job.name)
@@ -211,22 +207,15 @@ class Scheduler:
                     state.pending_since = state.next_run
                 state.next_run = state.job.next_after(now)
                 self._publish_next_run(state)
-            running = [s for s in self._states.values() if s.running is not None]
-            per_tenant = collections.Counter(s.job.tenant for s in running)
-            total = len(running)
             pending = sorted(
                 (s for s in self._states.values() if s.pending_since is not None),
                 key=lambda s: (s.pending_since, s.job.job_id),
             )
-            for state in pending:
-                tenant = state.job.tenant
-                if total >= self.max_parallel:
-                    break
-                if per_tenant[tenant] >= self._limit(tenant):
-                    continue
+            running_tenants = [s.job.tenant for s in self._states.values() if s.running is not None]
+            for state in self.limits.startable(
+                pending, running_tenants=running_tenants, tenant_of=lambda s: s.job.tenant
+            ):
                 self._start(state, now)
-                per_tenant[tenant] += 1
-                total += 1
                 started.append(state.job.job_id)
         return started
 
@@ -247,23 +236,9 @@ class Scheduler:
 
     def _execute(self, state: _JobState, record: RunRecord, cancel: threading.Event) -> None:
         job = state.job
-        handle = self.metrics.for_job(job.tenant, job.name)
-        start = time.perf_counter()
         with log_context(tenant=job.tenant, job=job.name, run_id=f"serve-{record.run}"):
             logger.info("run %d of %s started", record.run, job.job_id)
-            handle.run_started()
-            try:
-                result = self.runner.run(job, cancel)
-            except Exception as exc:  # A runner bug must not kill the scheduler.
-                result = RunResult("failed", 1, error=REDACTOR.redact_text(f"{type(exc).__name__}: {exc}"))
-                logger.exception("the runner failed on %s", job.job_id)
-            duration = time.perf_counter() - start
-            if result.metrics_text:
-                try:
-                    self.metrics.absorb(result.metrics_text)
-                except ValueError:
-                    logger.warning("run %d of %s left unreadable metrics; ignored", record.run, job.job_id)
-            handle.run_finished(result.status, duration)
+            result, duration = run_recorded(self.runner, job, cancel, self.metrics)
             record.status = result.status
             record.exit_code = result.exit_code
             record.counts = dict(result.counts)
