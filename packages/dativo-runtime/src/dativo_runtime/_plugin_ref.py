@@ -18,6 +18,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -135,9 +136,24 @@ class PluginRef:
         )
 
 
+def _unreadable(path: Path, ref: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"plugin file {str(path)!r} (from reference {ref!r}) cannot be read: permission denied. "
+        "A sandboxed plugin runs as an unprivileged user, so make the file readable and every "
+        "folder above it searchable by others (chmod o+r FILE; chmod o+x on its folders), or "
+        "move the plugin to a shared folder"
+    )
+
+
 def _import_file(path: Path, ref: str) -> Any:
-    if not path.is_file():
+    try:
+        exists = path.is_file()
+    except PermissionError:
+        raise _unreadable(path, ref) from None
+    if not exists:
         raise ConfigurationError(f"plugin file {str(path)!r} (from reference {ref!r}) does not exist")
+    if not os.access(path, os.R_OK):
+        raise _unreadable(path, ref)
     module_name = "dativo_plugin_" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
     if module_name in sys.modules:
         return sys.modules[module_name]
