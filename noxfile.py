@@ -15,7 +15,15 @@ TESTKIT = PACKAGES / "dativo-testkit"
 RUNTIME = PACKAGES / "dativo-runtime"
 ALL_PACKAGES = (SDK, TESTKIT, RUNTIME)
 # pip and hatchling: tests build the SDK wheel and the offline sandbox image from the source trees.
-TEST_DEPS = ("pip", "hatchling>=1.27", "pytest>=8", "hypothesis>=6.80", "moto[server]>=5", "duckdb>=1.0", "pytest-timeout>=2.3")
+TEST_DEPS = (
+    "pip",
+    "hatchling>=1.27",
+    "pytest>=8",
+    "hypothesis>=6.80",
+    "moto[server]>=5",
+    "duckdb>=1.0",
+    "pytest-timeout>=2.3",
+)
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.sessions = ["lint", "typecheck", "tests"]
