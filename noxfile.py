@@ -23,6 +23,7 @@ TEST_DEPS = (
     "moto[server]>=5",
     "duckdb>=1.0",
     "pytest-timeout>=2.3",
+    "numpy",  # optional read-back paths of the testkit are tested too
 )
 
 nox.options.default_venv_backend = "uv|virtualenv"
