@@ -106,7 +106,7 @@ def _check_wheels_install(session: nox.Session, dist: pathlib.Path) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """Install the runtime and run the example job: CSV to Parquet in ./output, no services."""
+    """Install the runtime and run the example job: CSV to Parquet in examples/output/orders."""
     session.install("-e", str(SDK), "-e", str(RUNTIME))
     session.run(
         "dativo-run", "run", "--config", str(ROOT / "examples" / "jobs" / "orders_csv_to_parquet.yaml")
