@@ -13,8 +13,6 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 import typer
 import yaml
-from rich.table import Table
-from rich.text import Text
 
 from dativo_plugin_sdk import PLUGIN_SDK_VERSION, ConfigurationError, DativoError
 
@@ -115,11 +113,15 @@ def _tracing() -> Iterator[None]:
 
 
 def _usage(message: str) -> NoReturn:
+    from rich.text import Text
+
     error_console().print(Text(f"error: {message}"))
     raise typer.Exit(int(ExitCode.USAGE))
 
 
 def _fail(exc: DativoError, as_json: bool) -> NoReturn:
+    from rich.text import Text
+
     code = exit_code_for(exc)
     if as_json:
         emit_json({"ok": False, "exit_code": int(code), "error": exc.to_dict()})
@@ -142,6 +144,8 @@ def _errors(as_json: bool) -> Iterator[None]:
         raise typer.Exit(130) from None
     except Exception as exc:
         if os.environ.get("DATIVO_DEBUG"):
+            from rich.text import Text
+
             error_console().print(Text(traceback.format_exc()))
         _fail(
             DativoError(
@@ -178,6 +182,8 @@ def _job_files(job_dir: Path) -> list[Path]:
 
 
 def _print_outcome(outcome: JobOutcome) -> None:
+    from rich.text import Text
+
     if outcome.result is not None:
         render_run(outcome.result, console())
     elif outcome.job is None:
@@ -345,6 +351,9 @@ def check(
     log_level: LogLevelOption = "warning",
 ) -> None:
     """Check the job's source and target connections (tells refused credentials from network failures)."""
+    from rich.table import Table
+    from rich.text import Text
+
     from ._operations import check_exit_code, check_job
 
     _setup(log_format, log_level)
@@ -383,6 +392,9 @@ def validate(
     log_level: LogLevelOption = "warning",
 ) -> None:
     """Check everything short of moving data: job file, plugins, SDK versions, connections, stream, state."""
+    from rich.table import Table
+    from rich.text import Text
+
     from ._operations import validate_job
 
     _setup(log_format, log_level)
@@ -451,6 +463,9 @@ def discover(
     log_level: LogLevelOption = "warning",
 ) -> None:
     """Discover a source's streams and their schemas (from a job, a built-in connector or a plugin)."""
+    from rich.table import Table
+    from rich.text import Text
+
     from ._operations import discover_job, discover_plugin
 
     _setup(log_format, log_level)
@@ -497,6 +512,8 @@ def discover(
 @plugins_app.command("list", epilog=EXIT_CODES_HELP)
 def plugins_list(as_json: JsonOption = False) -> None:
     """List built-in connectors and plugins installed under the entry-point group dativo.plugins."""
+    from rich.table import Table
+
     from ._operations import list_plugins
 
     with _errors(as_json):
@@ -520,6 +537,9 @@ def plugins_inspect(
     as_json: JsonOption = False,
 ) -> None:
     """Show a plugin's version, requires_sdk, compatibility with this SDK and capabilities."""
+    from rich.table import Table
+    from rich.text import Text
+
     from ._operations import inspect_plugin
 
     with _errors(as_json):
@@ -562,6 +582,8 @@ def schema(as_json: JsonOption = False) -> None:
 @app.command(epilog=EXIT_CODES_HELP)
 def files(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """List the files committed to the job's parquet target, from its run manifests."""
+    from rich.text import Text
+
     from ._operations import committed_files
 
     with _errors(as_json):
@@ -580,6 +602,8 @@ def files(config: ConfigOption = None, as_json: JsonOption = False) -> None:
 @state_app.command("show", epilog=EXIT_CODES_HELP)
 def state_show(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Print the job's saved incremental state."""
+    from rich.text import Text
+
     from ._state_store import StateStore
 
     with _errors(as_json):
@@ -599,6 +623,8 @@ def state_reset(
     as_json: JsonOption = False,
 ) -> None:
     """Forget the job's state so that its next run reads everything again."""
+    from rich.text import Text
+
     from ._state_store import StateStore
 
     with _errors(as_json):

@@ -51,6 +51,7 @@ from ._state_store import JobState, PendingCommit, StateStore
 from ._storage import open_storage
 from ._termination import commit_section, raise_if_requested
 from ._validation import BatchValidator, ValidationReport
+from ._write_behind import WriteBehind
 from .connectors._dataset import ParquetDataset, utc_now_iso
 from .connectors._parquet import new_run_id
 
@@ -565,6 +566,9 @@ class _JobRun:
             quarantine_metadata: list[dict[str, Any]] = []
             committed = False
             clock = _StageClock()
+            # The target writes behind the reader on a thread of its own (see WriteBehind).
+            # A traced run writes inline, so each batch's write span holds its write.
+            behind = WriteBehind() if writer.concurrent_writes and not self.tracing.enabled else None
             try:
                 estimate = reader.estimate()
                 counter = 0
@@ -594,10 +598,16 @@ class _JobRun:
                                     quarantine_metadata += quarantine.write_batch(checked.quarantine, counter)
                                     outcome.records_quarantined += checked.quarantine.num_rows
                                 if checked.valid.num_rows:
-                                    metadata += writer.write_batch(checked.valid, counter)
+                                    if behind is None:
+                                        metadata += writer.write_batch(checked.valid, counter)
+                                    else:
+                                        behind.submit(_write_call(writer, checked.valid, counter, metadata))
                                     outcome.records_written += checked.valid.num_rows
                         counter += 1
                         self._progress(outcome, validator.report.records_invalid, estimate)
+                if behind is not None:
+                    with clock.timing("write"):
+                        behind.finish()
                 if validator.report.dropped_columns:
                     log.warning(
                         "column(s) %s are not in the schema and were not written",
@@ -625,6 +635,8 @@ class _JobRun:
                 )
                 self.metrics.records_quarantined(outcome.records_quarantined, stream=stream)
             except BaseException:
+                if behind is not None:
+                    behind.stop()  # No write may run while the staged files are discarded.
                 if not committed:
                     for session, role in ((writer, "target"), (quarantine, "quarantine")):
                         if session is not None:
@@ -729,6 +741,17 @@ class _JobRun:
                     self.sleep(delay)
                     number += 1
             return outcome
+
+
+def _write_call(
+    writer: WriterSession, data: Any, counter: int, metadata: list[dict[str, Any]]
+) -> Callable[[], None]:
+    """A write for :class:`WriteBehind`: the batch to the target, its file metadata kept in order."""
+
+    def write() -> None:
+        metadata.extend(writer.write_batch(data, counter))
+
+    return write
 
 
 def _close_quietly(session: ReaderSession | WriterSession, role: str) -> None:

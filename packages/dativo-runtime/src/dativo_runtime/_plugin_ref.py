@@ -22,7 +22,6 @@ import os
 import re
 import sys
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal
 
@@ -195,6 +194,8 @@ def _import_module(name: str, ref: str) -> Any:
 
 
 def _entry_point_target(name: str) -> Any:
+    from importlib.metadata import entry_points  # Only here: the sandbox worker starts faster.
+
     matches = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
     if not matches:
         installed = sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))

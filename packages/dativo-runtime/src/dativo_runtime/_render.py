@@ -9,16 +9,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.text import Text
-
-from ._pipeline import ProgressEvent, RunResult
 from ._secrets import REDACTOR, RedactingStream
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ._pipeline import ProgressEvent, RunResult
     from ._run_jobs import JobsReport
 
 __all__ = [
@@ -33,6 +29,8 @@ __all__ = [
 
 def _console(stream: Any) -> Console:
     # Off a terminal, rich would wrap at 80 columns and cut paths short; print long lines instead.
+    from rich.console import Console
+
     width = None if getattr(stream, "isatty", lambda: False)() else 240
     return Console(file=RedactingStream(stream), highlight=False, soft_wrap=True, width=width)  # type: ignore[arg-type]
 
@@ -74,6 +72,10 @@ def _read_hint(result: RunResult) -> str | None:
 
 def render_run(result: RunResult, out: Console) -> None:
     """Print a run's summary: outcome, counts, where the output is, how to read it."""
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
+
     name = f"{result.tenant}/{result.job}"
     if result.succeeded:
         out.print(
@@ -134,6 +136,9 @@ def render_run(result: RunResult, out: Console) -> None:
 
 def render_summary(report: JobsReport, out: Console) -> None:
     """Print one line per job of a ``--job-dir`` run and the combined exit code."""
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(
         title=f"{len(report.outcomes)} job(s); exit code {int(report.exit_code)}", title_justify="left"
     )
@@ -163,6 +168,8 @@ class _ConsoleStream:
         self.target = target
 
     def write(self, text: str) -> int:
+        from rich.text import Text
+
         if text.strip():
             self.target.print(Text(text.rstrip("\n")), soft_wrap=True)
         return len(text)
@@ -184,6 +191,8 @@ def progress_bar(enabled: bool, description: str) -> Iterator[Any]:
     if not enabled:
         yield None
         return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     stderr_console = error_console()
     columns = (
         SpinnerColumn(),

@@ -137,7 +137,16 @@ class ReaderSession(_Session):
 
 
 class WriterSession(_Session):
-    """A target plugin instance running in some backend."""
+    """A target plugin instance running in some backend.
+
+    Attributes:
+        concurrent_writes: Whether ``write_batch`` may run on a thread other than the one
+            that opened the session, so the pipeline can write behind the reader. True for
+            sandboxed plugins (the host thread only sends frames) and the built-in writers;
+            False for other in-process plugins, which may hold thread-bound resources.
+    """
+
+    concurrent_writes: bool = False
 
     @abc.abstractmethod
     def write_batch(self, data: pa.RecordBatch | pa.Table, file_counter: int) -> list[dict[str, Any]]:

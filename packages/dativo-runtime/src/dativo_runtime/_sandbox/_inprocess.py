@@ -136,6 +136,8 @@ class _InProcessWriter(WriterSession):
     def __init__(self, ref: PluginRef, plugin: BaseWriter) -> None:
         self.ref = ref
         self.plugin = plugin
+        # The built-in writers are thread-agnostic; another plugin may keep thread-bound state.
+        self.concurrent_writes = ref.kind == "builtin"
         self.info = plugin_info(type(plugin), ref)
         self._closed = False
 

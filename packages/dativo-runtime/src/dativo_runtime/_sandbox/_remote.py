@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import abc
 import collections
+import contextvars
 import logging
 import math
+import queue
 import signal
 import threading
 import time
@@ -348,6 +350,8 @@ class WorkerClient:
         self.startup_seconds: float | None = None
         self._began = started_at if started_at is not None else time.monotonic()
         self._timer: threading.Timer | None = None
+        self._death = threading.Lock()
+        self.pump: _FramePump | None = None
         # A session dropped without close() still kills and removes its worker.
         self._finalizer = weakref.finalize(self, _release, transport)
         if limits.timeout_s:
@@ -361,6 +365,10 @@ class WorkerClient:
 
     def _dead(self, cause: BaseException | None = None) -> SandboxError:
         """Kill and reap the worker and return (and remember) why it died."""
+        with self._death:  # The frame pump's thread and the main thread may both get here.
+            return self._record_death(cause)
+
+    def _record_death(self, cause: BaseException | None) -> SandboxError:
         if self.failure is not None:
             return self.failure
         self.transport.kill()
@@ -445,8 +453,21 @@ class WorkerClient:
         except (TypeError, ValueError) as exc:
             return self._dead(ProtocolError(f"invalid error message: {exc}"))
 
+    def finish_extract(self) -> None:
+        """Stop an extract still in flight (``cancel``) and discard what the worker had sent."""
+        pump, self.pump = self.pump, None
+        if pump is None or pump.done:
+            return
+        if self.failure is None and not self.closed:
+            try:
+                self.send({"op": "cancel"})
+            except DativoError:
+                pass
+        pump.drain()
+
     def request(self, op: str, **fields: Any) -> Any:
         """Send a request and return its result value."""
+        self.finish_extract()
         self.send({"op": op, **fields})
         return self.result()
 
@@ -502,6 +523,7 @@ class WorkerClient:
         close_error: DativoError | None = None
         try:
             if graceful and self.started and self.failure is None:
+                self.finish_extract()
                 try:
                     self.request("close")
                 except DativoError as exc:
@@ -516,6 +538,10 @@ class WorkerClient:
             if self._timer is not None:
                 self._timer.cancel()
             self._finalizer()
+            if self.pump is not None:
+                # The worker is gone: its frame pump reads the end of the stream and stops.
+                self.pump.drain()
+                self.pump = None
         if close_error is not None and close_error is not self.failure:
             raise close_error
 
@@ -542,6 +568,87 @@ def _single_batch(table: pa.Table) -> pa.RecordBatch:
         return pa.RecordBatch.from_arrays([pa.array([], f.type) for f in table.schema], schema=table.schema)
     batches = table.combine_chunks().to_batches()
     return batches[0]
+
+
+_PUMP_END = object()
+
+
+class _FramePump:
+    """Reads one extract's frames on a thread of its own, so the worker never waits on the host.
+
+    While the pipeline validates and writes a batch, this thread already receives and
+    decodes the next ones (reading the pipe and decoding Arrow release the GIL), so the
+    worker converts and sends on its core while the host writes on the other. Memory stays
+    bounded by the protocol's credit window: the worker sends at most ``window`` batches the
+    host has not acknowledged, and the queue holds no more than that (a worker that ignores
+    its credit only blocks this thread, as it would block on a full pipe).
+    """
+
+    def __init__(self, client: WorkerClient, window: int) -> None:
+        self.client = client
+        self._queue: queue.Queue[tuple[Any, Any]] = queue.Queue(maxsize=max(1, window))
+        self.done = False
+        context = contextvars.copy_context()  # The run's log context and trace follow the frames.
+        self._thread = threading.Thread(
+            target=context.run, args=(self._run,), name="dativo-sandbox-frames", daemon=True
+        )
+
+    def start(self) -> None:
+        """Start reading frames."""
+        self._thread.start()
+
+    def _run(self) -> None:
+        client = self.client
+        try:
+            while True:
+                message = client.receive()
+                op = message["op"]
+                if op == "batch":
+                    try:
+                        batch = _single_batch(arrow_from_ipc(client.receive_data()))
+                    except ProtocolError as exc:
+                        raise client._dead(exc) from None
+                    self._queue.put((message, batch))
+                elif op == "end":
+                    self._queue.put((message, _PUMP_END))
+                    return
+                else:
+                    raise client._dead(ProtocolError(f"unexpected {op!r} during extract"))
+        except BaseException as exc:
+            self._queue.put((exc, None))
+
+    def next(self) -> tuple[dict[str, Any], pa.RecordBatch | None]:
+        """The next ``batch`` message and its data, or the ``end`` message and ``None``.
+
+        Raises:
+            DativoError: What the worker sent, or the ``SandboxError`` of its death.
+        """
+        if self.done:
+            client = self.client
+            raise SandboxError(
+                f"the extract of {client.ref.ref!r} was cancelled, because its {client.backend} sandbox "
+                "session was used for another request",
+                details={"reason": "crash", "backend": client.backend},
+            )
+        item, batch = self._queue.get()
+        if batch is None:
+            self.done = True
+            raise item
+        if batch is _PUMP_END:
+            self.done = True
+            return item, None
+        return item, batch
+
+    def drain(self) -> None:
+        """Discard frames until the extract ends (after a ``cancel``) or the worker fails."""
+        while not self.done:
+            _, batch = self._queue.get()
+            self.done = batch is None or batch is _PUMP_END
+        self.join()
+
+    def join(self) -> None:
+        """Wait for the thread, which has read its last frame."""
+        self._thread.join()
 
 
 class RemoteReaderSession(ReaderSession):
@@ -584,6 +691,7 @@ class RemoteReaderSession(ReaderSession):
         (exactly as the in-process backend does).
         """
         client = self.client
+        client.finish_extract()
         client.send(
             {
                 "op": "extract",
@@ -593,24 +701,24 @@ class RemoteReaderSession(ReaderSession):
                 "window": self.window,
             }
         )
+        pump = _FramePump(client, self.window)
+        client.pump = pump
+        pump.start()
         finished = False
         at_yield = False
         last_state: Any = None
         last_schema = schema
         try:
             while True:
-                message = client.receive()
-                op = message["op"]
-                if op == "batch":
-                    table = arrow_from_ipc(client.receive_data())
-                    batch = _single_batch(table)
+                message, batch = pump.next()
+                if batch is not None:
                     last_state = message.get("state")
                     last_schema = batch.schema
                     at_yield = True
                     yield ExtractedBatch(data=batch, state=last_state)
                     at_yield = False
                     client.send({"op": "credit", "n": 1})
-                elif op == "end":
+                else:
                     finished = True
                     final = message.get("state")
                     if message.get("changed") and isinstance(final, dict):
@@ -620,31 +728,17 @@ class RemoteReaderSession(ReaderSession):
                         )
                         yield ExtractedBatch(data=empty, state=final)
                     return
-                else:
-                    raise ProtocolError(f"unexpected {op!r} during extract")
-        except ProtocolError as exc:
-            raise client._dead(exc) from None
         except DativoError:
             # An error the worker sent ends its extract; one thrown in at the yield does not.
             finished = finished or not at_yield
             raise
         finally:
-            if not finished and client.failure is None and not client.closed:
-                self._cancel()
-
-    def _cancel(self) -> None:
-        """Stop an extract the consumer abandoned and drain what the worker had in flight."""
-        client = self.client
-        try:
-            client.send({"op": "cancel"})
-            while True:
-                message = client.receive()
-                if message["op"] == "batch":
-                    client.receive_data()
-                elif message["op"] == "end":
-                    return
-        except DativoError:
-            return
+            if finished:
+                pump.drain()
+                if client.pump is pump:
+                    client.pump = None
+            elif client.failure is None and not client.closed:
+                client.finish_extract()
 
     def close(self) -> None:
         """Close the plugin and stop the worker."""
@@ -653,6 +747,8 @@ class RemoteReaderSession(ReaderSession):
 
 class RemoteWriterSession(WriterSession):
     """A target plugin running in a sandbox worker."""
+
+    concurrent_writes = True
 
     def __init__(self, client: WorkerClient, info: PluginInfo) -> None:
         self.client = client
