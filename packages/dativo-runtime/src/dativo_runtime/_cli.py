@@ -536,7 +536,11 @@ def plugins_inspect(
     ],
     as_json: JsonOption = False,
 ) -> None:
-    """Show a plugin's version, requires_sdk, compatibility with this SDK and capabilities."""
+    """Show a plugin's version, requires_sdk, compatibility with this SDK and capabilities.
+
+    This imports the plugin's module in this process: for untrusted code use
+    `dativo-run discover --plugin REF --sandbox process`, which reports the same from a sandbox worker.
+    """
     from rich.table import Table
     from rich.text import Text
 
