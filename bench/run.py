@@ -27,11 +27,12 @@ from typing import Any
 from dativo_bench import dativo_job
 from dativo_bench.candidates import BENCH_DIR, CANDIDATE_NAMES, FLOOR, all_candidates
 from dativo_bench.measurement import SAMPLE_INTERVAL_S
+from dativo_bench.parallel_jobs import ParallelScaling, parallel_candidates
 from dativo_bench.report import RssScaling, check_targets, print_report, results_document
 from dativo_bench.runner import OK, CandidateResult, Runner
 from dativo_bench.sandbox_startup import ColdStart, measure_cold_start
 
-EXTRAS = ("cold-start", "rss")
+EXTRAS = ("cold-start", "rss", "parallel")
 """Sections that ``--only`` can name besides candidates."""
 
 RSS_CANDIDATES = ("dativo-dict-none", "dativo-dict-process", FLOOR)
@@ -180,6 +181,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "cold-start" in args.selected:
             log("Sandbox cold start:")
             cold_start = measure_cold_start(runner, dativo_run, ("process", "docker"), args.runs)
+        parallel: ParallelScaling | None = None
+        if "parallel" in args.selected:
+            log(f"Parallel jobs ({args.runs} x 2 jobs of {args.n:,} rows, interleaved):")
+            parallel_results = runner.preflight(parallel_candidates(dativo_run), preflight_n)
+            runner.timed_rounds(parallel_results, args.n, args.runs)
+            parallel = ParallelScaling(args.n, parallel_results)
         rss: list[RssScaling] = []
         if "rss" in args.selected:
             log(f"Peak RSS at {args.rss_sizes[0]:,} vs {args.rss_sizes[1]:,} rows:")
@@ -187,9 +194,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         runner.close()
 
-    checks = check_targets(by_name, cold_start, rss)
+    checks = check_targets(by_name, cold_start, rss, parallel)
     print_report(
-        f"{mode}, N={args.n:,}, {args.runs} runs, {os.cpu_count()} CPUs", results, cold_start, rss, checks
+        f"{mode}, N={args.n:,}, {args.runs} runs, {os.cpu_count()} CPUs",
+        results,
+        cold_start,
+        rss,
+        checks,
+        parallel=parallel,
     )
     meta = {
         "started_at": started_at,
@@ -216,7 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
-        json.dumps(results_document(meta, results, cold_start, rss, checks), indent=2) + "\n"
+        json.dumps(results_document(meta, results, cold_start, rss, checks, parallel=parallel), indent=2)
+        + "\n"
     )
     log(f"\nResults written to {args.json}")
     if args.keep or any(path.is_dir() for path in work_dir.iterdir()):

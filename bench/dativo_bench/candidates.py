@@ -71,6 +71,9 @@ class Candidate:
         is_dativo: Whether it runs ``dativo-run`` (a failing preflight then means SKIPPED).
         backend: The sandbox backend of a ``dativo-run`` candidate.
         env: Variables added to the environment of its process.
+        output_subdirs: Folders below ``out_dir`` that must each hold the N rows (a run of
+            several jobs, each writing its own copy of the workload); empty: ``out_dir``
+            itself holds them. The run's record counts N per folder.
     """
 
     name: str
@@ -80,6 +83,12 @@ class Candidate:
     is_dativo: bool = False
     backend: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    output_subdirs: tuple[str, ...] = ()
+
+    @property
+    def copies(self) -> int:
+        """How many copies of the workload one run moves (one per output folder)."""
+        return max(1, len(self.output_subdirs))
 
 
 def dativo_plugin_ref(kind: str) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 __all__ = [
     "DATIVO_OUTPUT_PATTERN",
     "dativo_run_command",
+    "dativo_run_dir_command",
     "dativo_run_executable",
     "failure_reason",
     "job_document",
@@ -83,6 +84,11 @@ def dativo_run_command(executable: str, job: Path) -> list[str]:
     return [executable, "run", "--config", str(job), "--json"]
 
 
+def dativo_run_dir_command(executable: str, job_dir: Path, parallel: int) -> list[str]:
+    """Return the command line that runs every job of ``job_dir``, ``parallel`` at once, as JSON."""
+    return [executable, "run", "--job-dir", str(job_dir), "--parallel", str(parallel), "--json"]
+
+
 def last_json_object(text: str) -> dict[str, Any] | None:
     """Return the last line of ``text`` that parses as a JSON object, or the whole text if it does."""
     candidates = [text, *reversed(text.strip().splitlines())]
@@ -99,9 +105,22 @@ def last_json_object(text: str) -> dict[str, Any] | None:
 
 
 def reported_duration(stdout: str) -> float | None:
-    """Return ``duration_s`` from a ``dativo-run --json`` result, if it has one (only for context)."""
+    """Return ``duration_s`` from a ``dativo-run --json`` result, if it has one (only for context).
+
+    For a ``--job-dir`` result (``{"jobs": [...]}``), the longest of its jobs' durations.
+    """
     result = last_json_object(stdout)
-    value = result.get("duration_s") if result is not None else None
+    if result is None:
+        return None
+    jobs = result.get("jobs")
+    if isinstance(jobs, list):
+        durations = [
+            float(job["duration_s"])
+            for job in jobs
+            if isinstance(job, dict) and isinstance(job.get("duration_s"), (int, float))
+        ]
+        return max(durations) if durations and len(durations) == len(jobs) else None
+    value = result.get("duration_s")
     return float(value) if isinstance(value, (int, float)) else None
 
 

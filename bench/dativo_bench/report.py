@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .candidates import CEILING, FLOOR
+from .parallel_jobs import PARALLEL, PARALLEL_TARGET, ParallelScaling
 from .runner import OK, CandidateResult, RunRecord
 from .sandbox_startup import ColdStart
 
@@ -113,6 +114,7 @@ def check_targets(
     results: Mapping[str, CandidateResult],
     cold_start: Mapping[str, ColdStart],
     rss: Sequence[RssScaling],
+    parallel: ParallelScaling | None = None,
 ) -> list[TargetCheck]:
     """Check the issue's targets against this run's numbers (reported, never asserted).
 
@@ -120,6 +122,7 @@ def check_targets(
         results: Candidate name to its throughput result.
         cold_start: Backend to its cold start figures.
         rss: The peak RSS scaling runs.
+        parallel: The ``parallel`` section, ``None`` when it was not run.
 
     Returns:
         One :class:`TargetCheck` per target.
@@ -163,6 +166,20 @@ def check_targets(
                 f"{scaling.small.peak_rss_bytes / MIB:,.0f} → {scaling.large.peak_rss_bytes / MIB:,.0f} MiB",
             )
         )
+    target = f"2 jobs on 2 cores ≥ {PARALLEL_TARGET:g}x one job"
+    if parallel is None:
+        checks.append(TargetCheck(target, "—", "N/A", "not measured"))
+    else:
+        speed_up = parallel.speed_up(PARALLEL)
+        if speed_up is None:
+            checks.append(TargetCheck(target, "—", "N/A", parallel.why_missing()))
+        else:
+            control = parallel.speed_up("par-floor-x2")
+            note = f"--job-dir --parallel 2 vs --config, {parallel.n:,} rows per job" + (
+                "" if control is None else f"; this machine's two-process ceiling (floor x2): {control:.2f}x"
+            )
+            verdict = "PASS" if speed_up >= PARALLEL_TARGET else "MISS"
+            checks.append(TargetCheck(target, f"{speed_up:.2f}x", verdict, note))
     return checks
 
 
@@ -272,10 +289,13 @@ def print_report(
     cold_start: Mapping[str, ColdStart],
     rss: Sequence[RssScaling],
     checks: Sequence[TargetCheck],
+    *,
+    parallel: ParallelScaling | None = None,
 ) -> None:
     """Print the tables (with rich when it is installed) and the target lines."""
     table = _table_printer()
-    table(f"Throughput — {title}", THROUGHPUT_HEADER, throughput_rows(results))
+    if results:
+        table(f"Throughput — {title}", THROUGHPUT_HEADER, throughput_rows(results))
     if cold_start:
         table("Sandbox cold start (medians)", COLD_START_HEADER, cold_start_rows(cold_start))
         for backend, figures in cold_start.items():
@@ -286,6 +306,10 @@ def print_report(
         for scaling in rss:
             if scaling.problem:
                 print(f"  {scaling.name}: {scaling.problem}")
+    if parallel is not None:
+        from .parallel_jobs import HEADER
+
+        table(f"Parallel jobs — {parallel.n:,} rows per job (medians)", HEADER, parallel.rows())
     troubles = [r for r in results if r.status != OK]
     if troubles:
         print("\nNot timed:")
@@ -338,6 +362,8 @@ def results_document(
     cold_start: Mapping[str, ColdStart],
     rss: Sequence[RssScaling],
     checks: Sequence[TargetCheck],
+    *,
+    parallel: ParallelScaling | None = None,
 ) -> dict[str, Any]:
     """Return everything measured as one JSON-serialisable document."""
     by_name = {r.name: r for r in results}
@@ -369,6 +395,7 @@ def results_document(
         "candidates": candidates,
         "cold_start": [figures.to_dict(baseline) for figures in cold_start.values()],
         "rss_scaling": [s.to_dict() for s in rss],
+        "parallel": None if parallel is None else parallel.to_dict(),
         "targets": [
             {"target": c.target, "measured": c.measured, "verdict": c.verdict, "note": c.note} for c in checks
         ],

@@ -179,16 +179,24 @@ class Runner:
         elif not measurement.ok:
             problem = dativo_job.failure_reason(measurement.returncode, stdout, measurement.stderr())
         elif candidate.output_pattern is None:
-            reported = dativo_job.last_json_object(stdout) or {}
-            if reported.get("rows") != n:
-                problem = f"reported {reported.get('rows')!r} rows, expected {n:,}"
+            reported_rows = (dativo_job.last_json_object(stdout) or {}).get("rows")
+            if reported_rows != n:
+                problem = f"reported {reported_rows!r} rows, expected {n:,}"
         else:
-            problem = self._checker.check(ctx.out_dir, n, candidate.output_pattern).problem
+            for folder in candidate.output_subdirs or ("",):
+                problem = self._checker.check(ctx.out_dir / folder, n, candidate.output_pattern).problem
+                if problem is not None:
+                    problem = f"{folder}: {problem}" if folder else problem
+                    break
         if problem is not None:
             return RunOutcome(run_dir, measurement, None, problem, stdout)
         reported = dativo_job.reported_duration(stdout) if candidate.is_dativo else None
         record = RunRecord(
-            n, measurement.seconds, measurement.peak_rss_bytes, measurement.max_rss_bytes, reported
+            n * candidate.copies,
+            measurement.seconds,
+            measurement.peak_rss_bytes,
+            measurement.max_rss_bytes,
+            reported,
         )
         if not self.keep:
             shutil.rmtree(run_dir, ignore_errors=True)
