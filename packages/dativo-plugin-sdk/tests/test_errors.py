@@ -73,6 +73,11 @@ def test_rate_limit_is_always_retryable() -> None:
     assert RateLimitError("slow", retryable=False).retryable is True
 
 
+def test_rate_limit_rebuilt_from_data_stays_retryable() -> None:
+    data = RateLimitError("slow").to_dict() | {"retryable": False}
+    assert from_dict(data).retryable is True
+
+
 def test_retry_after_must_be_non_negative() -> None:
     with pytest.raises(ValueError, match="retry_after"):
         TransientError("x", retry_after=-1)

@@ -277,7 +277,10 @@ def from_dict(data: Mapping[str, Any]) -> DativoError:
     state: dict[str, Any] = {
         "message": str(data["message"]),
         "error_code": code,
-        "retryable": bool(data.get("retryable", cls.default_retryable)),
+        # A rate limit is retryable whatever the data says, as its constructor guarantees.
+        "retryable": True
+        if issubclass(cls, RateLimitError)
+        else bool(data.get("retryable", cls.default_retryable)),
         "details": dict(data.get("details") or {}),
     }
     if issubclass(cls, TransientError) or data.get("retry_after") is not None:
