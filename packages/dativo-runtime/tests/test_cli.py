@@ -131,6 +131,9 @@ def test_state_show_and_reset(tmp_path: Path) -> None:
     assert runner.invoke(app, ["run", "--config", str(job), "--json"]).exit_code == 0
     shown = json.loads(runner.invoke(app, ["state", "show", "--config", str(job), "--json"]).stdout)
     assert "mtime_ns" in shown["streams"]["default"]
+    unconfirmed = runner.invoke(app, ["state", "reset", "--config", str(job), "--json"])
+    assert unconfirmed.exit_code == 2
+    assert "--yes" in json.loads(unconfirmed.stdout)["error"]["message"]
     assert runner.invoke(app, ["state", "reset", "--config", str(job), "--yes"]).exit_code == 0
     shown = json.loads(runner.invoke(app, ["state", "show", "--config", str(job), "--json"]).stdout)
     assert shown["streams"] == {}

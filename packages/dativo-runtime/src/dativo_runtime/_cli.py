@@ -634,8 +634,14 @@ def state_reset(
     with _errors(as_json):
         job = _load(config)
         store = StateStore(job.state_location(), job.state_storage_options())
-        if not yes and not typer.confirm(f"forget the state of {job.job_id}?", err=True):
-            raise typer.Exit(int(ExitCode.FAILURE))
+        if not yes:
+            if as_json or not sys.stdin.isatty():
+                raise ConfigurationError(
+                    f"state reset of {job.job_id} needs confirmation: pass --yes when running "
+                    "without a terminal or with --json"
+                )
+            if not typer.confirm(f"forget the state of {job.job_id}?", err=True):
+                raise typer.Exit(int(ExitCode.FAILURE))
         lease = store.lock(job.tenant, job.name, owner="state-reset")
         try:
             store.reset(job.tenant, job.name)
