@@ -99,16 +99,21 @@ class CrashingReader(BaseReader):
 
 
 class LeakyReader(BaseReader):
-    """Puts its token in an error message and a log line (the runtime must mask it)."""
+    """Puts its token in an error message, a log line and raw prints (the runtime must mask it)."""
 
     __version__ = "1.0.0"
 
     def check_connection(self) -> ConnectionTestResult:
+        import sys
+
+        print(f"checking with token {self.config['token']}")  # on stdout: must not corrupt --json
+        print(f"checking with token {self.config['token']}", file=sys.stderr)
         return ConnectionTestResult(False, f"refused token {self.config['token']}", "AUTHENTICATION_FAILED")
 
     def extract(self, state: State | None = None) -> Iterator[Any]:
         import logging
 
+        print(f"extracting with token {self.config['token']}")
         logging.getLogger("leaky").warning("using token %s", self.config["token"])
         yield [{"id": 1, "note": f"token={self.config['token']}"}]
         raise AuthenticationError(

@@ -8,6 +8,8 @@ Arrow, so the pipeline cannot tell it from a real sandbox.
 from __future__ import annotations
 
 import contextlib
+import sys
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,12 +29,44 @@ from dativo_plugin_sdk import (
 )
 from dativo_runtime._arrow_batches import batch_to_arrow
 from dativo_runtime._plugin_ref import PluginInfo, PluginRef, load_plugin_class, plugin_info
+from dativo_runtime._secrets import RedactingStream
 
 from ._base import ExtractedBatch, ReaderSession, Sandbox, SandboxLimits, WriterSession
 
 __all__ = ["InProcessSandbox"]
 
 T = TypeVar("T")
+
+
+class _PluginOutput:
+    """While any in-process session is open, what plugins print goes to stderr, secrets masked.
+
+    A plugin's ``print()`` must neither corrupt the JSON document a command prints on stdout
+    nor leak a secret; a sandbox worker gets the same treatment by construction.
+    """
+
+    _lock = threading.Lock()
+    _depth = 0
+    _saved: tuple[Any, Any] | None = None
+
+    @classmethod
+    def hold(cls) -> None:
+        with cls._lock:
+            if cls._depth == 0:
+                cls._saved = (sys.stdout, sys.stderr)
+                stream = RedactingStream(sys.stderr)
+                sys.stdout = sys.stderr = stream
+            cls._depth += 1
+
+    @classmethod
+    def release(cls) -> None:
+        with cls._lock:
+            if cls._depth == 0:
+                return
+            cls._depth -= 1
+            if cls._depth == 0 and cls._saved is not None:
+                sys.stdout, sys.stderr = cls._saved
+                cls._saved = None
 
 
 def _plugin_error(exc: BaseException, ref: PluginRef, method: str) -> PluginError:
@@ -129,7 +163,10 @@ class _InProcessReader(ReaderSession):
         if self._closed:
             return
         self._closed = True
-        _call(self.ref, "close", self.plugin.close)
+        try:
+            _call(self.ref, "close", self.plugin.close)
+        finally:
+            _PluginOutput.release()
 
 
 class _InProcessWriter(WriterSession):
@@ -168,7 +205,10 @@ class _InProcessWriter(WriterSession):
         if self._closed:
             return
         self._closed = True
-        _call(self.ref, "close", self.plugin.close)
+        try:
+            _call(self.ref, "close", self.plugin.close)
+        finally:
+            _PluginOutput.release()
 
 
 def _instantiate(ref: PluginRef, cls: type[Any], **kwargs: Any) -> Any:
@@ -199,8 +239,13 @@ class InProcessSandbox(Sandbox):
         limits: SandboxLimits = SandboxLimits(),  # noqa: B008
     ) -> ReaderSession:
         """Load the reader class here, check it, and instantiate it with ``config``."""
-        cls = load_plugin_class(ref, expected=BaseReader)
-        return _InProcessReader(ref, _instantiate(ref, cls, config=dict(config)))
+        _PluginOutput.hold()
+        try:
+            cls = load_plugin_class(ref, expected=BaseReader)
+            return _InProcessReader(ref, _instantiate(ref, cls, config=dict(config)))
+        except BaseException:
+            _PluginOutput.release()
+            raise
 
     def open_writer(
         self,
@@ -212,8 +257,13 @@ class InProcessSandbox(Sandbox):
         output_dir: Path | None = None,
     ) -> WriterSession:
         """Load the writer class here, check it, and instantiate it with ``config`` and ``schema``."""
-        cls = load_plugin_class(ref, expected=BaseWriter)
-        return _InProcessWriter(ref, _instantiate(ref, cls, config=dict(config), schema=schema))
+        _PluginOutput.hold()
+        try:
+            cls = load_plugin_class(ref, expected=BaseWriter)
+            return _InProcessWriter(ref, _instantiate(ref, cls, config=dict(config), schema=schema))
+        except BaseException:
+            _PluginOutput.release()
+            raise
 
 
 def describe_plugin(ref: PluginRef) -> tuple[PluginInfo, type[Any]]:
