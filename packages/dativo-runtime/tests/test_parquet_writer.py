@@ -73,6 +73,21 @@ def test_target_file_size_and_row_group_size_are_honoured(tmp_path: Path) -> Non
     assert total == 20_000
 
 
+def test_row_groups_stay_whole_when_the_target_file_size_is_smaller_than_one(tmp_path: Path) -> None:
+    writer = ParquetWriter(
+        {"path": str(tmp_path), "target_file_size": "8kb", "row_group_size": 2000, "compression": "none"}
+    )
+    for start in range(0, 9_000, 700):
+        writer.write_batch(rows(start, min(700, 9_000 - start)), 0)
+    writer.commit_files([])
+    groups = []
+    for path in data_files(tmp_path):
+        meta = pq.ParquetFile(path).metadata
+        groups.append([meta.row_group(i).num_rows for i in range(meta.num_row_groups)])
+    # Each file closes after its first whole row group; only the very last group is short.
+    assert groups == [[2000], [2000], [2000], [2000], [1000]]
+
+
 @pytest.mark.parametrize("codec", ["snappy", "zstd"])
 def test_compression_codec_is_used(tmp_path: Path, codec: str) -> None:
     writer = ParquetWriter({"path": str(tmp_path), "compression": codec})

@@ -406,7 +406,7 @@ class ParquetWriter(BaseWriter):
             self._buffered_bytes += conformed.nbytes
             while buffer.rows >= self.row_group_size:
                 self._flush(buffer, self.row_group_size)
-            if buffer.nbytes >= min(self.target_file_size, _MAX_ROW_GROUP_BYTES):
+            if buffer.nbytes >= _MAX_ROW_GROUP_BYTES:  # only a very wide row group is cut short
                 self._flush(buffer, None)
             handle = self._file_for(rel, values)
             entries.append(
