@@ -198,8 +198,8 @@ def test_getting_started_walkthrough(readable_folder: Path) -> None:
         pytest.skip(f"{', '.join(missing)} not installed (or its module does not exist yet)")
     page_folder = readable_folder
     _write_page_files(DOCS / "getting-started.md", page_folder)
-    for written in page_folder.iterdir():
-        written.chmod(0o644)
+    for written in page_folder.rglob("*"):
+        written.chmod(0o755 if written.is_dir() else 0o644)
     for command in commands:
         result = subprocess.run(
             [executables[command[0]], *command[1:]],
@@ -215,7 +215,15 @@ def test_getting_started_walkthrough(readable_folder: Path) -> None:
 
     import pyarrow.dataset as ds
     import yaml
-    from calendar_reader import CalendarReader  # written by _write_page_files
+
+    spec = importlib.util.spec_from_file_location(
+        "calendar_reader", page_folder / "plugins" / "calendar_reader.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    calendar_reader = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(calendar_reader)  # written by _write_page_files
+    CalendarReader = calendar_reader.CalendarReader
 
     job = yaml.safe_load((page_folder / "job.yaml").read_text(encoding="utf-8"))
     expected = sum(len(batch) for batch in CalendarReader(job["source"]["config"]).extract())

@@ -190,6 +190,51 @@ def _in_role(exc: DativoError, role: str, job: JobConfig) -> DativoError:
     return from_dict(data)
 
 
+def check_plugin_folder(job: JobConfig, ref: PluginRef, *, role: str = "source") -> None:
+    """Refuse to mount a sandboxed file plugin's folder when it holds the job's own files.
+
+    A sandbox mounts a file plugin's whole folder read-only (so the plugin can import the
+    modules beside it). That folder must therefore not hold what the plugin may not read:
+    the job file (and, beside it, the files its ``${file:...}`` secrets come from), the
+    job's state, its target or quarantine folder, or the runtime's ``.dativo`` folder.
+
+    Args:
+        job: The job.
+        ref: The plugin about to run in a sandbox.
+        role: ``source``, ``target`` (which may see its own output and quarantine) or ``quarantine``.
+
+    Raises:
+        ConfigurationError: Naming the folder, what it holds and how to lay the files out.
+    """
+    folder = ref.plugin_dir
+    if folder is None:
+        return
+    folder = folder.resolve()
+    private: list[tuple[str, Path]] = []
+    if job.source_file is not None:
+        private.append(("the job file", job.source_file))
+        private.append(("the runtime's .dativo folder", job.base_dir / ".dativo"))
+    state = job.state_location()
+    if not is_remote_uri(state):
+        private.append(("the job's state", Path(state)))
+    output = job.output_dir()
+    if output is not None and role != "target":
+        private.append(("the target folder", output))
+    quarantine = job.quarantine_location()
+    if quarantine is not None and not is_remote_uri(quarantine) and role != "target":
+        private.append(("the quarantine dataset", Path(quarantine)))
+    for what, path in private:
+        resolved = path.resolve()
+        if _inside(resolved, folder):
+            raise ConfigurationError(
+                f"plugin {ref.ref!r} would run sandboxed with its whole folder {str(folder)!r} readable, "
+                f"and that folder holds {what} ({str(resolved)!r}); move the plugin (and the modules it "
+                "imports) into a folder of its own, such as plugins/ beside the job file, and reference "
+                "it from there",
+                details={"setting": f"{role}.plugin", "plugin_dir": str(folder), "holds": str(resolved)},
+            )
+
+
 def open_reader_session(job: JobConfig, *, policy: OperatorPolicy | None = None) -> tuple[ReaderSession, str]:
     """Start the job's source plugin in the sandbox the job and the mode call for.
 
@@ -203,6 +248,8 @@ def open_reader_session(job: JobConfig, *, policy: OperatorPolicy | None = None)
         ref = job.source_ref()
         limits = job.sandbox.to_limits()
         sandbox = choose_sandbox(job.mode, job.sandbox.backend, ref, policy, limits=limits)
+        if sandbox.isolated:
+            check_plugin_folder(job, ref)
         return sandbox.open_reader(ref, job.source_config(), limits=limits), sandbox.name
     except DativoError as exc:
         raise _in_role(exc, "source", job) from exc
@@ -286,6 +333,8 @@ def open_writer_session(
         limits = job.sandbox.to_limits()
         sandbox = choose_sandbox(job.mode, job.sandbox.backend, writer_ref, policy, limits=limits)
         output_dir = None
+        if sandbox.isolated:
+            check_plugin_folder(job, writer_ref, role=role)
         if role == "target":
             output_dir = writable_output_dir(job) if sandbox.isolated else job.output_dir()
         session = sandbox.open_writer(
