@@ -135,6 +135,13 @@ class PluginRef:
         )
 
 
+_WHERE_INSTALLED = (
+    ". A sandboxed plugin is looked up in the sandbox's own Python: the runtime's environment "
+    "under 'process' (editable installs outside it are not mounted) and the image under 'docker' "
+    "(build one that holds the package with `dativo-run sandbox build-image --requirements FILE`)"
+)
+
+
 def _unreadable(path: Path, ref: str) -> ConfigurationError:
     return ConfigurationError(
         f"plugin file {str(path)!r} (from reference {ref!r}) cannot be read: permission denied. "
@@ -183,7 +190,7 @@ def _import_module(name: str, ref: str) -> Any:
         if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
             raise ConfigurationError(
                 f"plugin module {name!r} (from reference {ref!r}) is not installed or not importable; "
-                "install the package that provides it or fix the reference"
+                f"install the package that provides it or fix the reference{_WHERE_INSTALLED}"
             ) from exc
         raise PluginError(f"importing plugin module {name!r} failed: {exc}", details={"ref": ref}) from exc
     except Exception as exc:
@@ -203,7 +210,7 @@ def _entry_point_target(name: str) -> Any:
         raise ConfigurationError(
             f"no plugin named {name!r}: it is neither a built-in nor installed under the entry-point "
             f"group {ENTRY_POINT_GROUP!r}. Known plugins: {known}. Install the plugin's package, or "
-            "reference it as 'path/to/file.py:ClassName' or 'package.module:ClassName'"
+            f"reference it as 'path/to/file.py:ClassName' or 'package.module:ClassName'{_WHERE_INSTALLED}"
         )
     try:
         return matches[0].load()

@@ -135,9 +135,13 @@ def prepare_build_context(
                 # Without build isolation the build backend (hatchling) comes from this Python,
                 # so nothing is downloaded; with it, pip fetches the backend from the index.
                 _run([*build, "--no-build-isolation"], what, echo)
-            except ImageBuildError:
+            except ImageBuildError as exc:
                 if offline:
-                    raise
+                    raise ImageBuildError(
+                        f"{exc}\nOffline, the {distribution} wheel is built from its source tree with this "
+                        "Python's own build backend: `pip install hatchling`, or put a built wheel in the "
+                        "--wheels folder"
+                    ) from exc
                 _run(build, what, echo)
             continue
         if offline:
