@@ -115,7 +115,7 @@ def test_limits_above_the_operators_ceiling_fail_before_any_sandbox_starts(tmp_p
     ("details", "expected"),
     [
         ({"reason": "oom"}, "oom"),
-        ({"reason": "syscall_blocked"}, "blocked_syscall"),
+        ({"reason": "syscall_blocked"}, "syscall_blocked"),
         ({"reason": "timeout"}, "timeout"),
         ({"reason": "signal"}, "signal"),
         ({"reason": "crash"}, "other"),

@@ -161,7 +161,7 @@ def test_any_label_value_is_admitted_as_a_bounded_printable_string(value):
     [
         (SandboxError("stopped", details={"reason": "timeout"}), "timeout"),
         (SandboxError("worker MemoryError: the plugin ran out of memory"), "oom"),
-        (SandboxError("worker killed by seccomp (SIGSYS): blocked syscall ptrace"), "blocked_syscall"),
+        (SandboxError("worker killed by seccomp (SIGSYS): blocked syscall ptrace"), "syscall_blocked"),
         (SandboxError("plugin exceeded the time limit of 30 s"), "timeout"),
         (SandboxError("worker was killed by signal 9"), "signal"),
         (SandboxError("docker daemon unreachable"), "other"),

@@ -56,7 +56,7 @@ STAGES = ("extract", "validate", "write", "commit")
 RUN_STATUSES = ("success", "failed", "aborted")
 """Final statuses of a run, the ``status`` label of ``dativo_job_runs_total``."""
 
-SANDBOX_FAILURE_REASONS = ("oom", "timeout", "signal", "blocked_syscall", "other")
+SANDBOX_FAILURE_REASONS = ("oom", "timeout", "signal", "syscall_blocked", "other")
 """Why a sandbox stopped a plugin, the ``reason`` label of ``dativo_sandbox_failures_total``."""
 
 OUTCOME_METRICS = (
@@ -78,11 +78,11 @@ _ERROR_CODE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 # The sandbox backends' own ``details["reason"]`` values (see ``_sandbox._remote``), by metric reason.
-_BACKEND_REASONS = {"syscall_blocked": "blocked_syscall", "crash": "other", "startup_failed": "other"}
+_BACKEND_REASONS = {"syscall_blocked": "syscall_blocked", "crash": "other", "startup_failed": "other"}
 # Words in a SandboxError's details or message, by the reason they mean (first match wins).
 _REASON_WORDS = (
     ("oom", ("oom", "out of memory", "memoryerror", "memory limit")),
-    ("blocked_syscall", ("seccomp", "syscall", "sigsys")),
+    ("syscall_blocked", ("seccomp", "syscall", "sigsys")),
     ("timeout", ("timeout", "timed out", "time limit", "deadline")),
     ("signal", ("signal", "killed", "sigkill", "sigterm", "sigsegv")),
 )
@@ -96,7 +96,7 @@ def sandbox_failure_reason(error: BaseException | Mapping[str, Any] | str) -> st
             reason), an error dict from ``to_dict``, or a message.
 
     Returns:
-        ``oom``, ``timeout``, ``signal``, ``blocked_syscall`` or ``other``.
+        ``oom``, ``timeout``, ``signal``, ``syscall_blocked`` or ``other``.
 
     Example:
         >>> sandbox_failure_reason("worker killed by SIGKILL after the time limit")
@@ -224,7 +224,7 @@ class RunMetrics:
         self.sandbox_failures = Counter(
             "dativo_sandbox_failures",
             "Sandboxes that stopped a plugin or failed to start, by reason (oom, timeout, signal, "
-            "blocked_syscall, other).",
+            "syscall_blocked, other).",
             [*job, "backend", "reason"],
             registry=reg,
         )
