@@ -6,8 +6,9 @@ package, starts without importing pyarrow, the backends or the policy.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from dativo_runtime._lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from ._base import ExtractedBatch, ReaderSession, Sandbox, SandboxLimits, WriterSession
@@ -52,14 +53,4 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(home, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES, globals())

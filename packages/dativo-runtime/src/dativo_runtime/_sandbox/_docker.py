@@ -48,6 +48,10 @@ DEFAULT_IMAGE = f"dativo-sandbox:{__version__}"
 CONTAINER_LABEL = "io.dativo.sandbox"
 WORKER_DIGEST_LABEL = "io.dativo.sandbox.worker-digest"
 _WORKER_FILES = (
+    "__init__.py",
+    "_version.py",
+    "_lazy_exports.py",
+    "_sandbox/__init__.py",
     "_plugin_ref.py",
     "_arrow_batches.py",
     "_sandbox/_worker.py",
