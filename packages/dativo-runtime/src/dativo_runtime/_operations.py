@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dativo_plugin_sdk import (
+    DEFAULT_REQUIRES_SDK,
     PLUGIN_SDK_VERSION,
     ConfigurationError,
     ConnectionTestResult,
@@ -414,11 +415,14 @@ def inspect_plugin(ref_text: str, *, base_dir: Path | None = None) -> dict[str, 
     info, cls = describe_plugin(ref)
     data = info.to_dict()
     data["kind"] = ref.kind
+    # What the runtime enforces: the declared range, or the SDK's default when none is declared.
+    data["effective_requires_sdk"] = info.requires_sdk or DEFAULT_REQUIRES_SDK
     try:
         check_compatibility(cls, PLUGIN_SDK_VERSION)
     except PluginVersionError as exc:
         data["compatible"] = False
-        data["incompatibility"] = exc.message
+        # A file plugin's module has a generated name; say the reference the user wrote.
+        data["incompatibility"] = exc.message.replace(f"{cls.__module__}.{cls.__qualname__}", repr(ref.ref))
     except PluginError as exc:  # pragma: no cover  (defensive)
         data["compatible"] = False
         data["incompatibility"] = exc.message

@@ -31,6 +31,7 @@ from dativo_plugin_sdk import (
     BaseWriter,
     ConfigurationError,
     PluginError,
+    PluginVersionError,
     check_compatibility,
 )
 
@@ -278,7 +279,17 @@ def load_plugin_class(
             details={"ref": ref.ref},
         )
     if check_sdk:
-        check_compatibility(obj, sdk_version)
+        try:
+            check_compatibility(obj, sdk_version)
+        except PluginVersionError as exc:
+            if ref.kind != "file":
+                raise
+            # A file plugin's module has a generated name; say the reference the user wrote.
+            internal = f"{obj.__module__}.{obj.__qualname__}"
+            raise PluginVersionError(
+                exc.message.replace(internal, repr(ref.ref)),
+                details={**exc.details, "plugin": ref.ref},
+            ) from None
     return obj
 
 
