@@ -37,7 +37,7 @@ from ._pipeline import open_reader_session, open_writer_session, resolve_stream
 from ._plugin_ref import BUILTIN_PLUGINS, ENTRY_POINT_GROUP, PluginRef
 from ._retry import RetryPolicy, call_with_retry
 from ._s3 import S3_OPTION_KEYS
-from ._sandbox import choose_sandbox
+from ._sandbox import ReaderSession, WriterSession, choose_sandbox
 from ._sandbox._inprocess import describe_plugin
 from ._sandbox._policy import OperatorPolicy
 from ._secrets import REDACTOR
@@ -59,6 +59,14 @@ __all__ = [
 ]
 
 log = logging.getLogger("dativo.run")
+
+
+def _close_session(session: ReaderSession | WriterSession) -> None:
+    """Close a session after its answer is known; a failing ``close`` is logged, not raised."""
+    try:
+        session.close()
+    except Exception as exc:
+        log.warning("closing %s failed: %s: %s", session.info.ref, type(exc).__name__, exc)
 
 
 @dataclass
@@ -158,8 +166,7 @@ def check_job(
         except DativoError as exc:
             result, attempts = _failed(exc), 1
         finally:
-            with contextlib.suppress(Exception):
-                session.close()
+            _close_session(session)
         reports.append(CheckReport(role, plugin, result, attempts))
     return reports
 
@@ -192,8 +199,7 @@ def discover_job(job: JobConfig, *, policy: OperatorPolicy | None = None) -> dic
             **discovery.to_dict(),
         }
     finally:
-        with contextlib.suppress(Exception):
-            reader.close()
+        _close_session(reader)
 
 
 def discover_plugin(
@@ -225,8 +231,7 @@ def discover_plugin(
         result: DiscoveryResult = reader.discover()
         return {"plugin": reader.info.to_dict(), "sandbox": sandbox.name, **result.to_dict()}
     finally:
-        with contextlib.suppress(Exception):
-            reader.close()
+        _close_session(reader)
 
 
 @dataclass
@@ -343,8 +348,7 @@ def validate_job(
     finally:
         for session in (reader, writer):
             if session is not None:
-                with contextlib.suppress(Exception):
-                    session.close()
+                _close_session(session)
     plan.exit_code = worst_exit_code(codes)
     return plan
 

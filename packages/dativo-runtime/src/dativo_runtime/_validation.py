@@ -272,7 +272,8 @@ class BatchValidator:
                 )
             if not target.nullable and typed.null_count:
                 bad_set = set(bad)
-                missing = [i for i, v in enumerate(typed.is_null().to_pylist()) if v and i not in bad_set]
+                nulls = pc.indices_nonzero(typed.is_null()).to_pylist()
+                missing = [int(i) for i in nulls if i is not None and i not in bad_set]
                 if missing:
                     problems.append((target.name, "missing_required", missing, "required value is missing"))
             columns.append(typed)

@@ -6,7 +6,7 @@ import inspect
 import json
 import pickle
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
@@ -23,6 +23,7 @@ from dativo_plugin_sdk import (
 
 from ._json_values import to_json_safe
 from ._plugin_loading import FILE_MODULE_PREFIX
+from ._resources import Leaks, ResourceSnapshot, wait_for_leaks
 
 __all__ = [
     "CheckFailedError",
@@ -166,6 +167,30 @@ class PluginSession:
         except Exception as exc:
             self.observe(exc)
             raise
+
+    def exercise_then_close(
+        self, instance: Any, calls: Sequence[Callable[[], object]], before: ResourceSnapshot
+    ) -> Leaks:
+        """Run ``calls`` (their errors are observed), close ``instance``, and return what leaked.
+
+        Raises:
+            CheckFailedError: If ``close()`` raises.
+        """
+        try:
+            for call in calls:
+                try:
+                    call()
+                except Exception as exc:
+                    self.observe(exc)
+        finally:
+            try:
+                instance.close()
+            except Exception as exc:
+                self.observe(exc)
+                raise CheckFailedError(
+                    f"close() raised {describe_exception(exc)}; release what you can and do not raise"
+                ) from None
+        return wait_for_leaks(before, grace_seconds=min(2.0, self.timeout / 4))
 
     def close_quietly(self, instance: Any) -> None:
         """Call ``close()``, ignoring what it raises (the close check judges that)."""

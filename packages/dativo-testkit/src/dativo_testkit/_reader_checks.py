@@ -32,7 +32,7 @@ from ._checks import (
     error_round_trip_problem,
 )
 from ._record_validation import find_schema_violations
-from ._resources import ResourceSnapshot, wait_for_leaks
+from ._resources import ResourceSnapshot
 from ._work_meter import BatchWork, OpcodeCounter, process_counters, reading_overhead
 
 __all__ = ["READER_CHECKS", "ReaderSession"]
@@ -485,27 +485,12 @@ class ReaderSession(PluginSession):
     def check_close_releases_resources(self) -> str:
         before = ResourceSnapshot.take()
         reader = self.construct(self.config)
-        try:
-            for call in (reader.check_connection, reader.discover):
-                try:
-                    call()
-                except Exception as exc:
-                    self.observe(exc)
-            iterator = reader.extract(state=State(stream=self.stream.name))
-            try:
-                for _ in iterator:
-                    pass
-            except Exception as exc:
-                self.observe(exc)
-        finally:
-            try:
-                reader.close()
-            except Exception as exc:
-                self.observe(exc)
-                raise CheckFailedError(
-                    f"close() raised {describe_exception(exc)}; release what you can and do not raise"
-                ) from None
-        leaks = wait_for_leaks(before, grace_seconds=min(2.0, self.timeout / 4))
+
+        def read_all() -> None:
+            for _ in reader.extract(state=State(stream=self.stream.name)):
+                pass
+
+        leaks = self.exercise_then_close(reader, (reader.check_connection, reader.discover, read_all), before)
         if leaks:
             parts = []
             if leaks.threads:

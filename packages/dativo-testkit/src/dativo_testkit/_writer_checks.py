@@ -20,7 +20,7 @@ from ._checks import (
 )
 from ._read_back import RecordComparison, compare_records, new_records, read_output_folder
 from ._records import WRONG_VALUES, build_records
-from ._resources import ResourceSnapshot, wait_for_leaks
+from ._resources import ResourceSnapshot
 from ._strategies import batch_strategy
 
 __all__ = ["WRITER_CHECKS", "ReadBack", "WriterSession"]
@@ -365,25 +365,12 @@ class WriterSession(PluginSession):
         before = ResourceSnapshot.take()
         writer = self.construct(self.config)
         records, _ = self._batches()
-        try:
-            for call in (
-                writer.check_connection,
-                lambda: writer.write_batch(records=records[0], file_counter=0),
-                writer.abort,
-            ):
-                try:
-                    call()
-                except Exception as exc:
-                    self.observe(exc)
-        finally:
-            try:
-                writer.close()
-            except Exception as exc:
-                self.observe(exc)
-                raise CheckFailedError(
-                    f"close() raised {describe_exception(exc)}; release what you can and do not raise"
-                ) from None
-        leaks = wait_for_leaks(before, grace_seconds=min(2.0, self.timeout / 4))
+        calls = (
+            writer.check_connection,
+            lambda: writer.write_batch(records=records[0], file_counter=0),
+            writer.abort,
+        )
+        leaks = self.exercise_then_close(writer, calls, before)
         if leaks:
             raise CheckFailedError(
                 "after close(), threads or descriptors were left: stop the threads you started and close "

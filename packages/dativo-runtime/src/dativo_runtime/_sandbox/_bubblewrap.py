@@ -31,13 +31,14 @@ from typing import IO, Any, cast
 from dativo_plugin_sdk import Column, SandboxError
 from dativo_runtime._plugin_ref import PluginRef
 
-from ._base import ReaderSession, Sandbox, SandboxLimits, WriterSession
+from ._base import ReaderSession, SandboxLimits, WriterSession
 from ._cgroups import SandboxCgroup, cgroup_support, join_cgroup_command
 from ._protocol import WORKER_MODULE
 from ._remote import (
     ExitStatus,
     StderrTail,
     WorkerClient,
+    WorkerSandbox,
     WorkerTransport,
     cpu_seconds_budget,
     effective_limits,
@@ -232,7 +233,7 @@ class _ProcessTransport(WorkerTransport):
             self.cgroup = None
 
 
-class BubblewrapSandbox(Sandbox):
+class BubblewrapSandbox(WorkerSandbox):
     """Runs each plugin in a ``bwrap`` sandbox with one long-lived worker process.
 
     Args:
@@ -255,32 +256,6 @@ class BubblewrapSandbox(Sandbox):
     def availability(cls) -> tuple[bool, str]:
         """Tell whether bubblewrap can create the sandbox's namespaces here, and why not."""
         return _availability(shutil.which("bwrap"))
-
-    def open_reader(
-        self,
-        ref: PluginRef,
-        config: Mapping[str, Any],
-        *,
-        limits: SandboxLimits = SandboxLimits(),  # noqa: B008
-    ) -> ReaderSession:
-        """Start a worker for a source plugin; see :meth:`Sandbox.open_reader`."""
-        session = self._open("reader", ref, config, limits=limits)
-        assert isinstance(session, ReaderSession)
-        return session
-
-    def open_writer(
-        self,
-        ref: PluginRef,
-        config: Mapping[str, Any],
-        *,
-        schema: Sequence[Column] | None = None,
-        limits: SandboxLimits = SandboxLimits(),  # noqa: B008
-        output_dir: Path | None = None,
-    ) -> WriterSession:
-        """Start a worker for a target plugin; ``output_dir`` is bind-mounted writable."""
-        session = self._open("writer", ref, config, limits=limits, schema=schema, output_dir=output_dir)
-        assert isinstance(session, WriterSession)
-        return session
 
     def command(
         self,

@@ -29,11 +29,12 @@ from dativo_plugin_sdk import Column, SandboxError
 from dativo_runtime._plugin_ref import PluginRef
 from dativo_runtime._version import __version__
 
-from ._base import ReaderSession, Sandbox, SandboxLimits, WriterSession
+from ._base import ReaderSession, SandboxLimits, WriterSession
 from ._remote import (
     ExitStatus,
     StderrTail,
     WorkerClient,
+    WorkerSandbox,
     WorkerTransport,
     cpu_seconds_budget,
     effective_limits,
@@ -170,7 +171,7 @@ class _ContainerTransport(WorkerTransport):
             self._removed = True
 
 
-class DockerSandbox(Sandbox):
+class DockerSandbox(WorkerSandbox):
     """Runs each plugin in a fresh container of the sandbox image with one long-lived worker.
 
     Args:
@@ -249,32 +250,6 @@ class DockerSandbox(Sandbox):
                 "'dativo-run sandbox build-image'"
             )
         return True, f"Docker {info.get('ServerVersion', '?')}, image {image}"
-
-    def open_reader(
-        self,
-        ref: PluginRef,
-        config: Mapping[str, Any],
-        *,
-        limits: SandboxLimits = SandboxLimits(),  # noqa: B008
-    ) -> ReaderSession:
-        """Start a container for a source plugin; see :meth:`Sandbox.open_reader`."""
-        session = self._open("reader", ref, config, limits=limits)
-        assert isinstance(session, ReaderSession)
-        return session
-
-    def open_writer(
-        self,
-        ref: PluginRef,
-        config: Mapping[str, Any],
-        *,
-        schema: Sequence[Column] | None = None,
-        limits: SandboxLimits = SandboxLimits(),  # noqa: B008
-        output_dir: Path | None = None,
-    ) -> WriterSession:
-        """Start a container for a target plugin; ``output_dir`` is bind-mounted read-write."""
-        session = self._open("writer", ref, config, limits=limits, schema=schema, output_dir=output_dir)
-        assert isinstance(session, WriterSession)
-        return session
 
     def container_config(
         self, ref: PluginRef, limits: SandboxLimits, *, output_dir: Path | None = None

@@ -21,6 +21,7 @@ import time
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -37,7 +38,7 @@ from dativo_plugin_sdk import (
 from dativo_runtime._observability._tracing import active_tracing, inject_context
 from dativo_runtime._plugin_ref import PluginInfo, PluginRef
 
-from ._base import ExtractedBatch, ReaderSession, SandboxLimits, WriterSession
+from ._base import ExtractedBatch, ReaderSession, Sandbox, SandboxLimits, WriterSession
 from ._protocol import (
     DEFAULT_WINDOW,
     FRAME_CONTROL,
@@ -63,6 +64,7 @@ __all__ = [
     "RemoteWriterSession",
     "StderrTail",
     "WorkerClient",
+    "WorkerSandbox",
     "WorkerTransport",
     "cpu_seconds_budget",
     "describe_exit",
@@ -817,3 +819,50 @@ def open_remote_session(
     if role == "reader":
         return RemoteReaderSession(client, info)
     return RemoteWriterSession(client, info)
+
+
+class WorkerSandbox(Sandbox):
+    """A backend that runs each plugin in a worker process it starts (bubblewrap, Docker).
+
+    Subclasses implement :meth:`_open`, which starts the worker and hands it to
+    :func:`open_remote_session`; the two session kinds differ only in the role they ask for.
+    """
+
+    @abc.abstractmethod
+    def _open(
+        self,
+        role: str,
+        ref: PluginRef,
+        config: Mapping[str, Any],
+        *,
+        limits: SandboxLimits,
+        schema: Sequence[Column] | None = None,
+        output_dir: Path | None = None,
+    ) -> ReaderSession | WriterSession:
+        """Start a worker for ``role`` (``reader`` or ``writer``) and return its session."""
+
+    def open_reader(
+        self,
+        ref: PluginRef,
+        config: Mapping[str, Any],
+        *,
+        limits: SandboxLimits = SandboxLimits(),  # noqa: B008
+    ) -> ReaderSession:
+        """Start a worker for a source plugin; see :meth:`Sandbox.open_reader`."""
+        session = self._open("reader", ref, config, limits=limits)
+        assert isinstance(session, ReaderSession)
+        return session
+
+    def open_writer(
+        self,
+        ref: PluginRef,
+        config: Mapping[str, Any],
+        *,
+        schema: Sequence[Column] | None = None,
+        limits: SandboxLimits = SandboxLimits(),  # noqa: B008
+        output_dir: Path | None = None,
+    ) -> WriterSession:
+        """Start a worker for a target plugin; ``output_dir`` is its one writable folder."""
+        session = self._open("writer", ref, config, limits=limits, schema=schema, output_dir=output_dir)
+        assert isinstance(session, WriterSession)
+        return session

@@ -354,6 +354,7 @@ def _serve(reader: FrameReader, writer: FrameWriter) -> int:
 
 
 def _preload_arrow() -> None:
+    """Import pyarrow while the plugin starts; a failure here shows again, in full, on first use."""
     try:
         import dativo_runtime._arrow_batches  # noqa: F401  (imports pyarrow)
     except Exception:
