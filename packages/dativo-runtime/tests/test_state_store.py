@@ -53,3 +53,21 @@ def test_state_values_keep_their_json_types(tmp_path: Path) -> None:
     values = {"int": 1, "float": 1.5, "text": "a", "list": [1, "b"], "none": None, "nested": {"k": True}}
     store.save("t", "j", JobState({"s": values}))
     assert store.load("t", "j").streams["s"] == values
+
+
+def test_a_state_with_nan_is_refused_before_anything_is_saved(tmp_path):
+    import math
+
+    import pytest
+
+    from dativo_plugin_sdk import ConfigurationError, PluginError
+    from dativo_runtime._state_store import JobState, StateStore
+
+    store = StateStore(str(tmp_path))
+    with pytest.raises(PluginError, match="NaN"):
+        store.save("acme", "job", JobState(streams={"s": {"cursor": math.nan}}))
+    assert not list(tmp_path.rglob("*.json"))
+    (tmp_path / "acme").mkdir()
+    (tmp_path / "acme" / "job.json").write_text('{"streams": {"s": {"cursor": NaN}}}')
+    with pytest.raises(ConfigurationError, match="state reset"):
+        store.load("acme", "job")

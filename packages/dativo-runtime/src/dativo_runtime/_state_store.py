@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dativo_plugin_sdk import TransientError
+from dativo_plugin_sdk import ConfigurationError, PluginError, TransientError
 
 from ._locks import Lease, acquire_lease, read_lease
 from ._storage import Storage, open_storage
@@ -26,6 +26,10 @@ from ._storage import Storage, open_storage
 __all__ = ["JobState", "PendingCommit", "StateStore"]
 
 STATE_FORMAT = "dativo.state/1"
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 @dataclass
@@ -104,15 +108,45 @@ class StateStore:
         """Where the job's state file is."""
         return self.storage.location(f"{self._base(tenant, job)}.json")
 
+    def _decode(self, data: bytes, name: str) -> Any:
+        try:
+            return json.loads(data, parse_constant=_refuse_constant)
+        except ValueError as exc:
+            where = self.storage.location(name)
+            raise ConfigurationError(
+                f"the state file {where} is not valid JSON ({exc}); fix it, or forget the job's state "
+                "with 'dativo-run state reset'",
+                details={"state_uri": where},
+            ) from None
+
+    @staticmethod
+    def _encode(document: Mapping[str, Any]) -> bytes:
+        try:
+            return json.dumps(document, indent=2, sort_keys=True, allow_nan=False).encode()
+        except (TypeError, ValueError) as exc:
+            raise PluginError(
+                f"the plugin's state cannot be saved: {exc} (state holds JSON values only: no NaN or "
+                "Infinity, no objects); nothing was committed",
+                details={"problem": str(exc)},
+            ) from None
+
     def load(self, tenant: str, job: str) -> JobState:
-        """Return the job's committed state (empty when it never ran)."""
-        data = self.storage.read_bytes(f"{self._base(tenant, job)}.json")
-        return JobState() if data is None else JobState.from_dict(json.loads(data))
+        """Return the job's committed state (empty when it never ran).
+
+        Raises:
+            ConfigurationError: If the state file is not strict JSON (``NaN`` included).
+        """
+        name = f"{self._base(tenant, job)}.json"
+        data = self.storage.read_bytes(name)
+        return JobState() if data is None else JobState.from_dict(self._decode(data, name))
 
     def save(self, tenant: str, job: str, state: JobState) -> None:
-        """Replace the job's committed state atomically."""
-        payload = json.dumps(state.to_dict(), indent=2, sort_keys=True).encode()
-        self.storage.write_bytes(f"{self._base(tenant, job)}.json", payload)
+        """Replace the job's committed state atomically.
+
+        Raises:
+            PluginError: If the state is not strict JSON (a ``NaN``, an object).
+        """
+        self.storage.write_bytes(f"{self._base(tenant, job)}.json", self._encode(state.to_dict()))
 
     def reset(self, tenant: str, job: str) -> None:
         """Forget the job's state, so that its next run reads everything."""
@@ -121,13 +155,13 @@ class StateStore:
 
     def load_pending(self, tenant: str, job: str) -> PendingCommit | None:
         """Return the pending-commit record a dead run may have left."""
-        data = self.storage.read_bytes(f"{self._base(tenant, job)}.pending.json")
-        return None if data is None else PendingCommit.from_dict(json.loads(data))
+        name = f"{self._base(tenant, job)}.pending.json"
+        data = self.storage.read_bytes(name)
+        return None if data is None else PendingCommit.from_dict(self._decode(data, name))
 
     def save_pending(self, tenant: str, job: str, pending: PendingCommit) -> None:
-        """Record what is about to be committed."""
-        payload = json.dumps(pending.to_dict(), indent=2, sort_keys=True).encode()
-        self.storage.write_bytes(f"{self._base(tenant, job)}.pending.json", payload)
+        """Record what is about to be committed (before the commit: a bad state commits nothing)."""
+        self.storage.write_bytes(f"{self._base(tenant, job)}.pending.json", self._encode(pending.to_dict()))
 
     def clear_pending(self, tenant: str, job: str) -> None:
         """Remove the pending-commit record."""

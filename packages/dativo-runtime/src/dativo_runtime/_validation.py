@@ -23,6 +23,7 @@ __all__ = [
     "BatchValidator",
     "ValidatedBatch",
     "ValidationReport",
+    "check_column_names",
 ]
 
 ValidationMode = Literal["strict", "warn", "quarantine"]
@@ -185,6 +186,22 @@ def _readable(data_type: pa.DataType, field: pa.Field[Any]) -> str:
     return declared.decode() if declared else str(data_type)
 
 
+def check_column_names(schema: pa.Schema) -> None:
+    """Refuse a batch whose column names repeat (which column would a value belong to?).
+
+    Raises:
+        ValidationError: Naming the repeated columns.
+    """
+    names = schema.names
+    if len(set(names)) != len(names):
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        raise ValidationError(
+            f"a batch has duplicate column names: {', '.join(map(repr, repeated))}; each column "
+            "name may appear once in a batch",
+            details={"duplicate_columns": repeated},
+        )
+
+
 class BatchValidator:
     """Validate and coerce batches to a schema, batch by batch.
 
@@ -235,8 +252,10 @@ class BatchValidator:
 
         Raises:
             ValidationError: In ``strict`` mode, when any record is invalid; the message
-                is the run's summary so far and ``details`` holds the report.
+                is the run's summary so far and ``details`` holds the report, or when
+                the batch's column names repeat.
         """
+        check_column_names(batch.schema)
         if self.schema is None:
             self._adopt(batch)
         assert self.schema is not None

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Callable, Iterator
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -118,3 +124,111 @@ def no_leftover_containers() -> Iterator[None]:
     after = labelled()
     if before is not None and after is not None:
         assert not after - before, f"sandbox containers left behind: {sorted(after - before)}"
+
+
+@dataclass
+class HostileRun:
+    """What a ``dativo-run run --json`` subprocess did: exit code, output, time and peak memory."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+    seconds: float
+    peak_rss_bytes: int
+    job: Path
+
+    @property
+    def report(self) -> dict[str, Any]:
+        """The ``--json`` document printed on stdout ({} when there is none)."""
+        try:
+            document = json.loads(self.stdout)
+        except ValueError:
+            return {}
+        return document if isinstance(document, dict) else {}
+
+    @property
+    def error(self) -> dict[str, Any]:
+        """The typed error of a failed run (``{}`` for a success)."""
+        error = self.report.get("error")
+        return error if isinstance(error, dict) else {}
+
+    def output_bytes(self) -> bytes:
+        """Every byte of every file under the job's folder (to look for leaked host memory)."""
+        return b"".join(p.read_bytes() for p in sorted(self.job.parent.rglob("*")) if p.is_file())
+
+
+def run_job_cli(
+    folder: Path,
+    *,
+    source: dict[str, Any],
+    target: dict[str, Any] | None = None,
+    sandbox: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 180,
+    args: Sequence[str] = (),
+) -> HostileRun:
+    """Write a cloud-mode job in ``folder`` and run it with ``dativo-run run --json``.
+
+    The runtime is a child process whose peak RSS is measured with ``wait4``; a test asserts
+    that it stays within a budget whatever the plugin sent.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    job_doc: dict[str, Any] = {
+        "tenant": "acme",
+        "name": "hostile",
+        "mode": "cloud",
+        "source": source,
+        "target": target or {"plugin": "parquet", "config": {"path": "./out"}},
+        "sandbox": {"timeout": 60, "memory": "512m", **(sandbox or {})},
+        **(extra or {}),
+    }
+    job = folder / "job.yaml"
+    job.write_text(json.dumps(job_doc))  # JSON is YAML
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("DATIVO_")}
+    environment.update({"PYTHONUNBUFFERED": "1", "DATIVO_LOG_FORMAT": "json", **(env or {})})
+    command = [sys.executable, "-c", "from dativo_runtime._cli import main; main()"]
+    began = time.monotonic()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        process = subprocess.Popen(
+            [*command, "run", "--config", str(job), "--json", *args],
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            env=environment,
+            cwd=folder,
+        )
+        deadline = began + timeout
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                process.kill()
+                pid, status, usage = os.wait4(process.pid, 0)
+                break
+            time.sleep(0.05)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return HostileRun(
+            exit_code=process.returncode,
+            stdout=out.read().decode("utf-8", "replace"),
+            stderr=err.read().decode("utf-8", "replace"),
+            seconds=time.monotonic() - began,
+            peak_rss_bytes=usage.ru_maxrss * 1024,
+            job=job,
+        )
+
+
+@pytest.fixture
+def run_job() -> Callable[..., HostileRun]:
+    """Run a job through ``dativo-run run --json`` in a subprocess; see :func:`run_job_cli`."""
+    return run_job_cli
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_name(request: pytest.FixtureRequest) -> str:
+    """Each real backend's name in turn (skipped, or failed under DATIVO_REQUIRE_SANDBOX=1, when missing)."""
+    require_backend(request.param)
+    return str(request.param)

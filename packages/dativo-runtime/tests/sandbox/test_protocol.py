@@ -175,6 +175,8 @@ def test_describe_exit_names_the_reason(status, timed_out, started, reason, word
 
 def test_effective_limits_fill_defaults_under_the_ceilings():
     limits = effective_limits(SandboxLimits(cpu=2), SandboxLimits(memory_bytes=512 << 20, timeout_s=60))
-    assert limits == SandboxLimits(cpu=2, memory_bytes=512 << 20, timeout_s=60, pids=128, network=False)
+    assert limits == SandboxLimits(
+        cpu=2, memory_bytes=512 << 20, timeout_s=60, pids=128, network=False, disk_bytes=10 << 30
+    )
     assert format_bytes(3 << 30) == "3 GiB"
     assert format_bytes(1000) == "1000 bytes"

@@ -43,6 +43,8 @@ class SandboxLimits:
         timeout_s: Wall-clock limit for the whole session, in seconds.
         pids: Maximum number of processes/threads.
         network: Whether the plugin may open network connections (egress).
+        disk_bytes: What the plugin may write in all: the largest file (``RLIMIT_FSIZE``) and
+            the total of its output folder and scratch space.
     """
 
     cpu: float | None = None
@@ -50,6 +52,7 @@ class SandboxLimits:
     timeout_s: float | None = None
     pids: int | None = None
     network: bool = False
+    disk_bytes: int | None = None
 
 
 @dataclass

@@ -46,6 +46,7 @@ __all__ = [
     "DEFAULT_WINDOW",
     "FRAME_CONTROL",
     "FRAME_DATA",
+    "MAX_CONTROL_BYTES",
     "MAX_FRAME_BYTES",
     "PROTOCOL_VERSION",
     "WORKER_EXIT_OOM",
@@ -53,6 +54,7 @@ __all__ = [
     "FrameReader",
     "FrameWriter",
     "ProtocolError",
+    "TruncatedFrameError",
     "arrow_from_ipc",
     "arrow_to_ipc",
     "decode_control",
@@ -65,7 +67,12 @@ PROTOCOL_VERSION = 1
 FRAME_CONTROL = 1
 FRAME_DATA = 2
 MAX_FRAME_BYTES = 512 * 1024 * 1024
-"""Largest frame either side accepts; a bigger batch fails with a message to yield smaller ones."""
+"""Largest data frame either side accepts; a bigger batch fails with a message to yield smaller ones."""
+MAX_CONTROL_BYTES = 4 * 1024 * 1024
+"""Largest control frame (a JSON message: a request, a result, a state checkpoint, a log record)."""
+MAX_CONTROL_CONTAINERS = 200_000
+"""Most JSON arrays and objects one control message may hold (each costs the reader memory)."""
+_READ_CHUNK = 1 << 20
 DEFAULT_WINDOW = 8
 """Batches the worker may send ahead of the host's consumption (the credit window)."""
 WORKER_EXIT_OOM = 86
@@ -77,6 +84,10 @@ _HEADER = struct.Struct(">BI")
 
 class ProtocolError(Exception):
     """A peer sent something that is not a valid frame or message."""
+
+
+class TruncatedFrameError(ProtocolError):
+    """The stream ended inside a frame (the peer died, or closed its end, while sending)."""
 
 
 class FrameWriter:
@@ -93,6 +104,11 @@ class FrameWriter:
         self._lock = threading.Lock()
 
     def _write_frame(self, kind: int, payload: Any, size: int) -> None:
+        if kind == FRAME_CONTROL and size > MAX_CONTROL_BYTES:
+            raise ProtocolError(
+                f"a message of {size} bytes exceeds the protocol limit of {MAX_CONTROL_BYTES} bytes for "
+                "control messages (results, state, errors); keep state and results small"
+            )
         if size > MAX_FRAME_BYTES:
             raise ProtocolError(
                 f"a frame of {size} bytes exceeds the protocol limit of {MAX_FRAME_BYTES} bytes; "
@@ -127,26 +143,35 @@ class FrameWriter:
 
 
 class FrameReader:
-    """Reads frames from a binary source.
+    """Reads frames from a binary source, trusting nothing the peer announces.
+
+    A frame's body is read in chunks as it arrives, so a header announcing hundreds of
+    megabytes costs nothing until the bytes are really sent; control frames are limited to
+    :data:`MAX_CONTROL_BYTES`, data frames to ``max_data_bytes``.
 
     Args:
         readinto: Fills a memoryview with up to its length in bytes and returns how many
             it read (0 at end of stream), like ``io.BufferedReader.readinto``.
+        max_data_bytes: Largest data frame accepted (at most :data:`MAX_FRAME_BYTES`).
     """
 
-    def __init__(self, readinto: Callable[[memoryview], int]) -> None:
+    def __init__(self, readinto: Callable[[memoryview], int], max_data_bytes: int = MAX_FRAME_BYTES) -> None:
         self._readinto = readinto
+        self.max_data_bytes = min(max_data_bytes, MAX_FRAME_BYTES)
 
     def _read_exact(self, size: int, *, at_boundary: bool) -> bytearray:
-        buffer = bytearray(size)
-        view = memoryview(buffer)
+        buffer = bytearray(min(size, _READ_CHUNK))
         filled = 0
         while filled < size:
-            count = self._readinto(view[filled:])
+            if filled == len(buffer):
+                # Grow as the bytes arrive (doubling), never to more than the header announced.
+                buffer.extend(bytes(min(len(buffer), size - len(buffer))))
+            with memoryview(buffer) as view:
+                count = self._readinto(view[filled:])
             if not count:
                 if filled == 0 and at_boundary:
                     raise EOFError("the peer closed the stream")
-                raise ProtocolError(f"stream ended inside a frame ({filled} of {size} bytes)")
+                raise TruncatedFrameError(f"stream ended inside a frame ({filled} of {size} bytes)")
             filled += count
         return buffer
 
@@ -163,8 +188,10 @@ class FrameReader:
         kind, size = _HEADER.unpack(self._read_exact(_HEADER.size, at_boundary=True))
         if kind not in (FRAME_CONTROL, FRAME_DATA):
             raise ProtocolError(f"unknown frame type {kind}")
-        if size > MAX_FRAME_BYTES:
-            raise ProtocolError(f"frame of {size} bytes exceeds the limit of {MAX_FRAME_BYTES}")
+        limit = MAX_CONTROL_BYTES if kind == FRAME_CONTROL else self.max_data_bytes
+        if size > limit:
+            what = "control message" if kind == FRAME_CONTROL else "data frame"
+            raise ProtocolError(f"a {what} of {size} bytes exceeds the limit of {limit} bytes")
         return kind, self._read_exact(size, at_boundary=False) if size else bytearray()
 
     def read_control(self) -> dict[str, Any]:
@@ -187,10 +214,26 @@ def encode_control(message: dict[str, Any]) -> bytes:
     return json.dumps(message, separators=(",", ":"), allow_nan=False, default=str).encode()
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number (non-finite numbers are refused)")
+
+
 def decode_control(payload: bytes | bytearray) -> dict[str, Any]:
-    """Parse a control payload into a message dict with an ``op``."""
+    """Parse a control payload into a message dict with an ``op``.
+
+    Strict JSON only: ``NaN`` and ``Infinity`` are refused, and so are messages nested
+    deeper than the interpreter's recursion limit or holding more than
+    :data:`MAX_CONTROL_CONTAINERS` arrays and objects.
+
+    Raises:
+        ProtocolError: If the payload is not such a message.
+    """
+    if payload.count(b"[") + payload.count(b"{") > MAX_CONTROL_CONTAINERS:
+        raise ProtocolError(f"control frame holds more than {MAX_CONTROL_CONTAINERS} arrays and objects")
     try:
-        message = json.loads(payload)
+        message = json.loads(payload, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ProtocolError("control frame is nested too deeply") from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise ProtocolError(f"control frame is not JSON: {exc}") from None
     if not isinstance(message, dict) or not isinstance(message.get("op"), str):

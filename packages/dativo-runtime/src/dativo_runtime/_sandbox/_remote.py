@@ -12,8 +12,10 @@ from __future__ import annotations
 import abc
 import collections
 import contextvars
+import json
 import logging
 import math
+import os
 import queue
 import signal
 import threading
@@ -32,29 +34,35 @@ from dativo_plugin_sdk import (
     ConnectionTestResult,
     DativoError,
     DiscoveryResult,
+    PluginError,
     SandboxError,
+    ValidationError,
     from_dict,
 )
 from dativo_runtime._observability._tracing import active_tracing, inject_context
 from dativo_runtime._plugin_ref import PluginInfo, PluginRef
 
 from ._base import ExtractedBatch, ReaderSession, Sandbox, SandboxLimits, WriterSession
+from ._output_guard import DiskQuota, sanitize_output
 from ._protocol import (
     DEFAULT_WINDOW,
     FRAME_CONTROL,
+    MAX_FRAME_BYTES,
     PROTOCOL_VERSION,
     WORKER_EXIT_OOM,
     FrameReader,
     FrameWriter,
     ProtocolError,
-    arrow_from_ipc,
+    TruncatedFrameError,
     arrow_to_ipc,
     decode_control,
     schema_to_text,
 )
+from ._untrusted_arrow import read_untrusted_batch
 
 __all__ = [
     "DEFAULT_CPU",
+    "DEFAULT_DISK_BYTES",
     "DEFAULT_MEMORY_BYTES",
     "DEFAULT_PIDS",
     "DEFAULT_TIMEOUT_S",
@@ -73,7 +81,7 @@ __all__ = [
     "open_remote_session",
 ]
 
-SANDBOX_FAILURE_REASONS = ("oom", "timeout", "signal", "syscall_blocked", "crash", "startup_failed")
+SANDBOX_FAILURE_REASONS = ("oom", "timeout", "disk", "signal", "syscall_blocked", "crash", "startup_failed")
 """Values of ``SandboxError.details["reason"]``."""
 
 STDERR_TAIL_LINES = 50
@@ -81,7 +89,13 @@ DEFAULT_CPU = 1.0
 DEFAULT_MEMORY_BYTES = 1 << 30
 DEFAULT_TIMEOUT_S = 3600.0
 DEFAULT_PIDS = 128
+DEFAULT_DISK_BYTES = 10 << 30
 _CLOSE_GRACE_S = 5.0
+MIN_DATA_FRAME_BYTES = 64 << 20
+MAX_STATE_BYTES = 1 << 20
+"""Largest state snapshot a worker may send (JSON), also checked before the state is saved."""
+MAX_ERROR_MESSAGE_CHARS = 16_000
+_LOG_MESSAGE_CHARS = 16_000
 _UNTRACED = ("credit", "cancel")  # flow control within an extract, which carries the context already
 _logger = logging.getLogger("dativo_runtime.sandbox")
 _plugin_logger = logging.getLogger("dativo_runtime.plugin")
@@ -100,11 +114,13 @@ def check_ceilings(
         ("memory", limits.memory_bytes, ceilings.memory_bytes, "bytes"),
         ("timeout", limits.timeout_s, ceilings.timeout_s, "seconds"),
         ("pids", limits.pids, ceilings.pids, "processes"),
+        ("disk", limits.disk_bytes, ceilings.disk_bytes, "bytes"),
     ]
     for name, value, ceiling, unit in checks:
         if value is not None and ceiling is not None and value > ceiling:
-            shown = f"{value:g} {unit}" if name != "memory" else f"{value} bytes ({format_bytes(value)})"
-            top = f"{ceiling:g} {unit}" if name != "memory" else f"{ceiling} bytes ({format_bytes(ceiling)})"
+            in_bytes = unit == "bytes"
+            shown = f"{value:g} {unit}" if not in_bytes else f"{value} bytes ({format_bytes(value)})"
+            top = f"{ceiling:g} {unit}" if not in_bytes else f"{ceiling} bytes ({format_bytes(ceiling)})"
             raise ConfigurationError(
                 f"the job's sandbox.{name} is {shown}, above the ceiling of {top} set by {where}; "
                 f"lower sandbox.{name} to at most that",
@@ -121,7 +137,7 @@ def check_ceilings(
 def effective_limits(limits: SandboxLimits, ceilings: SandboxLimits | None = None) -> SandboxLimits:
     """Check ``limits`` against the ceilings and fill unset ones with the defaults, capped by the ceilings.
 
-    Defaults: 1 CPU, 1 GiB, 1 hour, 128 processes, no network.
+    Defaults: 1 CPU, 1 GiB, 1 hour, 128 processes, 10 GiB of disk, no network.
 
     Raises:
         ConfigurationError: If a limit is above its ceiling.
@@ -141,6 +157,7 @@ def effective_limits(limits: SandboxLimits, ceilings: SandboxLimits | None = Non
         timeout_s=pick(limits.timeout_s, DEFAULT_TIMEOUT_S, top.timeout_s),
         pids=pick(limits.pids, DEFAULT_PIDS, top.pids),
         network=limits.network,
+        disk_bytes=pick(limits.disk_bytes, DEFAULT_DISK_BYTES, top.disk_bytes),
     )
 
 
@@ -248,6 +265,7 @@ def describe_exit(
     started: bool,
     stderr: Sequence[str],
     cpu_seconds: int | None = None,
+    disk_exceeded_by: int | None = None,
 ) -> SandboxError:
     """Turn how a worker ended into a :class:`SandboxError` whose ``details["reason"]`` says why.
 
@@ -260,6 +278,8 @@ def describe_exit(
         started: Whether the worker had finished the handshake.
         stderr: Its last stderr lines.
         cpu_seconds: The CPU-time budget enforced with ``RLIMIT_CPU``, if any.
+        disk_exceeded_by: What the writer had added to its folder when the host stopped it
+            for going over ``disk_bytes``, if it did.
 
     Returns:
         The error to raise (not retryable: running the same plugin again fails the same way).
@@ -275,6 +295,13 @@ def describe_exit(
         message = f"{where} exceeded the wall-clock timeout of {limits.timeout_s:g} s and was killed"
         details["limit"] = "wall_clock"
         details["timeout_s"] = limits.timeout_s
+    elif disk_exceeded_by is not None or sig == signal.SIGXFSZ:
+        reason = "disk"
+        disk = format_bytes(limits.disk_bytes) if limits.disk_bytes else "its"
+        message = f"{where} exceeded the disk limit {disk} (sandbox.disk) and was stopped"
+        details["disk_bytes"] = limits.disk_bytes
+        if disk_exceeded_by is not None:
+            details["written_bytes"] = disk_exceeded_by
     elif (status and status.oom_killed) or exit_code == WORKER_EXIT_OOM:
         reason = "oom"
         memory = format_bytes(limits.memory_bytes) if limits.memory_bytes else "the sandbox's"
@@ -315,6 +342,74 @@ def describe_exit(
     return SandboxError(message, details=details)
 
 
+def data_frame_limit(limits: SandboxLimits) -> int:
+    """The largest data frame the host reads from a worker with ``limits``.
+
+    A worker cannot build a batch larger than its own memory, so the host refuses frames
+    above the sandbox's memory limit (at least 64 MiB, at most the protocol's 512 MiB): the
+    host's memory for a session stays proportional to what the operator granted it.
+    """
+    memory = limits.memory_bytes or DEFAULT_MEMORY_BYTES
+    return max(MIN_DATA_FRAME_BYTES, min(MAX_FRAME_BYTES, memory))
+
+
+_OPTIONAL = type(None)
+_MESSAGE_FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
+    "ready": {"info": (dict,), "sandbox": (dict, _OPTIONAL)},
+    "result": {},
+    "error": {"error": (dict,)},
+    "log": {"level": (int,), "logger": (str, _OPTIONAL), "message": (str, _OPTIONAL)},
+    "batch": {"rows": (int,), "state": (dict, _OPTIONAL)},
+    "end": {"state": (dict, _OPTIONAL), "changed": (bool, _OPTIONAL), "cancelled": (bool, _OPTIONAL)},
+}
+_REQUIRED_FIELDS = {"ready": ("info",), "error": ("error",), "batch": ("rows",)}
+
+
+def check_message(message: Mapping[str, Any], size: int) -> None:
+    """Check the shape of a control message from a worker (its ``op``, field types, state size).
+
+    Args:
+        message: The decoded message.
+        size: Its size on the wire, in bytes.
+
+    Raises:
+        ProtocolError: Naming what is wrong.
+    """
+    op = message["op"]
+    fields = _MESSAGE_FIELDS.get(op)
+    if fields is None:
+        raise ProtocolError(f"unknown message {op[:40]!r}")
+    for name in _REQUIRED_FIELDS.get(op, ()):
+        if name not in message:
+            raise ProtocolError(f"a {op!r} message without {name!r}")
+    for name, types in fields.items():
+        value = message.get(name)
+        if value is not None and (not isinstance(value, types) or (bool not in types and value is True)):
+            raise ProtocolError(f"a {op!r} message whose {name!r} is a {type(value).__name__}")
+    if "spans" in message and not isinstance(message["spans"], list):
+        raise ProtocolError(f"a {op!r} message whose 'spans' is not a list")
+    if op == "batch" and message["rows"] < 0:
+        raise ProtocolError("a 'batch' message with a negative row count")
+    state = message.get("state")
+    if state is not None and size > MAX_STATE_BYTES and len(encode_state(state)) > MAX_STATE_BYTES:
+        raise ProtocolError(
+            f"the plugin's state is larger than {format_bytes(MAX_STATE_BYTES)}; keep cursors, not data, "
+            "in the state"
+        )
+
+
+def encode_state(state: Mapping[str, Any]) -> str:
+    """The JSON text of a state snapshot (strict: non-finite numbers are refused).
+
+    Raises:
+        ProtocolError: If the state cannot be JSON.
+    """
+    try:
+        return json.dumps(state, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise ProtocolError(f"the plugin's state is not JSON: {exc}") from None
+
+
 class WorkerClient:
     """Speaks the protocol to one worker and maps every way it can die to ``SandboxError``.
 
@@ -342,11 +437,13 @@ class WorkerClient:
         self.ref = ref
         self.limits = limits
         self.cpu_seconds = cpu_seconds
-        self.reader = FrameReader(transport.readinto)
+        self.data_limit = data_frame_limit(limits)
+        self.reader = FrameReader(transport.readinto, max_data_bytes=self.data_limit)
         self.writer = FrameWriter(transport.write, transport.flush)
         self.started = False
         self.closed = False
         self.timed_out = False
+        self.disk_exceeded_by: int | None = None
         self.failure: SandboxError | None = None
         self.sandbox_facts: dict[str, Any] = {}
         self.startup_seconds: float | None = None
@@ -363,6 +460,11 @@ class WorkerClient:
 
     def _expire(self) -> None:
         self.timed_out = True
+        self.transport.kill()
+
+    def exceed_disk(self, written: int) -> None:
+        """Stop the worker because its writer went over ``disk_bytes`` (``written`` so far)."""
+        self.disk_exceeded_by = written
         self.transport.kill()
 
     def _dead(self, cause: BaseException | None = None) -> SandboxError:
@@ -384,8 +486,15 @@ class WorkerClient:
             started=self.started,
             stderr=self.transport.stderr.lines(),
             cpu_seconds=self.cpu_seconds,
+            disk_exceeded_by=self.disk_exceeded_by,
         )
-        if isinstance(cause, ProtocolError) and error.details["reason"] in ("crash", "startup_failed"):
+        # A frame the host refused is a violation whatever signal then ended the worker (the
+        # host's own kill); a truncated frame is only a symptom of how the worker died.
+        violation = isinstance(cause, ProtocolError) and not isinstance(cause, TruncatedFrameError)
+        if isinstance(cause, ProtocolError) and (
+            error.details["reason"] in ("crash", "startup_failed")
+            or (violation and not self.timed_out and self.disk_exceeded_by is None)
+        ):
             error = SandboxError(
                 f"plugin {self.ref.ref!r} in the {self.backend} sandbox broke the worker protocol: {cause}",
                 details={**error.details, "reason": "crash", "protocol_error": str(cause)},
@@ -428,6 +537,7 @@ class WorkerClient:
                 if kind != FRAME_CONTROL:
                     raise ProtocolError("expected a control frame, got a data frame")
                 message = decode_control(payload)
+                check_message(message, len(payload))
             except (EOFError, OSError, ProtocolError) as exc:
                 raise self._dead(exc) from None
             op = message["op"]
@@ -451,8 +561,12 @@ class WorkerClient:
 
     def _rebuild(self, data: Any) -> DativoError:
         try:
+            message = data.get("message") if isinstance(data, dict) else None
+            if isinstance(message, str) and len(message) > MAX_ERROR_MESSAGE_CHARS:
+                cut = len(message) - MAX_ERROR_MESSAGE_CHARS
+                data = {**data, "message": f"{message[:MAX_ERROR_MESSAGE_CHARS]}... [{cut} more characters]"}
             return from_dict(data)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             return self._dead(ProtocolError(f"invalid error message: {exc}"))
 
     def finish_extract(self) -> None:
@@ -556,20 +670,11 @@ def _release(transport: WorkerTransport) -> None:
 
 def _forward_log(message: Mapping[str, Any], ref: str) -> None:
     level = message.get("level")
-    _plugin_logger.log(
-        level if isinstance(level, int) else logging.INFO,
-        "[%s] %s: %s",
-        ref,
-        str(message.get("logger", "")),
-        str(message.get("message", "")),
-    )
-
-
-def _single_batch(table: pa.Table) -> pa.RecordBatch:
-    if table.num_rows == 0:
-        return pa.RecordBatch.from_arrays([pa.array([], f.type) for f in table.schema], schema=table.schema)
-    batches = table.combine_chunks().to_batches()
-    return batches[0]
+    level = min(max(level, logging.DEBUG), logging.CRITICAL) if isinstance(level, int) else logging.INFO
+    text = str(message.get("message") or "")
+    if len(text) > _LOG_MESSAGE_CHARS:
+        text = f"{text[:_LOG_MESSAGE_CHARS]}... [{len(text) - _LOG_MESSAGE_CHARS} more characters]"
+    _plugin_logger.log(level, "[%s] %s: %s", ref, str(message.get("logger") or "")[:200], text)
 
 
 _PUMP_END = object()
@@ -583,12 +688,19 @@ class _FramePump:
     worker converts and sends on its core while the host writes on the other. Memory stays
     bounded by the protocol's credit window: the worker sends at most ``window`` batches the
     host has not acknowledged, and the queue holds no more than that (a worker that ignores
-    its credit only blocks this thread, as it would block on a full pipe).
+    its credit only blocks this thread, as it would block on a full pipe). The bytes held
+    are bounded too: the thread reads no further frame while the batches waiting in the
+    queue hold more than one data frame's limit.
+
+    Every data frame is decoded as untrusted (see :mod:`._untrusted_arrow`): a batch reaches
+    the pipeline only once it is known to be safe to read.
     """
 
     def __init__(self, client: WorkerClient, window: int) -> None:
         self.client = client
         self._queue: queue.Queue[tuple[Any, Any]] = queue.Queue(maxsize=max(1, window))
+        self._held = 0
+        self._budget = threading.Condition()
         self.done = False
         context = contextvars.copy_context()  # The run's log context and trace follow the frames.
         self._thread = threading.Thread(
@@ -606,11 +718,19 @@ class _FramePump:
                 message = client.receive()
                 op = message["op"]
                 if op == "batch":
+                    with self._budget:
+                        self._budget.wait_for(lambda: self._held < client.data_limit or self.done)
+                    payload = client.receive_data()
                     try:
-                        batch = _single_batch(arrow_from_ipc(client.receive_data()))
+                        batch = read_untrusted_batch(payload)
                     except ProtocolError as exc:
                         raise client._dead(exc) from None
-                    self._queue.put((message, batch))
+                    except ValidationError:
+                        client._dead(None)  # The plugin's stream is over; the run fails on this error.
+                        raise
+                    with self._budget:
+                        self._held += len(payload)
+                    self._queue.put((message, (batch, len(payload))))
                 elif op == "end":
                     self._queue.put((message, _PUMP_END))
                     return
@@ -632,20 +752,34 @@ class _FramePump:
                 "session was used for another request",
                 details={"reason": "crash", "backend": client.backend},
             )
-        item, batch = self._queue.get()
-        if batch is None:
-            self.done = True
+        item, data = self._queue.get()
+        if data is None:
+            self._finish()
             raise item
-        if batch is _PUMP_END:
-            self.done = True
+        if data is _PUMP_END:
+            self._finish()
             return item, None
+        batch, size = data
+        with self._budget:
+            self._held -= size
+            self._budget.notify_all()
         return item, batch
+
+    def _finish(self) -> None:
+        with self._budget:
+            self.done = True
+            self._budget.notify_all()
 
     def drain(self) -> None:
         """Discard frames until the extract ends (after a ``cancel``) or the worker fails."""
         while not self.done:
-            _, batch = self._queue.get()
-            self.done = batch is None or batch is _PUMP_END
+            _, data = self._queue.get()
+            if data is None or data is _PUMP_END:
+                self._finish()
+            else:
+                with self._budget:
+                    self._held -= data[1]
+                    self._budget.notify_all()
         self.join()
 
     def join(self) -> None:
@@ -748,18 +882,59 @@ class RemoteReaderSession(ReaderSession):
 
 
 class RemoteWriterSession(WriterSession):
-    """A target plugin running in a sandbox worker."""
+    """A target plugin running in a sandbox worker.
+
+    When the writer has a local output folder (:meth:`guard_output`), the host checks what
+    it leaves there (see :mod:`._output_guard`): the disk quota after every request and
+    while the plugin works, setuid/setgid bits and special files before and after the
+    commit and at the end, and the file metadata the plugin returns.
+    """
 
     concurrent_writes = True
 
     def __init__(self, client: WorkerClient, info: PluginInfo) -> None:
         self.client = client
         self.info = info
+        self.output_dir: Path | None = None
+        self.quota: DiskQuota | None = None
 
     @property
     def startup_seconds(self) -> float | None:
         """Seconds from starting the sandbox to the worker's handshake (cold start)."""
         return self.client.startup_seconds
+
+    def guard_output(self, folder: Path | None) -> None:
+        """Watch ``folder``, the writer's one writable folder, for the rest of the session."""
+        self.output_dir = folder
+        disk = self.client.limits.disk_bytes
+        if folder is not None and disk:
+            self.quota = DiskQuota(folder, disk, lambda: self.client.exceed_disk(self._added())).start()
+
+    def _added(self) -> int:
+        return self.quota.exceeded_by or self.quota.added() if self.quota is not None else 0
+
+    def _check_disk(self) -> None:
+        if self.quota is not None and self.quota.over():
+            self.client.exceed_disk(self.quota.exceeded_by or 0)
+            self._discard_added()
+            raise self.client._dead()
+
+    def _discard_added(self) -> None:
+        """Remove what the stopped writer added (its partial output); nothing of it is committed."""
+        if self.quota is not None:
+            self.quota.stop()
+            self.client.transport.kill()
+            self.client.transport.wait(10.0)
+            self.quota.remove_added()
+
+    def _sanitize(self, *, before_commit: bool) -> None:
+        if self.output_dir is not None:
+            sanitize_output(
+                self.output_dir,
+                ref=self.client.ref.ref,
+                backend=self.client.backend,
+                refuse_special=before_commit,
+            )
 
     def check_connection(self) -> ConnectionTestResult:
         """Run the plugin's ``check_connection`` in the worker."""
@@ -768,14 +943,26 @@ class RemoteWriterSession(WriterSession):
     def write_batch(self, data: pa.RecordBatch | pa.Table, file_counter: int) -> list[dict[str, Any]]:
         """Send one Arrow batch to the plugin's ``write_batch``; return its file metadata."""
         self.client.send({"op": "write_batch", "file_counter": int(file_counter)}, arrow_to_ipc(data))
-        value = self.client.result()
+        try:
+            value = self.client.result()
+        except SandboxError:
+            if self.client.disk_exceeded_by is not None:
+                self._discard_added()
+            raise
+        self._check_disk()
         if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
             raise self.client._dead(ProtocolError("write_batch result is not a list of objects"))
+        for entry in value:
+            check_file_metadata(entry, self.output_dir, ref=self.client.ref.ref)
         return value
 
     def commit_files(self, file_metadata: list[dict[str, Any]]) -> dict[str, Any]:
-        """Run the plugin's ``commit_files`` in the worker."""
+        """Run the plugin's ``commit_files`` in the worker, once its folder passed the host's checks."""
+        self._check_disk()
+        self._sanitize(before_commit=True)
         value = self.client.request("commit_files", file_metadata=list(file_metadata))
+        self._check_disk()
+        self._sanitize(before_commit=False)
         if not isinstance(value, dict):
             raise self.client._dead(ProtocolError("commit_files result is not an object"))
         return value
@@ -787,8 +974,44 @@ class RemoteWriterSession(WriterSession):
         self.client.request("abort")
 
     def close(self) -> None:
-        """Close the plugin and stop the worker."""
-        self.client.close()
+        """Close the plugin and stop the worker, then clean what it left in its folder."""
+        try:
+            self.client.close()
+        finally:
+            if self.quota is not None:
+                self.quota.stop()
+            self._sanitize(before_commit=False)
+
+
+_SIZE_KEYS = ("record_count", "size_bytes", "bytes_written", "records", "bytes")
+
+
+def check_file_metadata(entry: Mapping[str, Any], output_dir: Path | None, *, ref: str) -> None:
+    """Refuse file metadata a writer could only return to mislead the run's summary.
+
+    Sizes and counts must be non-negative integers; a ``path`` of a writer with a local
+    output folder must lie inside that folder.
+
+    Raises:
+        PluginError: Naming the entry and what is wrong with it.
+    """
+    problem = None
+    for key in _SIZE_KEYS:
+        value = entry.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            problem = f"its {key!r} is {value!r}, not a non-negative integer"
+    path = entry.get("path")
+    if path is not None and not isinstance(path, str):
+        problem = f"its 'path' is a {type(path).__name__}, not a string"
+    elif isinstance(path, str) and output_dir is not None and "://" not in path:
+        where = os.path.normpath(os.path.join(output_dir, path))
+        if os.path.commonpath([where, os.path.normpath(output_dir)]) != os.path.normpath(output_dir):
+            problem = f"its 'path' {path[:200]!r} lies outside the writer's output folder {str(output_dir)!r}"
+    if problem is not None:
+        raise PluginError(
+            f"plugin {ref!r}: write_batch() returned file metadata that the runtime refuses: {problem}",
+            details={"ref": ref, "method": "write_batch", "problem": problem},
+        )
 
 
 def open_remote_session(
@@ -810,6 +1033,8 @@ def open_remote_session(
         "ref": client.ref.to_dict(),
         "config": dict(config),
         "rlimits": dict(rlimits),
+        # The worker enforces the wall clock too, so a worker outlives no crashed host.
+        "timeout_s": client.limits.timeout_s,
     }
     if role == "writer":
         hello["schema"] = None if schema is None else [c.to_dict() for c in schema]
@@ -865,4 +1090,6 @@ class WorkerSandbox(Sandbox):
         """Start a worker for a target plugin; ``output_dir`` is its one writable folder."""
         session = self._open("writer", ref, config, limits=limits, schema=schema, output_dir=output_dir)
         assert isinstance(session, WriterSession)
+        if isinstance(session, RemoteWriterSession):
+            session.guard_output(output_dir)
         return session
