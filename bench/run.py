@@ -25,14 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from dativo_bench import dativo_job
-from dativo_bench.candidates import BENCH_DIR, CANDIDATE_NAMES, FLOOR, all_candidates
+from dativo_bench.candidates import BENCH_DIR, CANDIDATE_NAMES, CEILING, FLOOR, all_candidates
+from dativo_bench.ipc_validation import IpcValidation, measure_ipc_validation
 from dativo_bench.measurement import SAMPLE_INTERVAL_S
 from dativo_bench.parallel_jobs import ParallelScaling, parallel_candidates
 from dativo_bench.report import RssScaling, check_targets, print_report, results_document
 from dativo_bench.runner import OK, CandidateResult, Runner
 from dativo_bench.sandbox_startup import ColdStart, measure_cold_start
 
-EXTRAS = ("cold-start", "rss", "parallel")
+EXTRAS = ("cold-start", "rss", "parallel", "ipc-validation")
 """Sections that ``--only`` can name besides candidates."""
 
 RSS_CANDIDATES = ("dativo-dict-none", "dativo-dict-process", FLOOR)
@@ -146,6 +147,19 @@ def measure_rss_scaling(
     return [scaling[name] for name in RSS_CANDIDATES if name in scaling]
 
 
+def log_ipc_validation(validation: IpcValidation, ceiling: CandidateResult | None) -> None:
+    """Print the decode figures, and full validation's share of the ceiling's time."""
+    log(
+        f"  cheap decode {validation.cheap_s:.3f} s, untrusted decode (full validation) "
+        f"{validation.full_s:.3f} s for {validation.megabytes:.0f} MB "
+        f"({validation.megabytes / validation.full_s:,.0f} MB/s)"
+    )
+    seconds = ceiling.median("seconds") if ceiling is not None else None
+    if seconds:
+        share = (validation.full_s - validation.cheap_s) / seconds
+        log(f"  full validation adds {share:.1%} of the columnar ceiling's time for the same rows")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; return 0 unless the harness itself could not run."""
     args = parse_args(argv)
@@ -187,6 +201,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             parallel_results = runner.preflight(parallel_candidates(dativo_run), preflight_n)
             runner.timed_rounds(parallel_results, args.n, args.runs)
             parallel = ParallelScaling(args.n, parallel_results)
+        validation: IpcValidation | None = None
+        if "ipc-validation" in args.selected:
+            log(f"Host decode of worker batches ({args.runs} x {args.n:,} rows, cheap vs full validation):")
+            validation = measure_ipc_validation(
+                args.n, seed=args.seed, batch_size=args.batch_size, runs=args.runs
+            )
+            log_ipc_validation(validation, by_name.get(CEILING))
         rss: list[RssScaling] = []
         if "rss" in args.selected:
             log(f"Peak RSS at {args.rss_sizes[0]:,} vs {args.rss_sizes[1]:,} rows:")
@@ -226,11 +247,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "harness's own RSS at spawn)"
         ),
     }
+    document = results_document(meta, results, cold_start, rss, checks, parallel=parallel)
+    if validation is not None:
+        document["ipc_validation"] = validation.to_dict()
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(
-        json.dumps(results_document(meta, results, cold_start, rss, checks, parallel=parallel), indent=2)
-        + "\n"
-    )
+    args.json.write_text(json.dumps(document, indent=2) + "\n")
     log(f"\nResults written to {args.json}")
     if args.keep or any(path.is_dir() for path in work_dir.iterdir()):
         log(f"Run folders kept in {work_dir} (failed runs, or --keep)")

@@ -134,6 +134,13 @@ def check_targets(
         _ratio_check(
             results, "Arrow plugin under process ≥ 0.8x the ceiling", "dativo-arrow-process", CEILING, 0.8
         ),
+        _ratio_check(
+            results,
+            "Arrow plugin under process, every batch fully validated, ≥ 0.9x the ceiling",
+            "dativo-arrow-process",
+            CEILING,
+            0.9,
+        ),
     ]
     for backend, limit in (("process", 0.15), ("docker", 1.0)):
         target = f"sandbox cold start {backend} ≤ {limit:g} s"
