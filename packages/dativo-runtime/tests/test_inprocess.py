@@ -122,3 +122,44 @@ def test_plugins_are_called_with_keyword_arguments(tmp_path: Path) -> None:
     writer = _InProcessWriter(ref("MemoryWriter"), RecordingWriter({}))
     writer.write_batch(pa.record_batch({"a": [1]}), 7)
     assert seen["counter"] == 7
+
+
+def test_an_arrow_batch_whose_offsets_lie_is_refused_in_process(tmp_path):
+    # Run by a dativo-run subprocess (backend none), never in the test process.
+    import json
+    import subprocess
+    import sys
+
+    plugin = tmp_path / "plugins" / "lying.py"
+    plugin.parent.mkdir()
+    plugin.write_text(
+        "import struct\n"
+        "import pyarrow as pa\n"
+        "from dativo_plugin_sdk import BaseReader\n\n"
+        "class Lying(BaseReader):\n"
+        "    def extract(self, state=None):\n"
+        "        offsets = pa.py_buffer(struct.pack('<4i', 0, 1 << 20, 3, 6))\n"
+        "        column = pa.Array.from_buffers(pa.string(), 3, [None, offsets, pa.py_buffer(b'abcdef')])\n"
+        "        yield pa.RecordBatch.from_arrays([column], names=['s'])\n"
+    )
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        json.dumps(
+            {
+                "tenant": "acme",
+                "name": "lying",
+                "source": {"plugin": f"{plugin}:Lying"},
+                "target": {"plugin": "parquet", "config": {"path": "./out"}},
+                "sandbox": {"backend": "none"},
+            }
+        )
+    )
+    command = [sys.executable, "-c", "from dativo_runtime._cli import main; main()", "run", "--config"]
+    result = subprocess.run(
+        [*command, str(job), "--json"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 1, result.stderr
+    error = json.loads(result.stdout)["error"]
+    assert error["error_type"] == "PluginError"
+    assert "invalid Arrow batch" in error["message"]
+    assert not list((tmp_path / "out").glob("*.parquet"))

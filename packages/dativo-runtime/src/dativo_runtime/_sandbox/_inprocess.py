@@ -92,6 +92,22 @@ def _call(ref: PluginRef, method: str, function: Callable[..., T], **kwargs: Any
         raise _plugin_error(exc, ref, method) from exc
 
 
+def _validate_arrow(data: pa.RecordBatch, ref: PluginRef) -> None:
+    """Refuse an Arrow batch whose buffers lie, before anything reads its values.
+
+    A plugin can build arrays with ``Array.from_buffers`` whose offsets point outside their
+    data; whatever reads them next (validation, the Parquet writer) would read memory it
+    must not. Batches converted from dicts are built by pyarrow and need no check.
+    """
+    try:
+        data.validate(full=True)
+    except (pa.ArrowInvalid, pa.ArrowException) as exc:
+        raise PluginError(
+            f"plugin {ref.ref!r} yielded an invalid Arrow batch: {exc}",
+            details={"ref": ref.ref, "method": "extract", "exception": str(exc)[:2000]},
+        ) from None
+
+
 def _check_result(value: Any, ref: PluginRef) -> ConnectionTestResult:
     if isinstance(value, ConnectionTestResult):
         return value
@@ -146,6 +162,8 @@ class _InProcessReader(ReaderSession):
                 except Exception as exc:
                     raise _plugin_error(exc, self.ref, "extract") from exc
                 data = batch_to_arrow(batch, schema)
+                if not isinstance(batch, list):
+                    _validate_arrow(data, self.ref)
                 last_schema = data.schema
                 yield ExtractedBatch(data=data, state=plugin_state.to_dict())
         finally:
