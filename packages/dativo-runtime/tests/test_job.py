@@ -79,16 +79,45 @@ def test_schema_as_list_or_columns_mapping() -> None:
 
 def test_sandbox_block_becomes_limits() -> None:
     job = parse_job(
-        with_(sandbox={"backend": "none", "cpu": 1.5, "memory": "512m", "timeout": 30, "pids": 64})
+        with_(
+            sandbox={
+                "backend": "none",
+                "cpu": 1.5,
+                "memory": "512m",
+                "timeout": 30,
+                "pids": 64,
+                "disk": "20g",
+            }
+        )
     )
     limits = job.sandbox.to_limits()
-    assert (limits.cpu, limits.memory_bytes, limits.timeout_s, limits.pids, limits.network) == (
-        1.5,
-        512 * 1024 * 1024,
-        30.0,
-        64,
-        False,
-    )
+    assert (
+        limits.cpu,
+        limits.memory_bytes,
+        limits.timeout_s,
+        limits.pids,
+        limits.network,
+        limits.disk_bytes,
+    ) == (1.5, 512 * 1024 * 1024, 30.0, 64, False, 20 * 1024**3)
+
+
+@pytest.mark.parametrize(
+    ("disk", "expected"), [(None, None), (4096, 4096), ("1t", 1024**4), ("10 GiB", 10 << 30)]
+)
+def test_sandbox_disk_is_a_size_like_memory(disk: Any, expected: int | None) -> None:
+    sandbox = {} if disk is None else {"disk": disk}
+    # Unset, the backends fill in the default (10 GiB) capped by the operator's ceiling.
+    assert parse_job(with_(sandbox=sandbox)).sandbox.to_limits().disk_bytes == expected
+
+
+def test_the_jobs_mode_defaults_to_self_hosted_and_is_described_as_overridable() -> None:
+    # The operator's policy decides the mode in the end (dativo_runtime._sandbox._policy); the job's
+    # field keeps its default so that self-hosted users without a policy file see no change.
+    assert parse_job(MINIMAL).mode == "self_hosted"
+    assert parse_job(with_(mode="cloud")).mode == "cloud"
+    description = job_json_schema()["properties"]["mode"]["description"]
+    assert "DATIVO_RUNTIME_CONFIG" in description
+    assert "stricter" in description
 
 
 def test_incremental_goes_into_builtin_reader_config() -> None:
@@ -131,6 +160,9 @@ def test_literal_dollar_brace_is_escaped() -> None:
         (with_(mode="saas"), ["`mode`", "'self_hosted' or 'cloud'"]),
         (with_(retry={"max_attempts": "many"}), ["`retry.max_attempts` is 'many'", "integer"]),
         (with_(sandbox={"memory": "lots"}), ["`sandbox.memory`", "'512m'"]),
+        (with_(sandbox={"disk": "lots"}), ["`sandbox.disk`", "disk 'lots' is not a size", "'512m'"]),
+        (with_(sandbox={"disk": 0}), ["`sandbox.disk`", "disk must be positive"]),
+        (with_(sandbox={"disk": True}), ["`sandbox.disk`", "a number of bytes"]),
         (with_(schema=[{"name": "a", "type": "int"}]), ["`schema[0].type` is 'int'", "'integer'"]),
         (with_(schema=[{"name": "a", "type": "string"}, {"name": "a", "type": "string"}]), ["repeat: a"]),
         ({"name": "x"}, ["`source` is required", "`target` is required"]),

@@ -23,6 +23,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -123,11 +124,16 @@ class ColumnSpec(_Spec):
 
 
 class SandboxSpec(_Spec):
-    """``sandbox``: where plugin code runs and with which limits."""
+    """``sandbox``: where plugin code runs and with which limits.
+
+    Unset limits take the backends' defaults (1 core, 1 GiB, 3600 s, 128 processes, 10 GiB
+    of disk), capped by the operator's ceilings; a limit above a ceiling fails the run.
+    """
 
     backend: Literal["auto", "process", "docker", "none"] = Field(
         default="auto",
-        description="'none' runs plugins in the runtime's process (self_hosted only); 'auto' picks one.",
+        description="'none' runs plugins in the runtime's process (self_hosted mode only, and only when the "
+        "operator's policy allows it); 'auto' picks the strongest sandbox available.",
     )
     cpu: float | None = Field(default=None, gt=0, description="CPU cores.")
     memory: int | None = Field(
@@ -135,15 +141,24 @@ class SandboxSpec(_Spec):
     )
     timeout: float | None = Field(default=None, gt=0, description="Wall-clock limit in seconds.")
     pids: int | None = Field(default=None, gt=0, description="Maximum processes and threads.")
-    network: bool = Field(default=False, description="Whether the plugin may open network connections.")
+    network: bool = Field(
+        default=False,
+        description="Whether the plugin may open network connections (in cloud mode only if the operator's "
+        "policy sets allow_network: true).",
+    )
+    disk: int | None = Field(
+        default=None,
+        description="What the plugin may write in all (its output folder and scratch space): bytes, or a "
+        "size such as '512m', '10g'. Default 10 GiB, capped by the operator's ceiling.",
+    )
 
-    @field_validator("memory", mode="before")
+    @field_validator("memory", "disk", mode="before")
     @classmethod
-    def _parse_memory(cls, value: Any) -> Any:
-        if value is None or isinstance(value, bool):
+    def _parse_size(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
             return value
-        if isinstance(value, (int, float, str)):
-            return parse_byte_size(value, what="memory")
+        if isinstance(value, (int, float, str)):  # a bool too: parse_byte_size refuses it
+            return parse_byte_size(value, what=str(info.field_name))
         return value
 
     def to_limits(self) -> SandboxLimits:
@@ -154,6 +169,7 @@ class SandboxSpec(_Spec):
             timeout_s=self.timeout,
             pids=self.pids,
             network=self.network,
+            disk_bytes=self.disk,
         )
 
 
@@ -206,7 +222,10 @@ class JobConfig(_Spec):
     name: str = Field(pattern=_NAME_PATTERN, description="Job name, unique within the tenant.")
     description: str | None = None
     mode: Literal["self_hosted", "cloud"] = Field(
-        default="self_hosted", description="'cloud' always runs plugins in a sandbox."
+        default="self_hosted",
+        description="'cloud' always runs plugins in a sandbox, with no egress unless the operator allows it "
+        "and with default ceilings. The operator's policy (DATIVO_RUNTIME_CONFIG, sandbox.mode) can impose "
+        "cloud, which a job's 'self_hosted' cannot lower: the stricter of the two applies.",
     )
     source: SourceSpec
     target: TargetSpec

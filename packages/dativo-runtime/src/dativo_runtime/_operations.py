@@ -270,7 +270,11 @@ def validate_job(
     """
     plan = ValidationPlan(job=job.job_id)
     codes: list[int] = []
-    plan.add("job file", True, f"{job.display_name} is valid", mode=job.mode, validation=job.validation)
+    try:
+        mode = (policy if policy is not None else OperatorPolicy.load()).effective_mode(job.mode)
+    except DativoError:
+        mode = job.mode  # The sandbox step below reports the policy's error.
+    plan.add("job file", True, f"{job.display_name} is valid", mode=mode, validation=job.validation)
     reader = writer = None
     try:
         try:

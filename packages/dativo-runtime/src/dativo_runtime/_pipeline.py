@@ -853,6 +853,14 @@ def _fill_failure(result: RunResult, error: DativoError, last: _Attempt | None) 
     result.attempts = max(result.attempts, 1)
 
 
+def _effective_mode(job: JobConfig, policy: OperatorPolicy | None) -> str:
+    """The mode the job runs in: the stricter of the operator's policy and the job file."""
+    try:
+        return (policy if policy is not None else OperatorPolicy.load()).effective_mode(job.mode)
+    except DativoError:
+        return job.mode  # The run fails on the same error where the policy is used.
+
+
 def run_job(
     job: JobConfig,
     *,
@@ -898,6 +906,7 @@ def run_job(
     )
     started = time.monotonic()
     job_metrics.run_started()
+    mode = _effective_mode(job, policy)
     with (
         log_context(tenant=job.tenant, job=job.name, run_id=run_id),
         tracing.run(
@@ -907,7 +916,7 @@ def run_job(
             **{
                 "dativo.source": job.source.plugin,
                 "dativo.target": job.target.plugin,
-                "dativo.mode": job.mode,
+                "dativo.mode": mode,
             },
         ) as span,
     ):
@@ -915,7 +924,7 @@ def run_job(
             "run started: %s -> %s",
             job.source.plugin,
             job.target.plugin,
-            extra={"job_file": result.job_file, "mode": job.mode},
+            extra={"job_file": result.job_file, "mode": mode},
         )
         execution: _JobRun | None = None
         try:

@@ -26,7 +26,7 @@ def test_exported_names():
     for name in sandbox.__all__:
         assert getattr(sandbox, name) is not None
     assert set(sandbox.SANDBOX_FAILURE_REASONS) == {
-        "oom", "timeout", "signal", "syscall_blocked", "crash", "startup_failed",
+        "oom", "timeout", "disk", "signal", "syscall_blocked", "crash", "startup_failed",
     }  # fmt: skip
 
 
