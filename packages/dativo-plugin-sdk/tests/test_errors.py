@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import math
 import pickle
 from typing import Any
 
@@ -81,6 +82,61 @@ def test_rate_limit_rebuilt_from_data_stays_retryable() -> None:
 def test_retry_after_must_be_non_negative() -> None:
     with pytest.raises(ValueError, match="retry_after"):
         TransientError("x", retry_after=-1)
+
+
+NOT_SECONDS = [float("inf"), float("-inf"), float("nan"), -1, -0.5, True, "5", 10**400, [1]]
+
+
+@pytest.mark.parametrize("cls", [TransientError, RateLimitError])
+@pytest.mark.parametrize("retry_after", NOT_SECONDS, ids=repr)
+def test_retry_after_must_be_finite_seconds(cls: type[TransientError], retry_after: Any) -> None:
+    with pytest.raises(ValueError, match="finite, non-negative"):
+        cls("x", retry_after=retry_after)
+
+
+@pytest.mark.parametrize("retry_after", [0, 0.25, 30, 1e9])
+def test_large_finite_retry_after_is_accepted(retry_after: float) -> None:
+    # A long wait is the server's to ask for; the runtime caps it at the job's retry.max_delay.
+    rebuilt = from_dict(TransientError("x", retry_after=retry_after).to_dict())
+    assert isinstance(rebuilt, TransientError)
+    assert rebuilt.retry_after == retry_after
+
+
+@pytest.mark.parametrize("error_type", ["TransientError", "RateLimitError", "DativoError", "PluginError"])
+@pytest.mark.parametrize("retry_after", NOT_SECONDS, ids=repr)
+def test_from_dict_refuses_retry_after_that_is_not_finite_seconds(error_type: str, retry_after: Any) -> None:
+    data = {"error_type": error_type, "error_code": "X", "message": "m", "retry_after": retry_after}
+    with pytest.raises(ValueError, match="retry_after"):
+        from_dict(data)
+
+
+def test_from_dict_refuses_infinity_parsed_from_json() -> None:
+    # What a worker can send: Python's json reads the Infinity and NaN that JSON does not have.
+    for text in (
+        '{"error_code": "X", "message": "m", "retry_after": Infinity}',
+        '{"error_code": "X", "message": "m", "retry_after": NaN}',
+    ):
+        with pytest.raises(ValueError, match="retry_after"):
+            from_dict(json.loads(text))
+
+
+def test_from_dict_error_names_a_huge_value_briefly() -> None:
+    with pytest.raises(ValueError) as caught:
+        from_dict({"error_code": "X", "message": "m", "retry_after": "9" * 100_000})
+    assert len(str(caught.value)) < 200
+
+
+@given(st.one_of(st.floats(), st.integers(-(10**6), 10**12), st.booleans(), st.text(max_size=5)))
+def test_from_dict_keeps_retry_after_only_when_finite_seconds(retry_after: Any) -> None:
+    data = {"error_type": "TransientError", "error_code": "X", "message": "m", "retry_after": retry_after}
+    number = isinstance(retry_after, (int, float)) and not isinstance(retry_after, bool)
+    if number and math.isfinite(retry_after) and retry_after >= 0:
+        rebuilt = from_dict(data)
+        assert isinstance(rebuilt, TransientError)
+        assert rebuilt.retry_after == retry_after
+    else:
+        with pytest.raises(ValueError, match="retry_after"):
+            from_dict(data)
 
 
 def test_overrides() -> None:

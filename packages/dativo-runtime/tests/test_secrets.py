@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import re
+import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dativo_plugin_sdk import ConfigurationError
-from dativo_runtime._secrets import MASK, RedactingStream, Redactor, interpolate, is_secret_key
+from dativo_runtime._secrets import (
+    _REFERENCE,
+    MASK,
+    RedactingStream,
+    Redactor,
+    _substitute_references,
+    interpolate,
+    is_secret_key,
+)
 
 
 @pytest.mark.parametrize(
@@ -93,3 +103,21 @@ def test_redacting_stream() -> None:
     stream = RedactingStream(buffer, redactor)
     stream.write("value=topsecret\n")
     assert buffer.getvalue() == f"value={MASK}\n"
+
+
+def _reference(match: re.Match[str]) -> str:
+    return "${" if match.group(0) == "$${" else f"<{match.group(1)}>"
+
+
+@given(st.lists(st.sampled_from(["$", "{", "}", "$${", "${", "A", "B:-x", " "]), max_size=30).map("".join))
+def test_reference_substitution_matches_the_plain_pattern(text: str) -> None:
+    assert _substitute_references(text, _reference) == _REFERENCE.sub(_reference, text)
+
+
+@pytest.mark.parametrize("unit", ["${", "$${", "${A:-", "$"])
+def test_a_megabyte_of_unclosed_references_interpolates_in_linear_time(tmp_path: Path, unit: str) -> None:
+    text = unit * ((1 << 20) // len(unit))
+    began = time.perf_counter()
+    result = interpolate({"x": text}, environ={}, base_dir=tmp_path, redactor=Redactor())
+    assert time.perf_counter() - began < 0.5
+    assert result["x"] == text.replace("$${", "${")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import builtins
 import math
+import reprlib
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -66,6 +67,20 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple, set, frozenset)):
         return [_json_safe(v) for v in value]
     return str(value)
+
+
+def _is_seconds(value: object) -> bool:
+    """Tell whether ``value`` is a finite, non-negative number of seconds (a bool is not one).
+
+    An integer too large for a float (``10**400``, which JSON can carry) is not one either.
+    """
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return False
+    return math.isfinite(seconds) and seconds >= 0
 
 
 def _rebuild(cls: type[DativoError], message: str, state: dict[str, Any]) -> DativoError:
@@ -181,10 +196,15 @@ class ConfigurationError(DativoError):
 class TransientError(DativoError):
     """A temporary failure; retry, after ``retry_after`` seconds when given.
 
+    The runtime waits at most its job's ``retry.max_delay``, whatever ``retry_after`` says.
+
     Args:
         message: What failed.
         retry_after: Seconds to wait before retrying, when the server said so.
         **kwargs: ``error_code``, ``retryable`` and ``details`` as for :class:`DativoError`.
+
+    Raises:
+        ValueError: If ``retry_after`` is not a finite, non-negative number.
     """
 
     default_code = "TRANSIENT_ERROR"
@@ -192,8 +212,10 @@ class TransientError(DativoError):
 
     def __init__(self, message: str = "", *, retry_after: float | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
-        if retry_after is not None and (not isinstance(retry_after, (int, float)) or retry_after < 0):
-            raise ValueError(f"retry_after must be a non-negative number of seconds, got {retry_after!r}")
+        if retry_after is not None and not _is_seconds(retry_after):
+            raise ValueError(
+                f"retry_after must be a finite, non-negative number of seconds, got {retry_after!r}"
+            )
         self.retry_after = retry_after
 
 
@@ -265,12 +287,19 @@ def from_dict(data: Mapping[str, Any]) -> DativoError:
 
     Raises:
         TypeError: If ``data`` is not a mapping.
-        ValueError: If ``data`` has no ``message`` or ``error_code``.
+        ValueError: If ``data`` has no ``message`` or ``error_code``, or a ``retry_after``
+            that is not a finite, non-negative number (``inf``, ``NaN``, ``-1``, ``"5"``).
     """
     if not isinstance(data, Mapping):
         raise TypeError(f"from_dict expects a mapping, got {type(data).__name__}")
     if "message" not in data or "error_code" not in data:
         raise ValueError("error data needs at least 'message' and 'error_code'")
+    retry_after = data.get("retry_after")
+    if retry_after is not None and not _is_seconds(retry_after):
+        raise ValueError(
+            "error data's retry_after must be a finite, non-negative number of seconds, "
+            f"got {reprlib.repr(retry_after)}"
+        )
     error_type = str(data.get("error_type", ""))
     code = str(data["error_code"])
     cls = _REGISTRY.get(error_type) or _BY_CODE.get(code) or DativoError
@@ -283,8 +312,8 @@ def from_dict(data: Mapping[str, Any]) -> DativoError:
         else bool(data.get("retryable", cls.default_retryable)),
         "details": dict(data.get("details") or {}),
     }
-    if issubclass(cls, TransientError) or data.get("retry_after") is not None:
-        state["retry_after"] = data.get("retry_after")
+    if issubclass(cls, TransientError) or retry_after is not None:
+        state["retry_after"] = retry_after
     return _rebuild(cls, state["message"], state)
 
 

@@ -189,7 +189,7 @@ class RetrySpec(_Spec):
     max_attempts: int = Field(default=3, ge=1, le=100, description="Attempts in total, the first included.")
     initial_delay: float = Field(default=1.0, ge=0, description="Seconds before the first retry.")
     max_delay: float = Field(
-        default=60.0, ge=0, description="Cap on the backoff (not on a server's retry_after)."
+        default=60.0, ge=0, description="Cap on every wait between attempts, a server's retry_after included."
     )
     multiplier: float = Field(default=2.0, ge=1, description="Backoff growth per attempt.")
     jitter: bool = Field(default=True, description="Randomise each delay between half and all of it.")

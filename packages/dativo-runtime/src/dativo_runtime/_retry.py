@@ -24,8 +24,8 @@ class RetryPolicy:
     Args:
         max_attempts: Attempts in total, the first included (1 disables retries).
         initial_delay: Seconds before the first retry.
-        max_delay: Cap on the computed backoff. A server's ``retry_after`` is honoured
-            even when longer.
+        max_delay: Cap on every wait, a server's ``retry_after`` included: a plugin
+            cannot make a job wait longer than its owner allowed.
         multiplier: Growth of the backoff per attempt.
         jitter: Pick each delay uniformly between half and all of the backoff, so
             that many clients failing together do not retry together.
@@ -55,23 +55,34 @@ class RetryPolicy:
 
         Args:
             attempt: The attempt that just failed.
-            error: The error, whose ``retry_after`` (seconds) is a lower bound when set.
+            error: The error, whose ``retry_after`` (seconds) is a lower bound when set,
+                up to ``max_delay``.
             rng: Random source for the jitter.
 
         Returns:
             ``min(max_delay, initial_delay * multiplier ** (attempt - 1))``, jittered into
-            its upper half, and at least the error's ``retry_after``.
+            its upper half, raised to the error's ``retry_after`` but never above
+            ``max_delay``.
 
         Example:
-            >>> RetryPolicy(initial_delay=1, multiplier=2, jitter=False).delay(3)
+            >>> policy = RetryPolicy(initial_delay=1, multiplier=2, max_delay=30, jitter=False)
+            >>> policy.delay(3)
             4.0
+            >>> from dativo_plugin_sdk import TransientError
+            >>> policy.delay(1, TransientError("busy", retry_after=1e9))
+            30.0
         """
         backoff = min(self.max_delay, self.initial_delay * self.multiplier ** max(attempt - 1, 0))
         if self.jitter and backoff > 0:
             backoff = (rng or random).uniform(backoff / 2, backoff)
         retry_after = getattr(error, "retry_after", None)
-        if isinstance(retry_after, (int, float)) and retry_after > backoff:
-            return float(retry_after)
+        # A NaN compares false and is ignored; min() before float() keeps a huge int from overflowing.
+        if (
+            isinstance(retry_after, (int, float))
+            and not isinstance(retry_after, bool)
+            and retry_after > backoff
+        ):
+            return float(min(retry_after, self.max_delay))
         return float(backoff)
 
 

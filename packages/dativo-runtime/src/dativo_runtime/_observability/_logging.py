@@ -15,6 +15,13 @@ logger:
 A JSON line holds ``ts``, ``level``, ``logger``, ``message``, the context ids that are
 set, the record's ``extra`` fields, and ``error`` (type, message, traceback, and
 ``error_code``/``retryable`` for Dativo errors) when an exception is attached.
+
+Log text is untrusted: a plugin's messages and errors reach these records. So redaction
+costs time linear in the text (every pattern has bounded repetitions, and a key is tried
+only where a token starts), text is cut to :data:`MAX_TEXT_CHARS` with a visible marker
+before the patterns run (:func:`truncate_text`), and a human line shows control
+characters escaped (``\\n``, ``\\x1b``...), so a message can neither forge a line nor
+drive the terminal. JSON lines escape them as JSON does.
 """
 
 from __future__ import annotations
@@ -38,13 +45,16 @@ from ._tracing import current_trace_ids
 
 __all__ = [
     "CONTEXT_FIELDS",
+    "MAX_TEXT_CHARS",
     "HumanLogFormatter",
     "JsonLogFormatter",
     "LogContextFilter",
     "RedactingFilter",
     "configure_logging",
+    "escape_control",
     "log_context",
     "redact_text",
+    "truncate_text",
 ]
 
 CONTEXT_FIELDS = ("tenant", "job", "run_id", "trace_id", "span_id")
@@ -62,20 +72,53 @@ _STANDARD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", None, None)
 _RESERVED = frozenset({"ts", "level", "logger", "message", "error", *CONTEXT_FIELDS})
 _NOISY_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer", "docker")
 
+MAX_TEXT_CHARS = 16 * 1024
+"""Longest text a log record keeps of a message, an ``extra`` string or an error's text."""
+
+_NEAR_SPACE = 256  # How far a cut moves to a space, so that no token is left half shown.
+
 # Words that make a key secret-looking (the same idea as ``is_secret_key``, which confirms each match).
 _SECRET_KEY_WORDS = (
     "password|passwd|passphrase|secret|token|credential|api_?key|apikey|private_?key|access_?key"
     "|signature|authorization|pwd|auth"
 )
+_KEY_CHARS = r"A-Za-z0-9_.\-"
+_MAX_KEY = 128
+_MAX_VALUE = MAX_TEXT_CHARS
+# Redaction must cost time linear in the text whatever a plugin logs. So every repetition is
+# bounded, and a key is tried only where a token starts (the look-behind), after a look-ahead
+# has seen a secret word in it: each character starts at most one attempt, of bounded cost. A
+# value ends the pattern, so a match never backtracks into it; a quoted value with no closing
+# quote is masked to the end of its line.
 _KEY_VALUE = re.compile(
-    rf"""(?P<key>["']?[A-Za-z0-9_.-]*(?:{_SECRET_KEY_WORDS})[A-Za-z0-9_.-]*["']?)"""
-    r"""(?P<sep>\s*[=:]\s*)(?P<value>"[^"]*"|'[^']*'|[^\s,;&)}\]]+)""",
+    rf"""(?<![{_KEY_CHARS}"'])(?=["']?[{_KEY_CHARS}]{{0,{_MAX_KEY}}}?(?:{_SECRET_KEY_WORDS}))"""
+    rf"""(?P<key>["']?[{_KEY_CHARS}]{{1,{_MAX_KEY}}}["']?)"""
+    r"""(?P<sep>\s{0,16}[=:]\s{0,16})"""
+    rf"""(?P<value>"[^"\n]{{0,{_MAX_VALUE}}}"?|'[^'\n]{{0,{_MAX_VALUE}}}'?|[^\s,;&)}}\]]{{1,{_MAX_VALUE}}})""",
     re.IGNORECASE,
 )
-_URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]+:)(?P<password>[^@/\s]+)(?P<at>@)")
-_AUTH_SCHEME = re.compile(
-    r"(?P<scheme>\b(?:Bearer|Basic|Token)\s+)(?P<credential>[A-Za-z0-9._~+/=-]{6,})", re.I
+_URL_PASSWORD = re.compile(
+    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]{0,31}://[^:/@\s]{1,256}:)"
+    rf"(?P<password>[^@/\s]{{1,{_MAX_VALUE}}})(?P<at>@)"
 )
+_AUTH_SCHEME = re.compile(
+    rf"(?P<scheme>\b(?:Bearer|Basic|Token)\s{{1,16}})(?P<credential>[A-Za-z0-9._~+/=-]{{6,{_MAX_VALUE}}})",
+    re.IGNORECASE,
+)
+
+# What a human line shows escaped: C0 controls, DEL and C1 controls (a message could end the
+# line or drive the terminal with them), line and paragraph separators, and the bidirectional
+# controls that reorder how a line reads.
+_INVISIBLE = (0x061C, 0x200E, 0x200F, 0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+_CONTROL_ESCAPES: dict[int, str] = {
+    **{code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, *range(0x80, 0xA0))},
+    0x09: "\\t",
+    0x0A: "\\n",
+    0x0D: "\\r",
+    **{code: f"\\u{code:04x}" for code in _INVISIBLE},
+}
+# JSON escapes C0 controls itself; these are the rest, escaped the JSON way.
+_JSON_ESCAPES = {code: f"\\u{code:04x}" for code in (0x7F, *range(0x80, 0xA0), *_INVISIBLE)}
 
 
 def _mask_key_value(match: re.Match[str]) -> str:
@@ -83,21 +126,109 @@ def _mask_key_value(match: re.Match[str]) -> str:
     if not is_secret_key(key):
         return match.group(0)
     value = match.group("value")
-    quote = value[0] if value[:1] in ("'", '"') and len(value) > 1 else ""
-    return f"{match.group('key')}{match.group('sep')}{quote}{MASK}{quote}"
+    quote = value[0] if value[:1] in ("'", '"') else ""
+    closing = quote if quote and len(value) > 1 and value.endswith(quote) else ""
+    return f"{match.group('key')}{match.group('sep')}{quote}{MASK}{closing}"
 
 
-def redact_text(text: str, redactor: Redactor = REDACTOR, secrets: Iterable[str] = ()) -> str:
-    """Remove secrets from free text.
+def _head(text: str, size: int) -> str:
+    """The first ``size`` characters of ``text``, ending at a space near the cut if there is one."""
+    head = text[:size]
+    if text[size : size + 1].isspace():
+        return head
+    space = max(head.rfind(c, max(size - _NEAR_SPACE, 0)) for c in " \t\n")
+    return head[:space] if space >= 0 else head
+
+
+def _tail(text: str, size: int) -> str:
+    """The last ``size`` characters of ``text``, starting after a space near the cut if there is one."""
+    start = len(text) - size
+    tail = text[start:]
+    if text[start - 1 : start].isspace():
+        return tail
+    found = [i for i in (tail.find(c, 0, _NEAR_SPACE) for c in " \t\n") if i >= 0]
+    return tail[min(found) + 1 :] if found else tail
+
+
+def _cut(text: str, limit: int, keep_end: bool) -> tuple[str, str, str]:
+    """``text`` as (start kept, marker, end kept); the marker and end are empty when nothing is cut."""
+    if len(text) <= limit:
+        return text, "", ""
+    if not keep_end:
+        head = _head(text, limit)
+        return head, f"... [truncated {len(text) - len(head)} chars]", ""
+    head, tail = _head(text, limit - limit // 2), _tail(text, limit // 2)
+    return head, f"\n... [truncated {len(text) - len(head) - len(tail)} chars] ...\n", tail
+
+
+def truncate_text(text: str, limit: int = MAX_TEXT_CHARS, *, keep_end: bool = False) -> str:
+    """Cut ``text`` to at most ``limit`` characters, saying how many were cut.
+
+    The cut moves to a space when one is near, so that a word, a URL or a credential is
+    kept whole or not at all, and redaction by pattern after the cut still recognises it.
+
+    Args:
+        text: Untrusted text (a plugin's message, an error's text, a traceback).
+        limit: How many characters of ``text`` to keep at most (the marker comes on top).
+        keep_end: Keep the start and the end, as for a traceback whose last lines say what
+            failed, instead of the start only.
+
+    Returns:
+        ``text`` itself when it is short enough; otherwise what is kept, with a
+        ``... [truncated N chars]`` marker where the rest was.
+
+    Example:
+        >>> truncate_text("a" * 20, 8)
+        'aaaaaaaa... [truncated 12 chars]'
+        >>> truncate_text("first line " + "x" * 50 + " last line", 20, keep_end=True)
+        'first line\\n... [truncated 52 chars] ...\\nlast line'
+    """
+    return "".join(_cut(text, limit, keep_end))
+
+
+def escape_control(text: str) -> str:
+    r"""Show control characters as escapes, so that text can neither forge a line nor drive a terminal.
+
+    Args:
+        text: Any text.
+
+    Returns:
+        ``text`` with ``\n``, ``\r``, ``\t`` written as such, other C0 and C1 controls and DEL
+        as ``\xNN``, and line separators and bidirectional controls as ``\uNNNN``.
+
+    Example:
+        >>> print(escape_control("done\n12:00:00 INFO  forged \x1b[2J"))
+        done\n12:00:00 INFO  forged \x1b[2J
+    """
+    return text.translate(_CONTROL_ESCAPES)
+
+
+def _redact_patterns(text: str) -> str:
+    """Mask URL passwords, ``Bearer``/``Basic`` credentials and secret-looking pairs (linear time)."""
+    text = _URL_PASSWORD.sub(lambda m: f"{m.group('head')}{MASK}{m.group('at')}", text)
+    text = _AUTH_SCHEME.sub(lambda m: f"{m.group('scheme')}{MASK}", text)
+    return _KEY_VALUE.sub(_mask_key_value, text)
+
+
+def redact_text(
+    text: str, redactor: Redactor = REDACTOR, secrets: Iterable[str] = (), *, keep_end: bool = False
+) -> str:
+    """Remove secrets from free text, cut to :data:`MAX_TEXT_CHARS` characters.
+
+    Known values are masked in the whole text first (plain substring replacement, linear),
+    so that a cut never leaves part of one; then the text is cut (:func:`truncate_text`),
+    and the patterns run on what is kept, in time linear in it, never on the marker.
 
     Args:
         text: A message, an exception's text, a traceback.
         redactor: Its known secret values are masked.
         secrets: More values to mask.
+        keep_end: Keep the start and the end of a long text (a traceback) instead of the start.
 
     Returns:
         ``text`` with known values, secret-looking ``key=value`` pairs, URL passwords
-        and ``Bearer``/``Basic`` credentials replaced by ``***``.
+        and ``Bearer``/``Basic`` credentials replaced by ``***``, and a
+        ``... [truncated N chars]`` marker where a long text was cut.
 
     Example:
         >>> redact_text("connect password=hunter22 to https://u:pw1234@db:5432", Redactor())
@@ -105,10 +236,8 @@ def redact_text(text: str, redactor: Redactor = REDACTOR, secrets: Iterable[str]
     """
     for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
         text = text.replace(secret, MASK)
-    text = redactor.redact_text(text)
-    text = _URL_PASSWORD.sub(lambda m: f"{m.group('head')}{MASK}{m.group('at')}", text)
-    text = _AUTH_SCHEME.sub(lambda m: f"{m.group('scheme')}{MASK}", text)
-    return _KEY_VALUE.sub(_mask_key_value, text)
+    head, marker, tail = _cut(redactor.redact_text(text), MAX_TEXT_CHARS, keep_end)
+    return _redact_patterns(head) + marker + (_redact_patterns(tail) if tail else "")
 
 
 @contextlib.contextmanager
@@ -160,6 +289,9 @@ def _json_safe(value: Any, depth: int = 0) -> Any:
 class RedactingFilter(logging.Filter):
     """Removes secrets from a record's message, ``extra`` fields and exception text.
 
+    Each text is cut to :data:`MAX_TEXT_CHARS` first (a traceback keeps its start and its
+    end), so a record costs bounded time and space whatever a plugin sent.
+
     Args:
         redactor: Known secret values (the process-wide one by default).
         secrets: More values to remove.
@@ -170,8 +302,8 @@ class RedactingFilter(logging.Filter):
         self._redactor = redactor
         self._secrets = tuple(str(s) for s in secrets if s)
 
-    def _text(self, text: str) -> str:
-        return redact_text(text, self._redactor, self._secrets)
+    def _text(self, text: str, *, keep_end: bool = False) -> str:
+        return redact_text(text, self._redactor, self._secrets, keep_end=keep_end)
 
     def _value(self, value: Any, key: str | None) -> Any:
         if (
@@ -202,7 +334,7 @@ class RedactingFilter(logging.Filter):
         if record.exc_info and record.exc_info[1] is not None:
             if not record.exc_text:
                 record.exc_text = logging.Formatter().formatException(record.exc_info)
-            record.exc_text = self._text(record.exc_text)
+            record.exc_text = self._text(record.exc_text, keep_end=True)
             exc = record.exc_info[1]
             record.dativo_error = {
                 "type": type(exc).__name__,
@@ -214,9 +346,9 @@ class RedactingFilter(logging.Filter):
                 ),
             }
         elif record.exc_text:
-            record.exc_text = self._text(record.exc_text)
+            record.exc_text = self._text(record.exc_text, keep_end=True)
         if record.stack_info:
-            record.stack_info = self._text(record.stack_info)
+            record.stack_info = self._text(record.stack_info, keep_end=True)
         return True
 
 
@@ -254,11 +386,15 @@ class JsonLogFormatter(logging.Formatter):
             event["error"] = error
         if record.stack_info:
             event["stack"] = record.stack_info
-        return json.dumps(event, ensure_ascii=False, default=str)
+        return json.dumps(event, ensure_ascii=False, default=str).translate(_JSON_ESCAPES)
 
 
 class HumanLogFormatter(logging.Formatter):
-    """``12:00:01 INFO  acme/orders [run r-1] message key=value`` for a terminal."""
+    """``12:00:01 INFO  acme/orders [run r-1] message key=value`` for a terminal.
+
+    Control characters show as escapes (:func:`escape_control`), and each line of a
+    traceback starts with ``  | ``: a message cannot pass for a line of its own.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         when = datetime.datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
@@ -272,11 +408,11 @@ class HumanLogFormatter(logging.Formatter):
         extras = _extras(record)
         if extras:
             parts.append(" ".join(f"{k}={v}" for k, v in extras.items()))
-        line = " ".join(parts)
+        line = escape_control(" ".join(parts))
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
-            line += "\n" + record.exc_text
+            line += "".join(f"\n  | {escape_control(part)}" for part in record.exc_text.split("\n"))
         return line
 
 

@@ -39,6 +39,7 @@ from dativo_plugin_sdk import (
     ValidationError,
     from_dict,
 )
+from dativo_runtime._observability._logging import truncate_text
 from dativo_runtime._observability._tracing import active_tracing, inject_context
 from dativo_runtime._plugin_ref import PluginInfo, PluginRef
 
@@ -96,6 +97,8 @@ MAX_STATE_BYTES = 1 << 20
 """Largest state snapshot a worker may send (JSON), also checked before the state is saved."""
 MAX_ERROR_MESSAGE_CHARS = 16_000
 _LOG_MESSAGE_CHARS = 16_000
+_DETAIL_CHARS = 4_000
+_MAX_DETAILS = 100
 _UNTRACED = ("credit", "cancel")  # flow control within an extract, which carries the context already
 _logger = logging.getLogger("dativo_runtime.sandbox")
 _plugin_logger = logging.getLogger("dativo_runtime.plugin")
@@ -561,10 +564,8 @@ class WorkerClient:
 
     def _rebuild(self, data: Any) -> DativoError:
         try:
-            message = data.get("message") if isinstance(data, dict) else None
-            if isinstance(message, str) and len(message) > MAX_ERROR_MESSAGE_CHARS:
-                cut = len(message) - MAX_ERROR_MESSAGE_CHARS
-                data = {**data, "message": f"{message[:MAX_ERROR_MESSAGE_CHARS]}... [{cut} more characters]"}
+            if isinstance(data, dict):
+                data = _bounded_error(data)
             return from_dict(data)
         except (TypeError, ValueError, OverflowError) as exc:
             return self._dead(ProtocolError(f"invalid error message: {exc}"))
@@ -668,12 +669,24 @@ def _release(transport: WorkerTransport) -> None:
     transport.cleanup()
 
 
+def _bounded_error(data: dict[str, Any]) -> dict[str, Any]:
+    """An error from a worker with its message and the text in its details cut to size."""
+    bounded = dict(data)
+    if isinstance(bounded.get("message"), str):
+        bounded["message"] = truncate_text(bounded["message"], MAX_ERROR_MESSAGE_CHARS)
+    details = bounded.get("details")
+    if isinstance(details, dict):
+        bounded["details"] = {
+            str(key)[:200]: truncate_text(value, _DETAIL_CHARS) if isinstance(value, str) else value
+            for key, value in list(details.items())[:_MAX_DETAILS]
+        }
+    return bounded
+
+
 def _forward_log(message: Mapping[str, Any], ref: str) -> None:
     level = message.get("level")
     level = min(max(level, logging.DEBUG), logging.CRITICAL) if isinstance(level, int) else logging.INFO
-    text = str(message.get("message") or "")
-    if len(text) > _LOG_MESSAGE_CHARS:
-        text = f"{text[:_LOG_MESSAGE_CHARS]}... [{len(text) - _LOG_MESSAGE_CHARS} more characters]"
+    text = truncate_text(str(message.get("message") or ""), _LOG_MESSAGE_CHARS)
     _plugin_logger.log(level, "[%s] %s: %s", ref, str(message.get("logger") or "")[:200], text)
 
 
