@@ -115,7 +115,9 @@ def no_leftover_containers() -> Iterator[None]:
             import docker
 
             client = docker.from_env(timeout=10)
-            return {c.id for c in client.containers.list(all=True, filters={"label": "io.dativo.sandbox=1"})}
+            # Only this process's containers: other test runs may share the daemon.
+            mine = {"label": [f"io.dativo.sandbox.owner.pid={os.getpid()}"]}
+            return {c["Id"] for c in client.api.containers(all=True, filters=mine)}
         except Exception:
             return None
 

@@ -49,6 +49,8 @@ __all__ = [
     "MAX_CONTROL_BYTES",
     "MAX_FRAME_BYTES",
     "PROTOCOL_VERSION",
+    "WORKER_EXIT_DEADLINE",
+    "WORKER_EXIT_HOST_GONE",
     "WORKER_EXIT_OOM",
     "WORKER_MODULE",
     "FrameReader",
@@ -77,6 +79,10 @@ DEFAULT_WINDOW = 8
 """Batches the worker may send ahead of the host's consumption (the credit window)."""
 WORKER_EXIT_OOM = 86
 """Exit status of a worker that ran out of memory (``MemoryError``) and could not report it."""
+WORKER_EXIT_DEADLINE = 87
+"""Exit status of a worker its own watchdog ended at the session's wall-clock deadline."""
+WORKER_EXIT_HOST_GONE = 88
+"""Exit status of a worker its watchdog ended because the host hung up the protocol."""
 WORKER_MODULE = "dativo_runtime._sandbox._worker"
 
 _HEADER = struct.Struct(">BI")

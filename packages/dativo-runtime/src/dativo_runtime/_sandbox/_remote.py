@@ -50,6 +50,7 @@ from ._protocol import (
     FRAME_CONTROL,
     MAX_FRAME_BYTES,
     PROTOCOL_VERSION,
+    WORKER_EXIT_DEADLINE,
     WORKER_EXIT_OOM,
     FrameReader,
     FrameWriter,
@@ -293,7 +294,7 @@ def describe_exit(
         sig = exit_code - 128
     where = f"plugin {ref!r} in the {backend} sandbox"
     details: dict[str, Any] = {"backend": backend, "ref": ref, "exit_code": exit_code, "signal": sig}
-    if timed_out:
+    if timed_out or exit_code == WORKER_EXIT_DEADLINE:
         reason = "timeout"
         message = f"{where} exceeded the wall-clock timeout of {limits.timeout_s:g} s and was killed"
         details["limit"] = "wall_clock"
@@ -958,8 +959,8 @@ class RemoteWriterSession(WriterSession):
         self.client.send({"op": "write_batch", "file_counter": int(file_counter)}, arrow_to_ipc(data))
         try:
             value = self.client.result()
-        except SandboxError:
-            if self.client.disk_exceeded_by is not None:
+        except SandboxError as exc:
+            if exc.details.get("reason") == "disk":
                 self._discard_added()
             raise
         self._check_disk()
@@ -1041,11 +1042,14 @@ def open_remote_session(
     Raises:
         DativoError: The plugin's loading or construction error, or a ``SandboxError``.
     """
+    rlimits = dict(rlimits)
+    if client.limits.disk_bytes and "fsize" not in rlimits:
+        rlimits["fsize"] = client.limits.disk_bytes  # no file larger than sandbox.disk
     hello: dict[str, Any] = {
         "role": role,
         "ref": client.ref.to_dict(),
         "config": dict(config),
-        "rlimits": dict(rlimits),
+        "rlimits": rlimits,
         # The worker enforces the wall clock too, so a worker outlives no crashed host.
         "timeout_s": client.limits.timeout_s,
     }

@@ -8,6 +8,12 @@ for, then imports the plugin (class lookup and SDK compatibility check happen he
 in the host), builds it with the configuration from the first message, and answers
 requests until ``close`` or the end of its stdin.
 
+The worker never outlives its host: right after ``hello`` a watchdog thread ends it
+(``os._exit``; the sandbox's pid namespace then takes every process the plugin started
+with it) at the session's deadline (``timeout_s`` in ``hello``, plus a grace so the host's
+own timeout normally wins and reports it), and shortly after its protocol stdin hangs up
+(the host died or closed it), even while the plugin is busy and nobody reads the protocol.
+
 Only the standard library, the SDK, ``dativo_runtime._plugin_ref`` and this package's
 protocol module are imported at start; pyarrow is imported on the first Arrow request.
 
@@ -23,13 +29,17 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import math
 import os
 import resource
+import select
+import signal
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 
 from dativo_plugin_sdk import (
     BaseReader,
@@ -47,6 +57,8 @@ from dativo_runtime._plugin_ref import PluginRef, load_plugin_class, plugin_info
 from ._protocol import (
     DEFAULT_WINDOW,
     PROTOCOL_VERSION,
+    WORKER_EXIT_DEADLINE,
+    WORKER_EXIT_HOST_GONE,
     WORKER_EXIT_OOM,
     FrameReader,
     FrameWriter,
@@ -60,6 +72,12 @@ if TYPE_CHECKING:
     from dativo_runtime._observability._tracing import SpanRelay
 
 __all__ = ["main"]
+
+DEADLINE_GRACE_S = 2.0
+"""The watchdog fires this long after the host's deadline, so the host's timeout normally wins."""
+HANGUP_GRACE_S = 2.0
+"""How long a worker may go on after its stdin hung up (to finish a normal close)."""
+_POLL_SLICE_S = 60.0
 
 _RLIMITS = {
     "as": resource.RLIMIT_AS,
@@ -87,6 +105,48 @@ def _take_protocol_streams() -> tuple[BinaryIO, BinaryIO]:
     )
 
 
+def _deadline_of(timeout_s: Any) -> float | None:
+    """The monotonic time the watchdog ends the worker, for the host's ``timeout_s`` (``None``: none)."""
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)):
+        return None
+    if not math.isfinite(timeout_s) or timeout_s <= 0:
+        return None
+    return time.monotonic() + float(timeout_s) + DEADLINE_GRACE_S
+
+
+def _end_worker(status: int, why: str) -> NoReturn:
+    # Unbuffered and lock-free: the plugin may hold sys.stderr's lock or the logging locks.
+    with contextlib.suppress(OSError):
+        os.write(2, f"dativo worker: {why}; ending the worker\n".encode())
+    os._exit(status)
+
+
+def _watch(protocol_fd: int, deadline: float | None) -> None:
+    """End the worker at ``deadline`` and :data:`HANGUP_GRACE_S` after ``protocol_fd`` hangs up."""
+    poller = select.poll()
+    # No event asked for: poll reports only POLLHUP, POLLERR and POLLNVAL and never reads the protocol.
+    poller.register(protocol_fd, 0)
+    hangup_at: float | None = None
+    while True:
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            _end_worker(WORKER_EXIT_DEADLINE, "the session's wall-clock deadline has passed")
+        if hangup_at is not None and now >= hangup_at:
+            _end_worker(WORKER_EXIT_HOST_GONE, "the host closed the protocol (it ended or died)")
+        wake = min(t for t in (deadline, hangup_at, now + _POLL_SLICE_S) if t is not None)
+        if hangup_at is not None:
+            time.sleep(max(0.0, wake - now))
+        elif poller.poll(max(0, math.ceil((wake - now) * 1000))):
+            hangup_at = time.monotonic() + HANGUP_GRACE_S
+
+
+def _start_watchdog(protocol_fd: int, timeout_s: Any) -> None:
+    """Start the thread that ends the worker at its deadline or when the host goes away."""
+    threading.Thread(
+        target=_watch, args=(protocol_fd, _deadline_of(timeout_s)), name="dativo-watchdog", daemon=True
+    ).start()
+
+
 def _apply_rlimits(rlimits: Mapping[str, Any]) -> None:
     for name, value in rlimits.items():
         which = _RLIMITS.get(name)
@@ -97,6 +157,10 @@ def _apply_rlimits(rlimits: Mapping[str, Any]) -> None:
         if current_hard != resource.RLIM_INFINITY:
             soft, hard = min(soft, current_hard), min(hard, current_hard)
         resource.setrlimit(which, (soft, hard))
+        if name == "fsize":
+            # Python ignores SIGXFSZ; restored, a file over the disk limit ends the worker, which
+            # the host reports as the sandbox's disk limit (not as the plugin's own OSError).
+            signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
 
 
 def _proc_status() -> dict[str, str]:
@@ -300,13 +364,14 @@ class _Worker:
         self.reply({"op": "end", "state": final_state if changed else None, "changed": changed})
 
 
-def _serve(reader: FrameReader, writer: FrameWriter) -> int:
+def _serve(reader: FrameReader, writer: FrameWriter, protocol_fd: int) -> int:
     try:
         hello = reader.read_control()
     except EOFError:
         return 0
     if hello["op"] != "hello":
         raise ProtocolError(f"expected 'hello', got {hello['op']!r}")
+    _start_watchdog(protocol_fd, hello.get("timeout_s"))
     _apply_rlimits(hello.get("rlimits") or {})
     logging.basicConfig(level=logging.INFO, handlers=[_LogForwarder(writer)], force=True)
     worker = _Worker(reader, writer, _start_relay(hello.get("trace")))
@@ -381,7 +446,7 @@ def main() -> int:
     reader = FrameReader(protocol_in.readinto)  # type: ignore[attr-defined]
     writer = FrameWriter(protocol_out.write, protocol_out.flush)
     try:
-        return _serve(reader, writer)
+        return _serve(reader, writer, protocol_in.fileno())
     except (BrokenPipeError, EOFError):
         return 0
     except ProtocolError as exc:
