@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Prepare this machine for the sandbox tests: install bubblewrap and Docker, start dockerd,
-# and build the Docker sandbox image offline (no registry: the base image comes from
+# Prepare this machine for the sandbox tests: install bubblewrap, slirp4netns and Docker, start
+# dockerd, and build the Docker sandbox image offline (no registry: the base image comes from
 # debootstrap). Idempotent: each step is skipped when already done. Run as root, after the
 # workspace packages are installed (it uses the runtime's own `sandbox build-image`).
 #
@@ -9,7 +9,7 @@ set -euo pipefail
 
 PYTHON=${PYTHON:-python3}
 BASE_IMAGE=${DATIVO_SANDBOX_BASE:-dativo-base:bookworm}
-DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+DEBIAN_MIRROR=${DEBIAN_MIRROR:-} # empty: debootstrap uses its own default mirror
 DOCKERD_LOG=${DOCKERD_LOG:-/var/log/dativo-dockerd.log}
 
 log() { echo "setup-sandboxes: $*" >&2; }
@@ -18,6 +18,10 @@ missing=()
 command -v bwrap >/dev/null || missing+=(bubblewrap)
 command -v dockerd >/dev/null || missing+=(docker.io)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
+# Egress of the process backend (network: true): a user-mode network stack in the sandbox's
+# own network namespace; the egress tests build a test namespace with `ip`.
+command -v slirp4netns >/dev/null || missing+=(slirp4netns)
+command -v ip >/dev/null || missing+=(iproute2)
 if ((${#missing[@]})); then
   log "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -43,7 +47,7 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
   log "building the base image $BASE_IMAGE with debootstrap (about a minute)"
   rootfs=$(mktemp -d /var/tmp/dativo-rootfs.XXXXXX)
   trap 'rm -rf "$rootfs"' EXIT
-  debootstrap --variant=minbase --include=python3,python3-venv bookworm "$rootfs" "$DEBIAN_MIRROR" >/dev/null
+  debootstrap --variant=minbase --include=python3,python3-venv bookworm "$rootfs" ${DEBIAN_MIRROR:+"$DEBIAN_MIRROR"} >/dev/null
   tar -C "$rootfs" -c . | docker import - "$BASE_IMAGE" >/dev/null
   rm -rf "$rootfs"
   trap - EXIT

@@ -10,6 +10,13 @@ One policy, two encodings:
   a plugin's ``except OSError``.
 * ``clone`` with any namespace flag fails with ``EPERM``, and ``clone3`` (whose flags a
   filter cannot read) with ``ENOSYS`` so that the C library falls back to ``clone``.
+* ``socket`` creates only the families of :data:`SOCKET_FAMILIES` (``AF_UNIX``,
+  ``AF_INET``, ``AF_INET6``, and ``AF_NETLINK`` with protocol ``NETLINK_ROUTE`` alone,
+  which the C library's ``getaddrinfo`` reads addresses with); any other family
+  (``AF_VSOCK``, ``AF_PACKET``, ``AF_BLUETOOTH``, ``AF_ALG``...) fails with
+  ``EAFNOSUPPORT``, another netlink protocol with ``EPROTONOSUPPORT``, and ``socketpair``
+  of another family than ``AF_UNIX`` with ``EAFNOSUPPORT``: errors, as on a kernel without
+  that family, not kills, because libraries probe for families and carry on.
 * On x86-64, the x32 ABI and foreign architectures (32-bit ``int 0x80`` calls) are killed.
 
 The bubblewrap program (:func:`bpf_program`) is a *denylist* with the default ``ALLOW``:
@@ -18,6 +25,9 @@ only. The Docker profile (:func:`docker_profile`) is an *allowlist* like Docker'
 default (anything not listed fails with ``EPERM``) plus the kill rules above, so it is
 stricter than Docker's default: ``ptrace`` and ``process_vm_readv`` are killed, which
 Docker's default allows.
+
+One module, past the usual size, because the two encodings must change together; most of
+its length is the syscall tables.
 """
 
 from __future__ import annotations
@@ -31,6 +41,8 @@ __all__ = [
     "ALLOWED_SYSCALLS",
     "KILLED_SYSCALLS",
     "NAMESPACE_CLONE_FLAGS",
+    "NETLINK_ROUTE",
+    "SOCKET_FAMILIES",
     "SUPPORTED_MACHINES",
     "bpf_program",
     "docker_profile",
@@ -104,9 +116,16 @@ KILLED_SYSCALLS: tuple[str, ...] = (
 NAMESPACE_CLONE_FLAGS = 0x7E020000
 """CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET: refused for ``clone``."""
 
-# Syscall numbers of KILLED_SYSCALLS plus clone/clone3, from the kernel's unistd headers
-# (asm/unistd_64.h for x86-64, asm-generic/unistd.h for aarch64). A test checks them
-# against the headers when they are installed.
+SOCKET_FAMILIES: dict[str, int] = {"AF_UNIX": 1, "AF_INET": 2, "AF_INET6": 10, "AF_NETLINK": 16}
+"""The address families ``socket`` may create (Linux numbers); ``socketpair`` only ``AF_UNIX``."""
+NETLINK_ROUTE = 0
+"""The one netlink protocol allowed (routing and addresses, for ``getaddrinfo``)."""
+_AF_UNIX = SOCKET_FAMILIES["AF_UNIX"]
+_AF_NETLINK = SOCKET_FAMILIES["AF_NETLINK"]
+
+# Syscall numbers of KILLED_SYSCALLS plus clone/clone3 and socket/socketpair, from the
+# kernel's unistd headers (asm/unistd_64.h for x86-64, asm-generic/unistd.h for aarch64).
+# A test checks them against the headers when they are installed.
 _NUMBERS: dict[str, dict[str, int]] = {
     "x86_64": {
         "acct": 163, "add_key": 248, "adjtimex": 159, "bpf": 321, "chroot": 161,
@@ -121,8 +140,9 @@ _NUMBERS: dict[str, dict[str, int]] = {
         "pidfd_getfd": 438, "pivot_root": 155, "process_madvise": 440, "process_vm_readv": 310,
         "process_vm_writev": 311, "ptrace": 101, "query_module": 178, "quotactl": 179,
         "quotactl_fd": 443, "reboot": 169, "request_key": 249, "setns": 308, "settimeofday": 164,
-        "swapoff": 168, "swapon": 167, "syslog": 103, "umount2": 166, "unshare": 272, "uselib": 134,
-        "userfaultfd": 323, "ustat": 136, "vhangup": 153, "_sysctl": 156,
+        "socket": 41, "socketpair": 53, "swapoff": 168, "swapon": 167, "syslog": 103,
+        "umount2": 166, "unshare": 272, "uselib": 134, "userfaultfd": 323, "ustat": 136,
+        "vhangup": 153, "_sysctl": 156,
     },
     "aarch64": {
         "acct": 89, "add_key": 217, "adjtimex": 171, "bpf": 280, "chroot": 51,
@@ -135,8 +155,9 @@ _NUMBERS: dict[str, dict[str, int]] = {
         "nfsservctl": 42, "open_by_handle_at": 265, "open_tree": 428, "perf_event_open": 241,
         "pidfd_getfd": 438, "pivot_root": 41, "process_madvise": 440, "process_vm_readv": 270,
         "process_vm_writev": 271, "ptrace": 117, "quotactl": 60, "quotactl_fd": 443, "reboot": 142,
-        "request_key": 218, "setns": 268, "settimeofday": 170, "swapoff": 225, "swapon": 224,
-        "syslog": 116, "umount2": 39, "unshare": 97, "userfaultfd": 282, "vhangup": 58,
+        "request_key": 218, "setns": 268, "settimeofday": 170, "socket": 198, "socketpair": 199,
+        "swapoff": 225, "swapon": 224, "syslog": 116, "umount2": 39, "unshare": 97,
+        "userfaultfd": 282, "vhangup": 58,
     },
 }  # fmt: skip
 
@@ -403,8 +424,6 @@ ALLOWED_SYSCALLS: tuple[str, ...] = tuple(
             "sigaltstack",
             "signalfd",
             "signalfd4",
-            "socket",
-            "socketpair",
             "splice",
             "stat",
             "statfs",
@@ -446,7 +465,8 @@ ALLOWED_SYSCALLS: tuple[str, ...] = tuple(
         ]
     )
 )
-"""Syscalls the Docker profile allows (``clone`` too, without namespace flags)."""
+"""Syscalls the Docker profile allows (``clone`` too, without namespace flags, and ``socket``
+and ``socketpair`` for the families of :data:`SOCKET_FAMILIES`)."""
 
 # Classic BPF opcodes and seccomp return values (linux/filter.h, linux/seccomp.h).
 _LD_W_ABS = 0x20
@@ -461,6 +481,8 @@ _X32_SYSCALL_BIT = 0x40000000
 _OFFSET_NR = 0
 _OFFSET_ARCH = 4
 _OFFSET_ARG0_LOW = 16  # args[0], low 32 bits: both supported machines are little-endian.
+_OFFSET_ARG2_LOW = 32  # args[2], low 32 bits (the kernel reads both as int, so the high half is moot).
+_MASK_64 = (1 << 64) - 1
 
 
 def _machine(machine: str | None) -> str:
@@ -506,13 +528,107 @@ def bpf_program(machine: str | None = None) -> bytes:
     program += [
         _insn(_JEQ_K, 0, 1, numbers["clone3"]),
         _insn(_RET_K, 0, 0, _RET_ERRNO | errno.ENOSYS),
-        _insn(_JEQ_K, 0, 3, numbers["clone"]),
+        _insn(_JEQ_K, 0, 4, numbers["clone"]),
         _insn(_LD_W_ABS, 0, 0, _OFFSET_ARG0_LOW),
         _insn(_JSET_K, 0, 1, NAMESPACE_CLONE_FLAGS),
         _insn(_RET_K, 0, 0, _RET_ERRNO | errno.EPERM),
         _insn(_RET_K, 0, 0, _RET_ALLOW),
     ]
+    program += _socket_rules(numbers["socket"], numbers["socketpair"])
+    program.append(_insn(_RET_K, 0, 0, _RET_ALLOW))
     return b"".join(program)
+
+
+def _socket_rules(socket_nr: int, socketpair_nr: int) -> list[bytes]:
+    """The family checks of ``socket`` and ``socketpair``; the accumulator holds the syscall number.
+
+    Each block ends in a return; a call that is neither falls through to what follows.
+    """
+    allowed = [SOCKET_FAMILIES[name] for name in ("AF_UNIX", "AF_INET", "AF_INET6")]
+    refuse_family = _insn(_RET_K, 0, 0, _RET_ERRNO | errno.EAFNOSUPPORT)
+    allow = _insn(_RET_K, 0, 0, _RET_ALLOW)
+    # socket: [0] nr? [1] load domain [2..4] allowed families [5] netlink? [6] load protocol
+    # [7] NETLINK_ROUTE? [8] EPROTONOSUPPORT [9] EAFNOSUPPORT [10] allow
+    socket_block = [
+        _insn(_JEQ_K, 0, 10, socket_nr),
+        _insn(_LD_W_ABS, 0, 0, _OFFSET_ARG0_LOW),
+        *[_insn(_JEQ_K, 7 - i, 0, family) for i, family in enumerate(allowed)],
+        _insn(_JEQ_K, 0, 3, _AF_NETLINK),
+        _insn(_LD_W_ABS, 0, 0, _OFFSET_ARG2_LOW),
+        _insn(_JEQ_K, 2, 0, NETLINK_ROUTE),
+        _insn(_RET_K, 0, 0, _RET_ERRNO | errno.EPROTONOSUPPORT),
+        refuse_family,
+        allow,
+    ]
+    socketpair_block = [
+        _insn(_JEQ_K, 0, 4, socketpair_nr),
+        _insn(_LD_W_ABS, 0, 0, _OFFSET_ARG0_LOW),
+        _insn(_JEQ_K, 1, 0, _AF_UNIX),
+        refuse_family,
+        allow,
+    ]
+    return socket_block + socketpair_block
+
+
+def _docker_socket_rules() -> list[dict[str, Any]]:
+    """The same family checks as libseccomp rules (one comparison per argument and rule).
+
+    Allowed families are matched exactly on the whole 64-bit argument; the refused ones by
+    ranges that cover every other value, so each fails with the same errno as under
+    bubblewrap (a value that matches no rule at all would fail with the profile's ``EPERM``).
+    """
+
+    def cond(index: int, op: str, value: int, value_two: int | None = None) -> dict[str, Any]:
+        rule: dict[str, Any] = {"index": index, "value": value, "op": op}
+        if value_two is not None:
+            rule["valueTwo"] = value_two
+        return rule
+
+    def masked(low: int, size: int) -> dict[str, Any]:
+        """Match ``low`` to ``low + size - 1`` (``size`` a power of two, ``low`` a multiple of it)."""
+        return cond(0, "SCMP_CMP_MASKED_EQ", _MASK_64 & ~(size - 1), low)
+
+    def errno_rule(name: str, code: int, *conditions: dict[str, Any]) -> dict[str, Any]:
+        return {"names": [name], "action": "SCMP_ACT_ERRNO", "errnoRet": code, "args": list(conditions)}
+
+    rules: list[dict[str, Any]] = [
+        {"names": ["socket"], "action": "SCMP_ACT_ALLOW", "args": [cond(0, "SCMP_CMP_EQ", family)]}
+        for name, family in SOCKET_FAMILIES.items()
+        if name != "AF_NETLINK"
+    ]
+    rules.append(
+        {
+            "names": ["socket"],
+            "action": "SCMP_ACT_ALLOW",
+            "args": [cond(0, "SCMP_CMP_EQ", _AF_NETLINK), cond(2, "SCMP_CMP_EQ", NETLINK_ROUTE)],
+        }
+    )
+    rules.append(
+        errno_rule(
+            "socket",
+            errno.EPROTONOSUPPORT,
+            cond(0, "SCMP_CMP_EQ", _AF_NETLINK),
+            cond(2, "SCMP_CMP_NE", NETLINK_ROUTE),
+        )
+    )
+    # Every domain but 1, 2, 10 and 16: 0, 3, 4-7, 8-9, 11, 12-15, and above 16.
+    refused = [
+        cond(0, "SCMP_CMP_EQ", 0),
+        cond(0, "SCMP_CMP_EQ", 3),
+        masked(4, 4),
+        masked(8, 2),
+        cond(0, "SCMP_CMP_EQ", 11),
+        masked(12, 4),
+        cond(0, "SCMP_CMP_GT", _AF_NETLINK),
+    ]
+    rules += [errno_rule("socket", errno.EAFNOSUPPORT, c) for c in refused]
+    unix_only = [cond(0, "SCMP_CMP_EQ", _AF_UNIX)]
+    rules.append({"names": ["socketpair"], "action": "SCMP_ACT_ALLOW", "args": unix_only})
+    rules += [
+        errno_rule("socketpair", errno.EAFNOSUPPORT, c)
+        for c in (cond(0, "SCMP_CMP_EQ", 0), cond(0, "SCMP_CMP_GT", _AF_UNIX))
+    ]
+    return rules
 
 
 def docker_profile(machine: str | None = None) -> dict[str, Any]:
@@ -543,6 +659,7 @@ def docker_profile(machine: str | None = None) -> dict[str, Any]:
                 ],
             },
             {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.ENOSYS},
+            *_docker_socket_rules(),
             {"names": list(KILLED_SYSCALLS), "action": "SCMP_ACT_KILL_PROCESS"},
         ],
     }
