@@ -234,3 +234,19 @@ def backend_name(request: pytest.FixtureRequest) -> str:
     """Each real backend's name in turn (skipped, or failed under DATIVO_REQUIRE_SANDBOX=1, when missing)."""
     require_backend(request.param)
     return str(request.param)
+
+
+@pytest.fixture
+def good_run_afterwards(run_job: Callable[..., HostileRun]) -> Callable[[Path, str], None]:
+    """Check that a good job still runs in a backend after an attack (the runtime survived)."""
+
+    def check(folder: Path, backend: str) -> None:
+        good = run_job(
+            folder / "good",
+            source={"plugin": f"{EXAMPLES / 'arrow_reader.py'}:ArrowNumbersReader", "config": {"count": 10}},
+            sandbox={"backend": backend},
+        )
+        assert good.exit_code == 0, good.stderr[-2000:]
+        assert good.report["records_written"] == 10
+
+    return check

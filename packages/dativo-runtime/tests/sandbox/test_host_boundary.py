@@ -38,16 +38,6 @@ def _attack(run_job: RunJob, folder: Path, backend: str, attack: str, **config: 
     )
 
 
-def _good_run_afterwards(run_job: RunJob, folder: Path, backend: str) -> None:
-    good = run_job(
-        folder / "good",
-        source={"plugin": f"{EXAMPLES / 'arrow_reader.py'}:ArrowNumbersReader", "config": {"count": 10}},
-        sandbox={"backend": backend},
-    )
-    assert good.exit_code == 0, good.stderr[-2000:]
-    assert good.report["records_written"] == 10
-
-
 def _assert_refused(run: HostileRun, *, error_type: str = "SandboxError", exit_code: int = 1) -> None:
     assert run.exit_code == exit_code, (run.exit_code, run.stderr[-3000:])
     assert run.error["error_type"] == error_type, run.error
@@ -59,52 +49,57 @@ def _assert_refused(run: HostileRun, *, error_type: str = "SandboxError", exit_c
 
 
 @pytest.mark.parametrize("overread", [1 << 20, 8 << 20, 64 << 20])
-def test_arrays_whose_offsets_lie_never_reach_the_writer(run_job, backend_name, tmp_path, overread):
+def test_arrays_whose_offsets_lie_never_reach_the_writer(
+    good_run_afterwards, run_job, backend_name, tmp_path, overread
+):
     run = _attack(run_job, tmp_path, backend_name, "lying_offsets", overread=overread)
     _assert_refused(run)
     assert "broke the worker protocol" in run.error["message"]
     assert "Offset invariant failure" in run.error["message"]
-    _good_run_afterwards(run_job, tmp_path, backend_name)
+    good_run_afterwards(tmp_path, backend_name)
 
 
-def test_a_compressed_body_is_refused_before_it_is_decompressed(run_job, backend_name, tmp_path):
+def test_a_compressed_body_is_refused_before_it_is_decompressed(
+    good_run_afterwards, run_job, backend_name, tmp_path
+):
     run = _attack(run_job, tmp_path, backend_name, "compressed_bomb", megabytes=256)
     _assert_refused(run)
     assert "compressed" in run.error["message"]
-    _good_run_afterwards(run_job, tmp_path, backend_name)
+    good_run_afterwards(tmp_path, backend_name)
 
 
-def test_duplicate_column_names_are_a_validation_error(run_job, backend_name, tmp_path):
+def test_duplicate_column_names_are_a_validation_error(good_run_afterwards, run_job, backend_name, tmp_path):
     run = _attack(run_job, tmp_path, backend_name, "duplicate_columns")
     _assert_refused(run, error_type="ValidationError", exit_code=65)
     assert "duplicate column names: 'id'" in run.error["message"]
-    _good_run_afterwards(run_job, tmp_path, backend_name)
+    good_run_afterwards(tmp_path, backend_name)
 
 
-def test_a_nan_in_the_state_is_refused_and_never_saved(run_job, backend_name, tmp_path):
+def test_a_nan_in_the_state_is_refused_and_never_saved(good_run_afterwards, run_job, backend_name, tmp_path):
     run = _attack(run_job, tmp_path, backend_name, "nan_state")
     _assert_refused(run)
     assert "not a JSON number" in run.error["message"]
     assert not list(tmp_path.rglob("*.json*")) or b"NaN" not in run.output_bytes()
-    _good_run_afterwards(run_job, tmp_path, backend_name)
+    good_run_afterwards(tmp_path, backend_name)
 
 
-@pytest.mark.parametrize(
-    ("attack", "words"),
-    [
-        ("huge_header", "exceeds the limit of 4194304 bytes"),
-        ("deep_nesting", "nested too deeply"),
-        ("many_lists", "arrays and objects"),
-    ],
-)
+CONTROL_ATTACKS = {
+    "huge_header": "exceeds the limit of 4194304 bytes",
+    "deep_nesting": "nested too deeply",
+    "many_lists": "arrays and objects",
+}
+
+
+@pytest.mark.parametrize("attack", sorted(CONTROL_ATTACKS))
 def test_malformed_control_frames_end_the_run_as_a_protocol_error(
-    run_job, backend_name, tmp_path, attack, words
+    good_run_afterwards, run_job, backend_name, tmp_path, attack
 ):
+    words = CONTROL_ATTACKS[attack]
     run = _attack(run_job, tmp_path, backend_name, attack)
     _assert_refused(run)
     assert "broke the worker protocol" in run.error["message"]
     assert words in run.error["message"]
-    _good_run_afterwards(run_job, tmp_path, backend_name)
+    good_run_afterwards(tmp_path, backend_name)
 
 
 def _writer_attack(run_job: RunJob, folder: Path, backend: str, attack: str, **config: object) -> HostileRun:
@@ -138,14 +133,14 @@ def test_a_writer_leaves_no_setuid_file(run_job, backend_name, tmp_path):
     assert not _privileged_files(out)
 
 
-def test_a_writer_that_leaves_a_fifo_commits_nothing(run_job, backend_name, tmp_path):
+def test_a_writer_that_leaves_a_fifo_commits_nothing(good_run_afterwards, run_job, backend_name, tmp_path):
     run = _writer_attack(run_job, tmp_path, backend_name, "fifo")
     assert run.exit_code == 1, run.stderr[-3000:]
     assert run.error["error_type"] == "SandboxError"
     assert "FIFO" in run.error["message"]
     assert run.report["files"] == []
     assert not (tmp_path / "out" / "pipe").exists()
-    _good_run_afterwards(run_job, tmp_path, backend_name)
+    good_run_afterwards(tmp_path, backend_name)
 
 
 @pytest.mark.parametrize(
@@ -158,7 +153,9 @@ def test_bogus_writer_metadata_is_refused(run_job, backend_name, tmp_path, attac
     assert words in run.error["message"]
 
 
-def test_a_writer_over_its_disk_limit_is_stopped_and_its_output_removed(run_job, backend_name, tmp_path):
+def test_a_writer_over_its_disk_limit_is_stopped_and_its_output_removed(
+    good_run_afterwards, run_job, backend_name, tmp_path
+):
     run = _writer_attack(run_job, tmp_path, backend_name, "disk", disk="32m", megabytes=200)
     assert run.exit_code == 1, run.stderr[-3000:]
     assert run.error["error_type"] == "SandboxError"
@@ -167,7 +164,7 @@ def test_a_writer_over_its_disk_limit_is_stopped_and_its_output_removed(run_job,
     leftover = sum(p.stat().st_size for p in (tmp_path / "out").rglob("*") if p.is_file())
     assert leftover == 0, f"{leftover} bytes of partial output left"
     assert run.seconds < TIME_BUDGET_S
-    _good_run_afterwards(run_job, tmp_path, backend_name)
+    good_run_afterwards(tmp_path, backend_name)
 
 
 def test_the_runtime_is_not_root_inside_the_output_it_leaves(run_job, backend_name, tmp_path):

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import BACKENDS, EXAMPLES, PLUGINS, HostileRun, require_backend
+from .conftest import BACKENDS, PLUGINS, HostileRun, require_backend
 
 ATTACKS = PLUGINS / "attack_host_cpu.py"
 TIME_BUDGET_S = 30.0
@@ -60,16 +60,6 @@ def _log_events(run: HostileRun) -> list[dict[str, Any]]:
     return events
 
 
-def _good_run_afterwards(run_job: RunJob, folder: Path, backend: str) -> None:
-    good = run_job(
-        folder / "good",
-        source={"plugin": f"{EXAMPLES / 'arrow_reader.py'}:ArrowNumbersReader", "config": {"count": 10}},
-        sandbox={"backend": backend},
-    )
-    assert good.exit_code == 0, good.stderr[-2000:]
-    assert good.report["records_written"] == 10
-
-
 def _assert_ended(run: HostileRun, exit_code: int) -> None:
     assert run.exit_code == exit_code, (run.exit_code, run.stdout[-2000:], run.stderr[-3000:])
     assert run.seconds < TIME_BUDGET_S, run.seconds
@@ -79,7 +69,9 @@ def _assert_ended(run: HostileRun, exit_code: int) -> None:
 
 
 @pytest.mark.parametrize("how", ["value", "plugin"])
-def test_slow_log_lines_and_a_huge_error_end_the_run_fast(run_job, backend_name, tmp_path, how):
+def test_slow_log_lines_and_a_huge_error_end_the_run_fast(
+    good_run_afterwards, run_job, backend_name, tmp_path, how
+):
     run = _attack(run_job, tmp_path, backend_name, "LogFloodReader", **{"raise": how})
     _assert_ended(run, exit_code=1)
     error = run.error
@@ -100,10 +92,10 @@ def test_slow_log_lines_and_a_huge_error_end_the_run_fast(run_job, backend_name,
     assert all(CUT.search(e["message"]) for e in failed)
     assert len(error["message"]) <= MAX_TEXT
     assert CUT.search(error["message"])
-    _good_run_afterwards(run_job, tmp_path, backend_name)
+    good_run_afterwards(tmp_path, backend_name)
 
 
-def test_plugin_text_cannot_forge_a_text_log_line(run_job, backend_name, tmp_path):
+def test_plugin_text_cannot_forge_a_text_log_line(good_run_afterwards, run_job, backend_name, tmp_path):
     run = run_job(
         tmp_path,
         source={"plugin": f"{ATTACKS}:LogFloodReader", "config": {"raise": "value"}},
@@ -118,10 +110,12 @@ def test_plugin_text_cannot_forge_a_text_log_line(run_job, backend_name, tmp_pat
     # The forged line only ever shows escaped, inside the plugin's own line.
     assert not any(line.startswith("12:00:00 INFO") for line in run.stderr.splitlines())
     assert r"\n12:00:00 INFO" in run.stderr
-    _good_run_afterwards(run_job, tmp_path, backend_name)
+    good_run_afterwards(tmp_path, backend_name)
 
 
-def test_a_31_year_retry_after_waits_max_delay_then_fails_retryable(run_job, backend_name, tmp_path):
+def test_a_31_year_retry_after_waits_max_delay_then_fails_retryable(
+    good_run_afterwards, run_job, backend_name, tmp_path
+):
     run = _attack(run_job, tmp_path, backend_name, "WaitForeverReader", wire="1e9")
     _assert_ended(run, exit_code=75)
     assert "Traceback" not in run.stderr
@@ -132,11 +126,13 @@ def test_a_31_year_retry_after_waits_max_delay_then_fails_retryable(run_job, bac
     waits = [e["delay_s"] for e in _log_events(run) if "delay_s" in e]
     assert waits, run.stderr[-2000:]
     assert all(0 <= wait <= RETRY["max_delay"] for wait in waits), waits
-    _good_run_afterwards(run_job, tmp_path, backend_name)
+    good_run_afterwards(tmp_path, backend_name)
 
 
 @pytest.mark.parametrize("wire", ["1e999", "Infinity", "-1"])
-def test_a_retry_after_that_is_not_finite_seconds_is_a_protocol_error(run_job, backend_name, tmp_path, wire):
+def test_a_retry_after_that_is_not_finite_seconds_is_a_protocol_error(
+    good_run_afterwards, run_job, backend_name, tmp_path, wire
+):
     run = _attack(run_job, tmp_path, backend_name, "WaitForeverReader", wire=wire)
     _assert_ended(run, exit_code=1)
     assert "Traceback" not in run.stderr
@@ -144,4 +140,4 @@ def test_a_retry_after_that_is_not_finite_seconds_is_a_protocol_error(run_job, b
     assert error["error_type"] == "SandboxError", error
     assert error["retryable"] is False
     assert run.report["attempts"] == 1
-    _good_run_afterwards(run_job, tmp_path, backend_name)
+    good_run_afterwards(tmp_path, backend_name)
