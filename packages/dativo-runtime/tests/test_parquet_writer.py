@@ -272,3 +272,11 @@ def test_ingest_date_defaults_to_today_utc(tmp_path: Path) -> None:
     writer.commit_files([])
     today = dt.datetime.now(dt.timezone.utc).date().isoformat()
     assert data_files(tmp_path)[0].parent.name == f"ingest_date={today}"
+
+
+@pytest.mark.parametrize("field", ["target_file_size", "max_buffer_size"])
+def test_a_bad_size_names_its_own_field(tmp_path, field):
+    with pytest.raises(ConfigurationError) as raised:
+        ParquetWriter({"path": str(tmp_path / "out"), field: "lots"})
+    assert raised.value.details["field"] == field
+    assert field in raised.value.message

@@ -283,3 +283,13 @@ def test_commit_interrupted_after_the_manifest_is_never_retried(
     from dativo_runtime._storage import LocalStorage
 
     assert len(ParquetDataset(LocalStorage(tmp_path / "out")).manifests()) == 1
+
+
+def test_a_quarantine_configuration_error_names_its_role(tmp_path: Path) -> None:
+    from dativo_plugin_sdk import ConfigurationError
+    from dativo_runtime._pipeline import _in_role
+
+    quarantined = job(tmp_path, schema=SCHEMA, validation="quarantine")
+    error = _in_role(ConfigurationError("bad path", details={"field": "path"}), "quarantine", quarantined)
+    assert "quarantine.config.path (parquet): bad path" in error.message
+    assert error.details["role"] == "quarantine"

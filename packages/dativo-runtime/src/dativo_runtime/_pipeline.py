@@ -184,8 +184,10 @@ def _in_role(exc: DativoError, role: str, job: JobConfig) -> DativoError:
     where = f"{role}.config.{field_name}" if field_name else role
     if setting:
         where = str(setting)
+    # The quarantine has no plugin of its own: it is written by the built-in parquet writer.
+    plugin = getattr(getattr(job, role, None), "plugin", None) or "parquet"
     data = exc.to_dict()
-    data["message"] = f"{job.display_name}: {where} ({getattr(job, role).plugin}): {exc.message}"
+    data["message"] = f"{job.display_name}: {where} ({plugin}): {exc.message}"
     data["details"] = {**exc.details, "role": role, "file": job.display_name}
     return from_dict(data)
 

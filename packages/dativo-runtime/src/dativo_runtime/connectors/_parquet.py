@@ -144,15 +144,8 @@ class ParquetWriter(BaseWriter):
                 details={"field": "compression"},
             )
         self.compression_level = self._int("compression_level", None, minimum=None)
-        try:
-            self.target_file_size = parse_byte_size(
-                config.get("target_file_size", "128m"), what="target_file_size"
-            )
-            self.max_buffer_bytes = parse_byte_size(
-                config.get("max_buffer_size", "256m"), what="max_buffer_size"
-            )
-        except ValueError as exc:
-            raise ConfigurationError(str(exc), details={"field": "target_file_size"}) from None
+        self.target_file_size = self._size("target_file_size", "128m")
+        self.max_buffer_bytes = self._size("max_buffer_size", "256m")
         self.row_group_size = self._int("row_group_size", 100_000, minimum=1)
         self.max_open_files = self._int("max_open_files", 32, minimum=1)
         self.lease_ttl = float(config.get("lease_ttl", 120))
@@ -202,6 +195,12 @@ class ParquetWriter(BaseWriter):
         self._finished = False
         self._committed = False
         self._runs = 1
+
+    def _size(self, name: str, default: str) -> int:
+        try:
+            return parse_byte_size(self.config.get(name, default), what=name)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc), details={"field": name}) from None
 
     def _int(self, key: str, default: int | None, *, minimum: int | None) -> Any:
         value = self.config.get(key, default)
