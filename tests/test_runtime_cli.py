@@ -221,3 +221,28 @@ def test_installed_entry_point_plugins_are_usable_by_name(
     result = run_cli("run", "--config", str(job), "--json", env=env)
     assert result.returncode == 0, result.stderr
     assert ds.dataset(tmp_path / "out", format="parquet").to_table().num_rows == 25
+
+
+def test_validate_refuses_what_run_refuses_before_moving_data(
+    tmp_path: Path, run_cli: Any, write_job: Any, test_plugins: Path
+) -> None:
+    job = write_job(
+        f"""\
+        tenant: acme
+        name: not_incremental
+        source:
+          plugin: {test_plugins}:CrashingReader
+          incremental: {{}}
+        target: {{plugin: parquet, config: {{path: ./out}}}}
+        sandbox: {{backend: none}}
+        """
+    )
+    validate = run_cli("validate", "--config", str(job), "--json")
+    run = run_cli("run", "--config", str(job), "--json")
+    assert (validate.returncode, run.returncode) == (2, 2), (validate.stdout, run.stderr)
+    failed = [s for s in json.loads(validate.stdout)["steps"] if not s["ok"]]
+    assert failed[0]["step"] == "source plugin"
+    message = json.loads(run.stdout)["error"]["message"]
+    assert "source.incremental is set" in message
+    assert failed[0]["message"] == message
+    assert not list((tmp_path / "out").glob("*.parquet"))

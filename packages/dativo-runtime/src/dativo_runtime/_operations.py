@@ -33,7 +33,7 @@ from ._arrow_batches import arrow_type_for
 from ._exit_codes import ExitCode, exit_code_for, exit_code_for_code, worst_exit_code
 from ._job import JobConfig, is_remote_uri
 from ._observability._tracing import active_tracing
-from ._pipeline import open_reader_session, open_writer_session, resolve_stream
+from ._pipeline import check_incremental_support, open_reader_session, open_writer_session, resolve_stream
 from ._plugin_ref import BUILTIN_PLUGINS, ENTRY_POINT_GROUP, PluginRef
 from ._retry import RetryPolicy, call_with_retry
 from ._s3 import S3_OPTION_KEYS
@@ -279,6 +279,7 @@ def validate_job(
     try:
         try:
             reader, backend = open_reader_session(job, policy=policy)
+            check_incremental_support(job, reader.info)
             plan.add(
                 "source plugin",
                 True,

@@ -41,7 +41,7 @@ from ._job import JobConfig, is_remote_uri
 from ._observability._logging import log_context
 from ._observability._metrics import JobMetrics, RunMetrics
 from ._observability._tracing import Tracing, active_tracing
-from ._plugin_ref import PluginRef
+from ._plugin_ref import PluginInfo, PluginRef
 from ._retry import RetryPolicy, call_with_retry
 from ._s3 import S3_OPTION_KEYS
 from ._sandbox import ReaderSession, WriterSession, choose_sandbox
@@ -190,6 +190,20 @@ def _in_role(exc: DativoError, role: str, job: JobConfig) -> DativoError:
     data["message"] = f"{job.display_name}: {where} ({plugin}): {exc.message}"
     data["details"] = {**exc.details, "role": role, "file": job.display_name}
     return from_dict(data)
+
+
+def check_incremental_support(job: JobConfig, info: PluginInfo) -> None:
+    """Refuse ``source.incremental`` for a reader that cannot read incrementally (``run`` and ``validate``).
+
+    Raises:
+        ConfigurationError: Naming ``source.incremental`` and the reader.
+    """
+    if job.source.incremental is not None and "incremental" not in info.capabilities:
+        raise ConfigurationError(
+            f"{job.display_name}: source.incremental is set, but {info.class_name} does not "
+            "support incremental reads (supports_incremental is false); remove source.incremental",
+            details={"field": "source.incremental", "role": "source"},
+        )
 
 
 def check_plugin_folder(job: JobConfig, ref: PluginRef, *, role: str = "source") -> None:
@@ -587,12 +601,7 @@ class _JobRun:
         with contextlib.ExitStack() as sessions:
             reader, outcome.sandbox["source"] = self._open_reader()
             sessions.callback(_close_quietly, reader, "source")
-            if job.source.incremental is not None and "incremental" not in reader.info.capabilities:
-                raise ConfigurationError(
-                    f"{job.display_name}: source.incremental is set, but {reader.info.class_name} does not "
-                    "support incremental reads (supports_incremental is false); remove source.incremental",
-                    details={"field": "source.incremental", "role": "source"},
-                )
+            check_incremental_support(job, reader.info)
             stream, columns, _ = resolve_stream(
                 job, reader, retry=self.retry, tracing=self.tracing, on_retry=self._on_retry
             )
