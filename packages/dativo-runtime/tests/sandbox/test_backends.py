@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -212,3 +213,28 @@ def test_limits_above_the_operator_ceiling_are_refused(backend, example_ref):
         backend.open_reader(ref, {}, limits=SandboxLimits(memory_bytes=1 << 30))
     with pytest.raises(ConfigurationError, match="network egress"):
         backend.open_reader(ref, {}, limits=SandboxLimits(network=True))
+
+
+@pytest.mark.parametrize("docker_host", ["unix:///nonexistent/docker.sock", "tcp://127.0.0.1:1"])
+def test_an_unreachable_docker_daemon_is_a_reason_not_a_resource_warning(docker_host):
+    # A fresh machine with the docker command but no daemon: the backend says why it is not
+    # available, and no socket is left for filterwarnings=error to turn into test errors.
+    code = (
+        "import gc\n"
+        "from dativo_runtime._sandbox import DockerSandbox\n"
+        "available, why = DockerSandbox.availability()\n"
+        "gc.collect()\n"
+        "print(available, why)\n"
+    )
+    environment = {**os.environ, "DOCKER_HOST": docker_host}
+    result = subprocess.run(
+        [sys.executable, "-X", "dev", "-W", "error", "-c", code],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ResourceWarning" not in result.stderr
+    assert result.stdout.startswith("False the Docker daemon is unreachable"), result.stdout

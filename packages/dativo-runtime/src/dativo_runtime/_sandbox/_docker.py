@@ -226,9 +226,32 @@ def worker_digest() -> str:
 
 
 def _docker_client(timeout: int = 30) -> Any:
-    import docker
+    """A Docker client speaking the daemon's API version, or the daemon's error.
 
-    return docker.from_env(timeout=timeout)
+    ``docker.from_env()`` asks the daemon for its version while it builds the client; when
+    the daemon is unreachable it raises and leaves that client's socket open (a
+    ``ResourceWarning`` at best). So the version is asked by a client of the oldest API,
+    which makes no connection until used and is closed whatever happens.
+
+    Raises:
+        Exception: Whatever the Docker SDK raises when the daemon cannot be reached.
+    """
+    import docker
+    from docker.constants import DEFAULT_UNIX_SOCKET, MINIMUM_DOCKER_API_VERSION
+    from docker.utils import kwargs_from_env
+
+    base_url = kwargs_from_env().get("base_url") or DEFAULT_UNIX_SOCKET
+    if base_url.startswith(("unix://", "http+unix://")):
+        # The SDK leaks the socket of a failed unix connection: try it here first, closed either way.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as unix:
+            unix.settimeout(timeout)
+            unix.connect(base_url.split("://", 1)[1])
+    probe = docker.from_env(version=MINIMUM_DOCKER_API_VERSION, timeout=timeout)
+    try:
+        version = probe.api.version(api_version=False)["ApiVersion"]
+    finally:
+        probe.close()
+    return docker.from_env(version=version, timeout=timeout)
 
 
 def _infrastructure_error(message: str, exc: BaseException) -> SandboxError:
