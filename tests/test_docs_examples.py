@@ -188,6 +188,26 @@ def readable_folder(monkeypatch: pytest.MonkeyPatch):
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def _require_a_sandbox() -> None:
+    """Skip (fail under DATIVO_REQUIRE_SANDBOX=1) when no sandbox backend works: the page's job needs one."""
+    from dativo_runtime._sandbox import BubblewrapSandbox, DockerSandbox
+
+    reasons = []
+    for backend in (BubblewrapSandbox, DockerSandbox):
+        available, why = backend.availability()
+        if available:
+            return
+        reasons.append(f"{backend.name}: {why}")
+    message = (
+        "the getting-started job runs its plugin in a sandbox, and none works here ("
+        + "; ".join(reasons)
+        + ")"
+    )
+    if os.environ.get("DATIVO_REQUIRE_SANDBOX") == "1":
+        pytest.fail(f"DATIVO_REQUIRE_SANDBOX=1 but {message}")
+    pytest.skip(message)
+
+
 def test_getting_started_walkthrough(readable_folder: Path) -> None:
     """The getting-started commands work as written: the plugin passes conformance and its job runs."""
     commands = _walkthrough_commands()
@@ -196,6 +216,7 @@ def test_getting_started_walkthrough(readable_folder: Path) -> None:
     missing = sorted(name for name, path in executables.items() if path is None)
     if missing:
         pytest.skip(f"{', '.join(missing)} not installed (or its module does not exist yet)")
+    _require_a_sandbox()
     page_folder = readable_folder
     _write_page_files(DOCS / "getting-started.md", page_folder)
     for written in page_folder.rglob("*"):
