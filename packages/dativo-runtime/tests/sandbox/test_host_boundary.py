@@ -175,3 +175,13 @@ def test_the_runtime_is_not_root_inside_the_output_it_leaves(run_job, backend_na
     shell = (tmp_path / "out" / "shell").lstat()
     assert shell.st_uid != 0, "a sandboxed writer's file is owned by the host's root"
     assert not shell.st_mode & (stat.S_ISUID | stat.S_ISGID)
+
+
+def test_a_result_too_large_for_the_protocol_is_the_plugins_error(backend, plugin_ref):
+    from dativo_plugin_sdk import PluginError
+
+    with backend.open_reader(plugin_ref("attack_boundary.py", "OversizeResultReader"), {}) as session:
+        with pytest.raises(PluginError, match="exceeds the protocol limit of 4194304 bytes"):
+            session.check_connection()
+        records = [row for batch in session.extract() for row in batch.data.to_pylist()]
+        assert records == [{"id": 1}]

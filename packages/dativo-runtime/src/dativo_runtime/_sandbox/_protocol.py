@@ -54,6 +54,7 @@ __all__ = [
     "WORKER_EXIT_OOM",
     "WORKER_MODULE",
     "FrameReader",
+    "FrameTooLargeError",
     "FrameWriter",
     "ProtocolError",
     "TruncatedFrameError",
@@ -92,6 +93,10 @@ class ProtocolError(Exception):
     """A peer sent something that is not a valid frame or message."""
 
 
+class FrameTooLargeError(ProtocolError):
+    """A frame this side was about to send is over the protocol's limit (nothing was sent)."""
+
+
 class TruncatedFrameError(ProtocolError):
     """The stream ended inside a frame (the peer died, or closed its end, while sending)."""
 
@@ -111,12 +116,12 @@ class FrameWriter:
 
     def _write_frame(self, kind: int, payload: Any, size: int) -> None:
         if kind == FRAME_CONTROL and size > MAX_CONTROL_BYTES:
-            raise ProtocolError(
+            raise FrameTooLargeError(
                 f"a message of {size} bytes exceeds the protocol limit of {MAX_CONTROL_BYTES} bytes for "
                 "control messages (results, state, errors); keep state and results small"
             )
         if size > MAX_FRAME_BYTES:
-            raise ProtocolError(
+            raise FrameTooLargeError(
                 f"a frame of {size} bytes exceeds the protocol limit of {MAX_FRAME_BYTES} bytes; "
                 "yield smaller batches"
             )

@@ -61,6 +61,7 @@ from ._protocol import (
     WORKER_EXIT_HOST_GONE,
     WORKER_EXIT_OOM,
     FrameReader,
+    FrameTooLargeError,
     FrameWriter,
     ProtocolError,
     arrow_from_ipc,
@@ -404,6 +405,14 @@ def _serve(reader: FrameReader, writer: FrameWriter, protocol_fd: int) -> int:
                 worker.reply({"op": "result", "value": result})
         except MemoryError:
             return _out_of_memory()
+        except FrameTooLargeError as exc:
+            # Nothing of the frame was sent: the plugin's result or state is too large, its error is not.
+            too_large = PluginError(
+                f"plugin {worker.ref!r}: {worker.method}() produced {exc}",
+                details={"ref": worker.ref, "method": worker.method},
+            )
+            worker.reply({"op": "error", "error": too_large.to_dict()})
+            keep_serving = message["op"] != "close"
         except ProtocolError:
             raise
         except BaseException as exc:

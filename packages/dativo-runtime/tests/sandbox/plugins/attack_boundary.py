@@ -121,3 +121,17 @@ class BoundaryWriter(BaseWriter):
 
     def commit_files(self, file_metadata: list[dict[str, Any]]) -> dict[str, Any]:
         return {"files_committed": len(file_metadata)}
+
+
+class OversizeResultReader(BaseReader):
+    """Answers check_connection with a result larger than a control frame may be."""
+
+    __version__ = "1.0.0"
+
+    def check_connection(self) -> Any:
+        from dativo_plugin_sdk import ConnectionTestResult
+
+        return ConnectionTestResult(success=True, message="x" * (5 << 20))
+
+    def extract(self, state: State | None = None) -> Iterator[Any]:
+        yield [{"id": 1}]
