@@ -24,6 +24,7 @@ TEST_DEPS = (
     "duckdb>=1.0",
     "pytest-timeout>=2.3",
     "numpy",  # optional read-back paths of the testkit are tested too
+    "import-linter>=2",  # tests/test_import_contracts.py breaks the contracts on purpose
 )
 
 nox.options.default_venv_backend = "uv|virtualenv"
@@ -55,10 +56,12 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Ruff lint and format check over the whole repository."""
-    session.install("ruff>=0.6")
+    """Ruff lint and format check over the whole repository, then the import contracts (.importlinter)."""
+    session.install("ruff>=0.6", "import-linter>=2")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    sources = [str(package / "src") for package in ALL_PACKAGES]
+    session.run("lint-imports", "--no-cache", env={"PYTHONPATH": ":".join(sources)})
 
 
 @nox.session
