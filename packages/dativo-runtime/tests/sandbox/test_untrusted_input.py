@@ -29,13 +29,13 @@ from dativo_runtime._sandbox._protocol import (
     arrow_to_ipc,
     decode_control,
 )
-from dativo_runtime._sandbox._remote import (
+from dativo_runtime._sandbox._untrusted_arrow import read_untrusted_batch
+from dativo_runtime._sandbox._worker_messages import (
     MAX_STATE_BYTES,
     check_file_metadata,
     check_message,
     data_frame_limit,
 )
-from dativo_runtime._sandbox._untrusted_arrow import read_untrusted_batch
 
 GOOD = pa.RecordBatch.from_pydict(
     {

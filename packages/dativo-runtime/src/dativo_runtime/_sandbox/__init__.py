@@ -14,13 +14,13 @@ if TYPE_CHECKING:
     from ._base import ExtractedBatch, ReaderSession, Sandbox, SandboxLimits, WriterSession
     from ._bubblewrap import BubblewrapSandbox
     from ._docker import DockerSandbox
+    from ._exit import SANDBOX_FAILURE_REASONS
     from ._policy import (
         BACKEND_NAMES,
         OperatorPolicy,
         choose_sandbox,
         should_sandbox_plugin,
     )
-    from ._remote import SANDBOX_FAILURE_REASONS
 
 __all__ = [
     "BACKEND_NAMES",
@@ -39,7 +39,7 @@ __all__ = [
 
 _HOMES = {
     "BACKEND_NAMES": "._policy",
-    "SANDBOX_FAILURE_REASONS": "._remote",
+    "SANDBOX_FAILURE_REASONS": "._exit",
     "BubblewrapSandbox": "._bubblewrap",
     "DockerSandbox": "._docker",
     "ExtractedBatch": "._base",

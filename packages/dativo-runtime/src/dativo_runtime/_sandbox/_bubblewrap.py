@@ -40,6 +40,7 @@ from dativo_runtime._plugin_ref import PluginRef
 
 from ._base import ReaderSession, SandboxLimits, WriterSession
 from ._cgroups import SandboxCgroup, cgroup_support, join_cgroup_command
+from ._client import WorkerClient
 from ._egress import (
     SlirpEgress,
     egress_availability,
@@ -48,18 +49,11 @@ from ._egress import (
     missing_egress_error,
     netns_command,
 )
+from ._limits import cpu_seconds_budget, effective_limits
 from ._protocol import WORKER_MODULE
-from ._remote import (
-    ExitStatus,
-    StderrTail,
-    WorkerClient,
-    WorkerSandbox,
-    WorkerTransport,
-    cpu_seconds_budget,
-    effective_limits,
-    open_remote_session,
-)
+from ._remote import WorkerSandbox, open_remote_session
 from ._seccomp import bpf_program
+from ._transport import ExitStatus, StderrTail, WorkerTransport
 from ._userns import (
     SANDBOX_HOST_ID,
     SETPRIV_CAPS,

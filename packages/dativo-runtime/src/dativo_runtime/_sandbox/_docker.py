@@ -43,17 +43,11 @@ from dativo_runtime._version import __version__
 
 from ._base import ReaderSession, SandboxLimits, WriterSession
 from ._cgroups import process_alive, process_start_ticks
-from ._remote import (
-    ExitStatus,
-    StderrTail,
-    WorkerClient,
-    WorkerSandbox,
-    WorkerTransport,
-    cpu_seconds_budget,
-    effective_limits,
-    open_remote_session,
-)
+from ._client import WorkerClient
+from ._limits import cpu_seconds_budget, effective_limits
+from ._remote import WorkerSandbox, open_remote_session
 from ._seccomp import docker_profile
+from ._transport import ExitStatus, StderrTail, WorkerTransport
 
 __all__ = [
     "CONTAINER_LABEL",

@@ -44,7 +44,7 @@ from dativo_runtime._plugin_ref import PluginRef
 from dativo_runtime._sizes import parse_byte_size
 
 from ._base import Sandbox, SandboxLimits
-from ._remote import check_ceilings
+from ._limits import check_ceilings
 
 __all__ = [
     "BACKEND_NAMES",

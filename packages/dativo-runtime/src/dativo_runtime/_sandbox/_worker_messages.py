@@ -1,0 +1,152 @@
+"""Checks on what a worker sends back that is not Arrow: control messages, state, errors, file metadata.
+
+Arrow data frames are checked by :mod:`._untrusted_arrow`; everything else a worker sends
+is checked here, before the host acts on it (see docs/sandboxing.md, "What the host trusts
+from a worker": nothing).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from dativo_plugin_sdk import PluginError
+from dativo_runtime._observability._logging import truncate_text
+
+from ._base import SandboxLimits
+from ._limits import DEFAULT_MEMORY_BYTES, format_bytes
+from ._protocol import MAX_FRAME_BYTES, ProtocolError
+
+__all__ = [
+    "MAX_ERROR_MESSAGE_CHARS",
+    "MAX_STATE_BYTES",
+    "MIN_DATA_FRAME_BYTES",
+    "bounded_error",
+    "check_file_metadata",
+    "check_message",
+    "data_frame_limit",
+    "encode_state",
+]
+
+MIN_DATA_FRAME_BYTES = 64 << 20
+MAX_STATE_BYTES = 1 << 20
+"""Largest state snapshot a worker may send (JSON), also checked before the state is saved."""
+MAX_ERROR_MESSAGE_CHARS = 16_000
+_DETAIL_CHARS = 4_000
+_MAX_DETAILS = 100
+
+
+def data_frame_limit(limits: SandboxLimits) -> int:
+    """The largest data frame the host reads from a worker with ``limits``.
+
+    A worker cannot build a batch larger than its own memory, so the host refuses frames
+    above the sandbox's memory limit (at least 64 MiB, at most the protocol's 512 MiB): the
+    host's memory for a session stays proportional to what the operator granted it.
+    """
+    memory = limits.memory_bytes or DEFAULT_MEMORY_BYTES
+    return max(MIN_DATA_FRAME_BYTES, min(MAX_FRAME_BYTES, memory))
+
+
+_OPTIONAL = type(None)
+_MESSAGE_FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
+    "ready": {"info": (dict,), "sandbox": (dict, _OPTIONAL)},
+    "result": {},
+    "error": {"error": (dict,)},
+    "log": {"level": (int,), "logger": (str, _OPTIONAL), "message": (str, _OPTIONAL)},
+    "batch": {"rows": (int,), "state": (dict, _OPTIONAL)},
+    "end": {"state": (dict, _OPTIONAL), "changed": (bool, _OPTIONAL), "cancelled": (bool, _OPTIONAL)},
+}
+_REQUIRED_FIELDS = {"ready": ("info",), "error": ("error",), "batch": ("rows",)}
+
+
+def check_message(message: Mapping[str, Any], size: int) -> None:
+    """Check the shape of a control message from a worker (its ``op``, field types, state size).
+
+    Args:
+        message: The decoded message.
+        size: Its size on the wire, in bytes.
+
+    Raises:
+        ProtocolError: Naming what is wrong.
+    """
+    op = message["op"]
+    fields = _MESSAGE_FIELDS.get(op)
+    if fields is None:
+        raise ProtocolError(f"unknown message {op[:40]!r}")
+    for name in _REQUIRED_FIELDS.get(op, ()):
+        if name not in message:
+            raise ProtocolError(f"a {op!r} message without {name!r}")
+    for name, types in fields.items():
+        value = message.get(name)
+        if value is not None and (not isinstance(value, types) or (bool not in types and value is True)):
+            raise ProtocolError(f"a {op!r} message whose {name!r} is a {type(value).__name__}")
+    if "spans" in message and not isinstance(message["spans"], list):
+        raise ProtocolError(f"a {op!r} message whose 'spans' is not a list")
+    if op == "batch" and message["rows"] < 0:
+        raise ProtocolError("a 'batch' message with a negative row count")
+    state = message.get("state")
+    if state is not None and size > MAX_STATE_BYTES and len(encode_state(state)) > MAX_STATE_BYTES:
+        raise ProtocolError(
+            f"the plugin's state is larger than {format_bytes(MAX_STATE_BYTES)}; keep cursors, not data, "
+            "in the state"
+        )
+
+
+def encode_state(state: Mapping[str, Any]) -> str:
+    """The JSON text of a state snapshot (strict: non-finite numbers are refused).
+
+    Raises:
+        ProtocolError: If the state cannot be JSON.
+    """
+    try:
+        return json.dumps(state, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise ProtocolError(f"the plugin's state is not JSON: {exc}") from None
+
+
+def bounded_error(data: dict[str, Any]) -> dict[str, Any]:
+    """An error from a worker with its message and the text in its details cut to size."""
+    bounded = dict(data)
+    if isinstance(bounded.get("message"), str):
+        bounded["message"] = truncate_text(bounded["message"], MAX_ERROR_MESSAGE_CHARS)
+    details = bounded.get("details")
+    if isinstance(details, dict):
+        bounded["details"] = {
+            str(key)[:200]: truncate_text(value, _DETAIL_CHARS) if isinstance(value, str) else value
+            for key, value in list(details.items())[:_MAX_DETAILS]
+        }
+    return bounded
+
+
+_SIZE_KEYS = ("record_count", "size_bytes", "bytes_written", "records", "bytes")
+
+
+def check_file_metadata(entry: Mapping[str, Any], output_dir: Path | None, *, ref: str) -> None:
+    """Refuse file metadata a writer could only return to mislead the run's summary.
+
+    Sizes and counts must be non-negative integers; a ``path`` of a writer with a local
+    output folder must lie inside that folder.
+
+    Raises:
+        PluginError: Naming the entry and what is wrong with it.
+    """
+    problem = None
+    for key in _SIZE_KEYS:
+        value = entry.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            problem = f"its {key!r} is {value!r}, not a non-negative integer"
+    path = entry.get("path")
+    if path is not None and not isinstance(path, str):
+        problem = f"its 'path' is a {type(path).__name__}, not a string"
+    elif isinstance(path, str) and output_dir is not None and "://" not in path:
+        where = os.path.normpath(os.path.join(output_dir, path))
+        if os.path.commonpath([where, os.path.normpath(output_dir)]) != os.path.normpath(output_dir):
+            problem = f"its 'path' {path[:200]!r} lies outside the writer's output folder {str(output_dir)!r}"
+    if problem is not None:
+        raise PluginError(
+            f"plugin {ref!r}: write_batch() returned file metadata that the runtime refuses: {problem}",
+            details={"ref": ref, "method": "write_batch", "problem": problem},
+        )
