@@ -39,7 +39,7 @@ from ._retry import RetryPolicy, call_with_retry
 from ._s3 import S3_OPTION_KEYS
 from ._sandbox import ReaderSession, WriterSession, choose_sandbox
 from ._sandbox._inprocess import describe_plugin
-from ._sandbox._policy import OperatorPolicy
+from ._sandbox._policy import OperatorPolicy, run_mode
 from ._secrets import REDACTOR
 from ._state_store import StateStore
 from ._storage import open_storage
@@ -270,10 +270,7 @@ def validate_job(
     """
     plan = ValidationPlan(job=job.job_id)
     codes: list[int] = []
-    try:
-        mode = (policy if policy is not None else OperatorPolicy.load()).effective_mode(job.mode)
-    except DativoError:
-        mode = job.mode  # The sandbox step below reports the policy's error.
+    mode = run_mode(job.mode, policy)  # A policy that cannot load fails the plugin steps below.
     plan.add("job file", True, f"{job.display_name} is valid", mode=mode, validation=job.validation)
     reader = writer = None
     try:

@@ -45,7 +45,7 @@ from ._plugin_ref import PluginInfo, PluginRef
 from ._retry import RetryPolicy, call_with_retry
 from ._s3 import S3_OPTION_KEYS
 from ._sandbox import ReaderSession, WriterSession, choose_sandbox
-from ._sandbox._policy import OperatorPolicy
+from ._sandbox._policy import OperatorPolicy, run_mode
 from ._secrets import REDACTOR
 from ._state_store import JobState, PendingCommit, StateStore
 from ._storage import open_storage
@@ -864,14 +864,6 @@ def _fill_failure(result: RunResult, error: DativoError, last: _Attempt | None) 
     result.attempts = max(result.attempts, 1)
 
 
-def _effective_mode(job: JobConfig, policy: OperatorPolicy | None) -> str:
-    """The mode the job runs in: the stricter of the operator's policy and the job file."""
-    try:
-        return (policy if policy is not None else OperatorPolicy.load()).effective_mode(job.mode)
-    except DativoError:
-        return job.mode  # The run fails on the same error where the policy is used.
-
-
 def run_job(
     job: JobConfig,
     *,
@@ -917,7 +909,7 @@ def run_job(
     )
     started = time.monotonic()
     job_metrics.run_started()
-    mode = _effective_mode(job, policy)
+    mode = run_mode(job.mode, policy)
     with (
         log_context(tenant=job.tenant, job=job.name, run_id=run_id),
         tracing.run(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import tempfile
@@ -250,3 +251,18 @@ def good_run_afterwards(run_job: Callable[..., HostileRun]) -> Callable[[Path, s
         assert good.report["records_written"] == 10
 
     return check
+
+
+def _privileged_files(folder: Path) -> list[str]:
+    found = []
+    for path in [folder, *folder.rglob("*")]:
+        info = path.lstat()
+        if info.st_mode & (stat.S_ISUID | stat.S_ISGID):
+            found.append(f"{path} {stat.filemode(info.st_mode)} uid={info.st_uid}")
+    return found
+
+
+@pytest.fixture
+def privileged_files() -> Callable[[Path], list[str]]:
+    """List what under a folder (the folder included) has a setuid or setgid bit, with its owner."""
+    return _privileged_files

@@ -116,21 +116,12 @@ def _writer_attack(run_job: RunJob, folder: Path, backend: str, attack: str, **c
     )
 
 
-def _privileged_files(folder: Path) -> list[str]:
-    found = []
-    for path in [folder, *folder.rglob("*")]:
-        info = path.lstat()
-        if info.st_mode & (stat.S_ISUID | stat.S_ISGID):
-            found.append(f"{path} {stat.filemode(info.st_mode)} uid={info.st_uid}")
-    return found
-
-
-def test_a_writer_leaves_no_setuid_file(run_job, backend_name, tmp_path):
+def test_a_writer_leaves_no_setuid_file(privileged_files, run_job, backend_name, tmp_path):
     run = _writer_attack(run_job, tmp_path, backend_name, "setuid")
     assert run.exit_code == 0, run.stderr[-3000:]
     out = tmp_path / "out"
     assert (out / "shell").exists()
-    assert not _privileged_files(out)
+    assert not privileged_files(out)
 
 
 def test_a_writer_that_leaves_a_fifo_commits_nothing(good_run_afterwards, run_job, backend_name, tmp_path):

@@ -169,6 +169,7 @@ def test_malformed_control_messages_are_protocol_errors(payload, words):
         ({"op": "surprise"}, "unknown message"),
         ({"op": "batch", "rows": "1"}, "'rows' is a str"),
         ({"op": "batch", "rows": True}, "'rows' is a bool"),
+        ({"op": "batch", "rows": False}, "'rows' is a bool"),
         ({"op": "batch", "rows": -1}, "negative"),
         ({"op": "batch"}, "without 'rows'"),
         ({"op": "end", "state": [1]}, "'state' is a list"),

@@ -101,7 +101,7 @@ def _validate_arrow(data: pa.RecordBatch, ref: PluginRef) -> None:
     """
     try:
         data.validate(full=True)
-    except (pa.ArrowInvalid, pa.ArrowException) as exc:
+    except pa.ArrowException as exc:
         raise PluginError(
             f"plugin {ref.ref!r} yielded an invalid Arrow batch: {exc}",
             details={"ref": ref.ref, "method": "extract", "exception": str(exc)[:2000]},

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dativo_plugin_sdk import ConfigurationError, SandboxError
+from dativo_plugin_sdk import ConfigurationError, DativoError, SandboxError
 from dativo_runtime._plugin_ref import PluginRef
 from dativo_runtime._sizes import parse_byte_size
 
@@ -53,6 +53,7 @@ __all__ = [
     "RUNTIME_CONFIG_ENV",
     "OperatorPolicy",
     "choose_sandbox",
+    "run_mode",
     "should_sandbox_plugin",
 ]
 
@@ -439,6 +440,18 @@ def _availability(name: str, policy: OperatorPolicy) -> tuple[bool, str]:
 
         return DockerSandbox.image_availability(policy.docker_image)
     return _backend_class(name).availability()
+
+
+def run_mode(job_mode: str, policy: OperatorPolicy | None = None) -> str:
+    """The mode a job runs in, for reports: the stricter of the policy's and the job's.
+
+    A policy that cannot be loaded yields the job's own mode; the run or the check that uses
+    the policy reports that error.
+    """
+    try:
+        return (policy if policy is not None else OperatorPolicy.load()).effective_mode(job_mode)
+    except DativoError:
+        return job_mode
 
 
 def choose_sandbox(

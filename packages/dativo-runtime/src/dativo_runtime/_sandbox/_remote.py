@@ -313,7 +313,9 @@ class RemoteWriterSession(WriterSession):
             self.quota = DiskQuota(folder, disk, lambda: self.client.exceed_disk(self._added())).start()
 
     def _added(self) -> int:
-        return self.quota.exceeded_by or self.quota.added() if self.quota is not None else 0
+        if self.quota is None:
+            return 0
+        return self.quota.exceeded_by or self.quota.added()
 
     def _check_disk(self) -> None:
         if self.quota is not None and self.quota.over():

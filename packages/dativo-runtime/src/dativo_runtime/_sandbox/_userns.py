@@ -21,8 +21,7 @@ folder) and no ``RLIMIT_NPROC`` would apply. So a root runtime runs plugins as
    ``no_new_privs``. The plugin never runs as, nor can become, the host's root.
 
 A runtime that is not root needs none of this: bubblewrap maps 65534 to the runtime's own,
-unprivileged user, as before. :func:`reclaim_output` gives what a finished writer left back
-to the runtime's user.
+unprivileged user, as before.
 """
 
 from __future__ import annotations
@@ -46,7 +45,6 @@ __all__ = [
     "disable_user_namespaces",
     "map_sandbox_ids",
     "missing_tools",
-    "reclaim_output",
     "setpriv_command",
     "unreachable_paths",
 ]
@@ -174,33 +172,6 @@ def _has_xattr(path: Path, name: str) -> bool:
         return name in os.listxattr(path)
     except OSError:
         return False
-
-
-def reclaim_output(folder: Path, *, host_id: int = SANDBOX_HOST_ID) -> int:
-    """Give everything under ``folder`` that the sandbox's host user owns back to the runtime's user.
-
-    Call it once the writer's sandbox has ended. Symbolic links are changed themselves,
-    never followed. Does nothing unless the runtime is root.
-
-    Returns:
-        How many entries changed owner.
-    """
-    if os.geteuid() != 0 or not folder.is_dir():
-        return 0
-    uid, gid = os.geteuid(), os.getegid()
-    changed = 0
-    for root, dirs, files in os.walk(folder, followlinks=False):
-        for name in [".", *dirs, *files]:
-            path = os.path.join(root, name) if name != "." else root
-            try:
-                info = os.lstat(path)
-                if host_id in (info.st_uid, info.st_gid):
-                    new_uid = uid if info.st_uid == host_id else -1
-                    os.lchown(path, new_uid, gid if info.st_gid == host_id else -1)
-                    changed += 1
-            except FileNotFoundError:
-                continue
-    return changed
 
 
 class StartGate:

@@ -81,7 +81,9 @@ def check_message(message: Mapping[str, Any], size: int) -> None:
             raise ProtocolError(f"a {op!r} message without {name!r}")
     for name, types in fields.items():
         value = message.get(name)
-        if value is not None and (not isinstance(value, types) or (bool not in types and value is True)):
+        if value is not None and (
+            not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
+        ):
             raise ProtocolError(f"a {op!r} message whose {name!r} is a {type(value).__name__}")
     if "spans" in message and not isinstance(message["spans"], list):
         raise ProtocolError(f"a {op!r} message whose 'spans' is not a list")
