@@ -81,6 +81,7 @@ class WorkerClient:
         self.timed_out = False
         self.disk_exceeded_by: int | None = None
         self.failure: SandboxError | None = None
+        self.refusal: DativoError | None = None
         self.sandbox_facts: dict[str, Any] = {}
         self.startup_seconds: float | None = None
         self._began = started_at if started_at is not None else time.monotonic()
@@ -138,7 +139,18 @@ class WorkerClient:
         self.failure = error
         return error
 
+    def refuse(self, error: DativoError) -> None:
+        """Stop the worker because the host refused its data; ``error`` is then the run's error.
+
+        Whatever the session is asked next (the credit for the previous batch, say) raises
+        ``error``, not the signal the host's own kill ended the worker with.
+        """
+        self.refusal = error
+        self._dead(None)
+
     def _check_usable(self) -> None:
+        if self.refusal is not None:
+            raise self.refusal
         if self.failure is not None:
             raise self.failure
         if self.closed:

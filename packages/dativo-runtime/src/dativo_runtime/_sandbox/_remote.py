@@ -127,8 +127,8 @@ class _FramePump:
                         batch = read_untrusted_batch(payload)
                     except ProtocolError as exc:
                         raise client._dead(exc) from None
-                    except ValidationError:
-                        client._dead(None)  # The plugin's stream is over; the run fails on this error.
+                    except ValidationError as exc:
+                        client.refuse(exc)  # The plugin's stream is over; the run fails on this error.
                         raise
                     with self._budget:
                         self._held += len(payload)
