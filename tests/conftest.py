@@ -29,7 +29,7 @@ def dativo_run_command() -> list[str]:
     found = shutil.which("dativo-run")
     if found:
         return [found]
-    return [sys.executable, "-c", "from dativo_runtime._cli import main; main()"]
+    return [sys.executable, "-c", "from dativo_runtime._cli._app import main; main()"]
 
 
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -56,8 +56,8 @@ def test_the_contracts_hold(source_tree: Path) -> None:
     ("module", "bad_import", "contract"),
     [
         (
-            "dativo-runtime/src/dativo_runtime/_sandbox/_worker.py",
-            "import dativo_runtime._pipeline",
+            "dativo-runtime/src/dativo_runtime/_worker/_main.py",
+            "import dativo_runtime._engine._pipeline",
             "inside a sandbox",
         ),
         (
@@ -66,6 +66,16 @@ def test_the_contracts_hold(source_tree: Path) -> None:
             "never imports the runtime",
         ),
         ("dativo-plugin-sdk/src/dativo_plugin_sdk/_errors.py", "import pydantic", "The SDK imports nothing"),
+        (
+            "dativo-runtime/src/dativo_runtime/_storage/_backends.py",
+            "import dativo_runtime._engine._pipeline",
+            "The runtime's layers",
+        ),
+        (
+            "dativo-runtime/src/dativo_runtime/connectors/_csv.py",
+            "import dativo_runtime._sandbox._policy",
+            "The runtime's layers",
+        ),
     ],
 )
 def test_an_inverted_import_breaks_a_contract(

@@ -38,7 +38,7 @@ def _run(job: Path) -> subprocess.CompletedProcess[str]:
     command = [
         sys.executable,
         "-c",
-        "from dativo_runtime._cli import main; main()",
+        "from dativo_runtime._cli._app import main; main()",
         "run",
         "--config",
         str(job),

@@ -55,8 +55,8 @@ def measure_ipc_validation(n: int, *, seed: int, batch_size: int, runs: int) -> 
         The medians and the bytes decoded per round.
     """
 
-    from dativo_runtime._sandbox._protocol import arrow_from_ipc, arrow_to_ipc
-    from dativo_runtime._sandbox._untrusted_arrow import read_untrusted_batch
+    from dativo_runtime._sandbox.host._untrusted_arrow import read_untrusted_batch
+    from dativo_runtime._worker._protocol import arrow_from_ipc, arrow_to_ipc
 
     sys.path.insert(0, str(PLUGIN_DIR))
     try:

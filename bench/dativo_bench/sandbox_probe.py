@@ -8,7 +8,7 @@ Prints one JSON line: ``{"backend": ..., "seconds": [first, second, ...]}`` (the
 the cold start this process pays, the rest repeat it with warm caches), or
 ``{"error": "..."}`` when the runtime does not offer what the probe needs. It uses
 private runtime names (``dativo_runtime._sandbox.choose_sandbox``,
-``dativo_runtime._plugin_ref.PluginRef``): the bench falls back on timing ``dativo-run``
+``dativo_runtime._plugins._ref.PluginRef``): the bench falls back on timing ``dativo-run``
 when they move.
 """
 
@@ -28,7 +28,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     try:
-        from dativo_runtime._plugin_ref import PluginRef
+        from dativo_runtime._plugins._ref import PluginRef
         from dativo_runtime._sandbox import choose_sandbox
     except ImportError as exc:
         print(json.dumps({"error": f"the runtime does not expose the sandbox API the probe uses: {exc}"}))

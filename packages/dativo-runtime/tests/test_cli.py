@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from dativo_runtime._cli import app
+from dativo_runtime._cli._app import app
 
 PLUGINS = Path(__file__).parent / "data" / "plugins.py"
 runner = CliRunner()

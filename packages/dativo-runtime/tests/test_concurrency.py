@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dativo_runtime._concurrency import ConcurrencyLimits
+from dativo_runtime._batch._concurrency import ConcurrencyLimits
 
 TENANTS = st.sampled_from(["a", "b", "c"])
 LIMIT = st.one_of(st.none(), st.integers(min_value=1, max_value=4))

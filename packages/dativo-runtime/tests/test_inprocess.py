@@ -17,7 +17,7 @@ from dativo_plugin_sdk import (
     State,
     TransientError,
 )
-from dativo_runtime._plugin_ref import PluginRef
+from dativo_runtime._plugins._ref import PluginRef
 from dativo_runtime._sandbox import choose_sandbox
 from dativo_runtime._sandbox._inprocess import InProcessSandbox
 
@@ -154,7 +154,7 @@ def test_an_arrow_batch_whose_offsets_lie_is_refused_in_process(tmp_path):
             }
         )
     )
-    command = [sys.executable, "-c", "from dativo_runtime._cli import main; main()", "run", "--config"]
+    command = [sys.executable, "-c", "from dativo_runtime._cli._app import main; main()", "run", "--config"]
     result = subprocess.run(
         [*command, str(job), "--json"], capture_output=True, text=True, timeout=120, check=False
     )

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dativo_plugin_sdk import ConfigurationError
-from dativo_runtime._job import job_json_schema, load_job, parse_job
+from dativo_runtime._jobs._model import job_json_schema, load_job, parse_job
 from dativo_runtime._secrets import REDACTOR
 from dativo_runtime._sizes import parse_byte_size
 

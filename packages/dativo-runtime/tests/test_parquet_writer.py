@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from dativo_plugin_sdk import Column, ConfigurationError, ValidationError
-from dativo_runtime._storage import LocalStorage, S3Storage
+from dativo_runtime._storage._backends import LocalStorage, S3Storage
 from dativo_runtime.connectors import ManifestFile, ParquetDataset, ParquetWriter, RunManifest
 
 

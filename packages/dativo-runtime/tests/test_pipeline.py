@@ -12,7 +12,7 @@ import pytest
 
 from dativo_plugin_sdk import DativoError
 from dativo_runtime import JobState, StateStore, parse_job, run_job
-from dativo_runtime._state_store import PendingCommit
+from dativo_runtime._storage._state_store import PendingCommit
 from dativo_runtime.connectors import ParquetDataset
 
 pytestmark = pytest.mark.usefixtures("forget_secrets")
@@ -138,7 +138,7 @@ def test_retry_budget_exhausted_is_exit_75_and_nothing_is_committed(tmp_path: Pa
 
 
 def ParquetDataset_files(tmp_path: Path) -> list[str]:
-    from dativo_runtime._storage import LocalStorage
+    from dativo_runtime._storage._backends import LocalStorage
 
     return ParquetDataset(LocalStorage(tmp_path / "out")).committed_files()
 
@@ -280,14 +280,14 @@ def test_commit_interrupted_after_the_manifest_is_never_retried(
     result = run_job(spec, sleep=lambda _: None)
     assert result.succeeded, result.error
     assert result.attempts == 1
-    from dativo_runtime._storage import LocalStorage
+    from dativo_runtime._storage._backends import LocalStorage
 
     assert len(ParquetDataset(LocalStorage(tmp_path / "out")).manifests()) == 1
 
 
 def test_a_quarantine_configuration_error_names_its_role(tmp_path: Path) -> None:
     from dativo_plugin_sdk import ConfigurationError
-    from dativo_runtime._pipeline import _in_role
+    from dativo_runtime._engine._pipeline import _in_role
 
     quarantined = job(tmp_path, schema=SCHEMA, validation="quarantine")
     error = _in_role(ConfigurationError("bad path", details={"field": "path"}), "quarantine", quarantined)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from dativo_plugin_sdk import ConfigurationError, RateLimitError, TransientError
 from dativo_runtime import RetryPolicy
-from dativo_runtime._retry import call_with_retry
+from dativo_runtime._engine._retry import call_with_retry
 
 
 def test_backoff_doubles_up_to_the_cap() -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from dativo_plugin_sdk import TransientError
 from dativo_runtime import JobState, StateStore
-from dativo_runtime._state_store import PendingCommit
+from dativo_runtime._storage._state_store import PendingCommit
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -61,7 +61,7 @@ def test_a_state_with_nan_is_refused_before_anything_is_saved(tmp_path):
     import pytest
 
     from dativo_plugin_sdk import ConfigurationError, PluginError
-    from dativo_runtime._state_store import JobState, StateStore
+    from dativo_runtime._storage._state_store import JobState, StateStore
 
     store = StateStore(str(tmp_path))
     with pytest.raises(PluginError, match="NaN"):

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from dativo_plugin_sdk import AuthenticationError, ConfigurationError, DativoConnectionError
-from dativo_runtime._locks import acquire_lease, read_lease
-from dativo_runtime._storage import LocalStorage, S3Storage, Storage, match_glob, open_storage
+from dativo_runtime._storage._backends import LocalStorage, S3Storage, Storage, match_glob, open_storage
+from dativo_runtime._storage._locks import acquire_lease, read_lease
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -98,8 +98,8 @@ def test_s3_lease_is_renewed_while_held(s3_bucket: tuple[str, Any], moto_endpoin
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from dativo_runtime._locks import acquire_lease
-from dativo_runtime._storage import LocalStorage
+from dativo_runtime._storage._locks import acquire_lease
+from dativo_runtime._storage._backends import LocalStorage
 lease = acquire_lease(LocalStorage(sys.argv[1]), "x.lock", owner="child")
 assert lease is not None
 Path(sys.argv[1], "ready").write_text("yes")

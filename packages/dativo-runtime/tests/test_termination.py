@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from dativo_runtime import _termination
-from dativo_runtime._termination import (
+from dativo_runtime._engine import _termination
+from dativo_runtime._engine._termination import (
     commit_section,
     install_signal_handlers,
     raise_if_requested,

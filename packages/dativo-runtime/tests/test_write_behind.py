@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from dativo_plugin_sdk import DativoError
-from dativo_runtime._write_behind import WriteBehind
+from dativo_runtime._engine._write_behind import WriteBehind
 
 
 def test_writes_run_in_order_on_another_thread() -> None:

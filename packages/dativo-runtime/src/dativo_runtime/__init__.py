@@ -1,7 +1,7 @@
 """Dativo runtime: the ``dativo-run`` CLI and the pipeline behind it.
 
 Importing this package is cheap: the names below are imported on first use, so a
-sandbox worker (``python -m dativo_runtime._sandbox._worker``) does not pay for typer,
+sandbox worker (``python -m dativo_runtime._worker._main``) does not pay for typer,
 pydantic or boto3.
 
 Example:
@@ -15,13 +15,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._lazy_exports import lazy_exports
-from ._version import __version__
+from dativo_runtime._lazy_exports import lazy_exports
+from dativo_runtime._version import __version__
 
 if TYPE_CHECKING:
-    from ._exit_codes import ExitCode, exit_code_for
-    from ._job import JobConfig, job_json_schema, load_job, parse_job
-    from ._operations import (
+    from dativo_runtime._batch._runner import JobOutcome, JobsReport, run_jobs
+    from dativo_runtime._engine._operations import (
         CheckReport,
         ValidationPlan,
         check_job,
@@ -32,12 +31,13 @@ if TYPE_CHECKING:
         list_plugins,
         validate_job,
     )
-    from ._pipeline import ProgressEvent, RunResult, run_job
-    from ._plugin_ref import PluginRef
-    from ._retry import RetryPolicy
-    from ._run_jobs import JobOutcome, JobsReport, run_jobs
-    from ._state_store import JobState, StateStore
-    from ._validation import BatchValidator, ValidationReport
+    from dativo_runtime._engine._pipeline import ProgressEvent, RunResult, run_job
+    from dativo_runtime._engine._retry import RetryPolicy
+    from dativo_runtime._engine._validation import BatchValidator, ValidationReport
+    from dativo_runtime._exit_codes import ExitCode, exit_code_for
+    from dativo_runtime._jobs._model import JobConfig, job_json_schema, load_job, parse_job
+    from dativo_runtime._plugins._ref import PluginRef
+    from dativo_runtime._storage._state_store import JobState, StateStore
 
 __all__ = [
     "BatchValidator",
@@ -71,33 +71,33 @@ __all__ = [
 ]
 
 _EXPORTS = {
-    "BatchValidator": "._validation",
-    "CheckReport": "._operations",
+    "BatchValidator": "._engine._validation",
+    "CheckReport": "._engine._operations",
     "ExitCode": "._exit_codes",
-    "JobConfig": "._job",
-    "JobOutcome": "._run_jobs",
-    "JobState": "._state_store",
-    "JobsReport": "._run_jobs",
-    "PluginRef": "._plugin_ref",
-    "ProgressEvent": "._pipeline",
-    "RetryPolicy": "._retry",
-    "RunResult": "._pipeline",
-    "StateStore": "._state_store",
-    "ValidationPlan": "._operations",
-    "ValidationReport": "._validation",
-    "check_job": "._operations",
-    "committed_files": "._operations",
-    "discover_job": "._operations",
-    "discover_plugin": "._operations",
+    "JobConfig": "._jobs._model",
+    "JobOutcome": "._batch._runner",
+    "JobState": "._storage._state_store",
+    "JobsReport": "._batch._runner",
+    "PluginRef": "._plugins._ref",
+    "ProgressEvent": "._engine._pipeline",
+    "RetryPolicy": "._engine._retry",
+    "RunResult": "._engine._pipeline",
+    "StateStore": "._storage._state_store",
+    "ValidationPlan": "._engine._operations",
+    "ValidationReport": "._engine._validation",
+    "check_job": "._engine._operations",
+    "committed_files": "._engine._operations",
+    "discover_job": "._engine._operations",
+    "discover_plugin": "._engine._operations",
     "exit_code_for": "._exit_codes",
-    "inspect_plugin": "._operations",
-    "job_json_schema": "._job",
-    "list_plugins": "._operations",
-    "load_job": "._job",
-    "parse_job": "._job",
-    "run_job": "._pipeline",
-    "run_jobs": "._run_jobs",
-    "validate_job": "._operations",
+    "inspect_plugin": "._engine._operations",
+    "job_json_schema": "._jobs._model",
+    "list_plugins": "._engine._operations",
+    "load_job": "._jobs._model",
+    "parse_job": "._jobs._model",
+    "run_job": "._engine._pipeline",
+    "run_jobs": "._batch._runner",
+    "validate_job": "._engine._operations",
 }
 
 

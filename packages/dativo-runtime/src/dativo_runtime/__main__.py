@@ -4,7 +4,7 @@
 dativo_runtime run ...``), so the child uses the same interpreter and installation.
 """
 
-from ._cli import main
+from dativo_runtime._cli._app import main
 
 if __name__ == "__main__":
     main()

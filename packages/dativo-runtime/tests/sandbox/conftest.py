@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from dativo_runtime._plugin_ref import PluginRef
+from dativo_runtime._plugins._ref import PluginRef
 from dativo_runtime._sandbox import BubblewrapSandbox, DockerSandbox, SandboxLimits
 from dativo_runtime._sandbox._base import Sandbox
 
@@ -190,7 +190,7 @@ def run_job_cli(
     job.write_text(json.dumps(job_doc))  # JSON is YAML
     environment = {k: v for k, v in os.environ.items() if not k.startswith("DATIVO_")}
     environment.update({"PYTHONUNBUFFERED": "1", "DATIVO_LOG_FORMAT": "json", **(env or {})})
-    command = [sys.executable, "-c", "from dativo_runtime._cli import main; main()"]
+    command = [sys.executable, "-c", "from dativo_runtime._cli._app import main; main()"]
     began = time.monotonic()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         process = subprocess.Popen(

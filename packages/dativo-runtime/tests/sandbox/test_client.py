@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 
 from dativo_plugin_sdk import ValidationError
-from dativo_runtime._plugin_ref import PluginRef
+from dativo_runtime._plugins._ref import PluginRef
 from dativo_runtime._sandbox._base import SandboxLimits
-from dativo_runtime._sandbox._client import WorkerClient
-from dativo_runtime._sandbox._transport import ExitStatus, StderrTail, WorkerTransport
+from dativo_runtime._sandbox.host._client import WorkerClient
+from dativo_runtime._sandbox.host._transport import ExitStatus, StderrTail, WorkerTransport
 
 
 class _KilledWorker(WorkerTransport):

@@ -7,8 +7,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from dativo_runtime._sandbox import _docker_image
 from dativo_runtime._sandbox._commands import diagnose, sandbox_app
+from dativo_runtime._sandbox.docker import _image as _docker_image
 
 
 def test_doctor_reports_every_backend_as_json():

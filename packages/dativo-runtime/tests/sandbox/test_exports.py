@@ -32,7 +32,7 @@ def test_exported_names():
 
 def test_worker_imports_stay_light():
     code = (
-        "import sys, dativo_runtime._sandbox._worker; "
+        "import sys, dativo_runtime._worker._main; "
         "heavy = {'pyarrow', 'docker', 'typer', 'pydantic', 'boto3', 'yaml'} & set(sys.modules); "
         "print(sorted(heavy))"
     )

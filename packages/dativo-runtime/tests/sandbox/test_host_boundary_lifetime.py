@@ -27,12 +27,14 @@ from typing import Any
 
 import pytest
 
-from dativo_runtime._sandbox import _cgroups, _docker, _worker
+from dativo_runtime._sandbox import _cgroups
 from dativo_runtime._sandbox._base import Sandbox
 from dativo_runtime._sandbox._cgroups import process_alive, process_start_ticks
+from dativo_runtime._sandbox.docker import _backend as _docker
+from dativo_runtime._worker import _main as _worker
 
 PLUGIN = Path(__file__).parent / "plugins" / "attack_lifetime.py"
-RUNTIME = [sys.executable, "-c", "from dativo_runtime._cli import main; main()"]
+RUNTIME = [sys.executable, "-c", "from dativo_runtime._cli._app import main; main()"]
 TIMEOUT_S = 10
 SLACK_S = 8.0
 """Start-up of a runtime and container, and a loaded machine's delays."""

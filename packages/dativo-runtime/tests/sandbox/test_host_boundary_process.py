@@ -35,10 +35,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from dativo_plugin_sdk import Column, ConfigurationError, SandboxError
-from dativo_runtime._plugin_ref import PluginRef
-from dativo_runtime._sandbox import SandboxLimits, _bubblewrap, _egress
-from dativo_runtime._sandbox._bubblewrap import SANDBOX_HOST_ID, BubblewrapSandbox
-from dativo_runtime._sandbox._protocol import WORKER_MODULE
+from dativo_runtime._plugins._ref import PluginRef
+from dativo_runtime._sandbox import SandboxLimits
+from dativo_runtime._sandbox.bubblewrap import _backend as _bubblewrap
+from dativo_runtime._sandbox.bubblewrap import _egress
+from dativo_runtime._sandbox.bubblewrap._backend import SANDBOX_HOST_ID, BubblewrapSandbox
+from dativo_runtime._worker._protocol import WORKER_MODULE
 
 from .conftest import REQUIRE_SANDBOX
 

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dativo_plugin_sdk import ConfigurationError, SandboxError
-from dativo_runtime._plugin_ref import PluginRef
+from dativo_runtime._plugins._ref import PluginRef
 from dativo_runtime._sandbox import (
     BubblewrapSandbox,
     DockerSandbox,
@@ -18,7 +18,7 @@ from dativo_runtime._sandbox import (
     should_sandbox_plugin,
 )
 from dativo_runtime._sandbox._policy import CLOUD_DEFAULT_CEILINGS, MODES
-from dativo_runtime._sandbox._remote import effective_limits
+from dativo_runtime._sandbox.host._remote import effective_limits
 
 PLUGIN = PluginRef.parse("/plugins/reader.py:Reader")
 BUILTIN = PluginRef.parse("csv")

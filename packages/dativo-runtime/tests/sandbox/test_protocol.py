@@ -12,9 +12,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dativo_runtime._plugin_ref import PluginRef
+from dativo_runtime._plugins._ref import PluginRef
 from dativo_runtime._sandbox import SANDBOX_FAILURE_REASONS, SandboxLimits
-from dativo_runtime._sandbox._protocol import (
+from dativo_runtime._sandbox.host._remote import (
+    ExitStatus,
+    StderrTail,
+    describe_exit,
+    effective_limits,
+    format_bytes,
+)
+from dativo_runtime._worker._protocol import (
     MAX_FRAME_BYTES,
     FrameReader,
     FrameWriter,
@@ -23,13 +30,6 @@ from dativo_runtime._sandbox._protocol import (
     arrow_to_ipc,
     schema_from_text,
     schema_to_text,
-)
-from dativo_runtime._sandbox._remote import (
-    ExitStatus,
-    StderrTail,
-    describe_exit,
-    effective_limits,
-    format_bytes,
 )
 
 JSON = st.recursive(
@@ -93,7 +93,7 @@ def test_invalid_arrow_payload_is_a_protocol_error():
 
 def test_worker_sends_at_most_its_credit_window(example_ref):
     """The worker stops after ``window`` unacknowledged batches and resumes on credit."""
-    from dativo_runtime._sandbox import _worker
+    from dativo_runtime._worker import _main as _worker
 
     host, worker_side = socket.socketpair()
     worker_file = worker_side.makefile("rwb")

@@ -20,21 +20,21 @@ from hypothesis import strategies as st
 
 from dativo_plugin_sdk import PluginError, SandboxError, ValidationError
 from dativo_runtime._sandbox._base import SandboxLimits
-from dativo_runtime._sandbox._output_guard import DiskQuota, folder_usage, sanitize_output
-from dativo_runtime._sandbox._protocol import (
+from dativo_runtime._sandbox.host._output_guard import DiskQuota, folder_usage, sanitize_output
+from dativo_runtime._sandbox.host._untrusted_arrow import read_untrusted_batch
+from dativo_runtime._sandbox.host._worker_messages import (
+    MAX_STATE_BYTES,
+    check_file_metadata,
+    check_message,
+    data_frame_limit,
+)
+from dativo_runtime._worker._protocol import (
     MAX_CONTROL_BYTES,
     FrameReader,
     ProtocolError,
     TruncatedFrameError,
     arrow_to_ipc,
     decode_control,
-)
-from dativo_runtime._sandbox._untrusted_arrow import read_untrusted_batch
-from dativo_runtime._sandbox._worker_messages import (
-    MAX_STATE_BYTES,
-    check_file_metadata,
-    check_message,
-    data_frame_limit,
 )
 
 GOOD = pa.RecordBatch.from_pydict(

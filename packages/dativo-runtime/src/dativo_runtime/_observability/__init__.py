@@ -14,7 +14,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._exposition import (
+    from dativo_runtime._observability._exposition import (
         PUSH_JOB,
         HttpEndpoint,
         MetricsExport,
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
         start_metrics_server,
         write_metrics_file,
     )
-    from ._logging import (
+    from dativo_runtime._observability._logging import (
         CONTEXT_FIELDS,
         HumanLogFormatter,
         JsonLogFormatter,
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
         log_context,
         redact_text,
     )
-    from ._metrics import (
+    from dativo_runtime._observability._metrics import (
         OTHER,
         OUTCOME_METRICS,
         RUN_STATUSES,
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
         RunMetrics,
         sandbox_failure_reason,
     )
-    from ._tracing import (
+    from dativo_runtime._observability._tracing import (
         SpanHandle,
         SpanRelay,
         Tracing,

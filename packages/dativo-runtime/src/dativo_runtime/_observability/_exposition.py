@@ -31,9 +31,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from dativo_plugin_sdk import ConfigurationError, DativoConnectionError
+from dativo_runtime._observability._metrics import RunMetrics
 from dativo_runtime._secrets import REDACTOR
-
-from ._metrics import RunMetrics
 
 __all__ = [
     "PUSH_JOB",

@@ -39,9 +39,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import IO, Any, Literal
 
 from dativo_plugin_sdk import DativoError
+from dativo_runtime._observability._tracing import current_trace_ids
 from dativo_runtime._secrets import MASK, REDACTOR, RedactingStream, Redactor, is_secret_key
-
-from ._tracing import current_trace_ids
 
 __all__ = [
     "CONTEXT_FIELDS",

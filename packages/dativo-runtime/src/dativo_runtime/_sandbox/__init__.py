@@ -11,16 +11,22 @@ from typing import TYPE_CHECKING
 from dativo_runtime._lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
-    from ._base import ExtractedBatch, ReaderSession, Sandbox, SandboxLimits, WriterSession
-    from ._bubblewrap import BubblewrapSandbox
-    from ._docker import DockerSandbox
-    from ._exit import SANDBOX_FAILURE_REASONS
-    from ._policy import (
+    from dativo_runtime._sandbox._base import (
+        ExtractedBatch,
+        ReaderSession,
+        Sandbox,
+        SandboxLimits,
+        WriterSession,
+    )
+    from dativo_runtime._sandbox._policy import (
         BACKEND_NAMES,
         OperatorPolicy,
         choose_sandbox,
         should_sandbox_plugin,
     )
+    from dativo_runtime._sandbox.bubblewrap._backend import BubblewrapSandbox
+    from dativo_runtime._sandbox.docker._backend import DockerSandbox
+    from dativo_runtime._sandbox.host._exit import SANDBOX_FAILURE_REASONS
 
 __all__ = [
     "BACKEND_NAMES",
@@ -39,9 +45,9 @@ __all__ = [
 
 _HOMES = {
     "BACKEND_NAMES": "._policy",
-    "SANDBOX_FAILURE_REASONS": "._exit",
-    "BubblewrapSandbox": "._bubblewrap",
-    "DockerSandbox": "._docker",
+    "SANDBOX_FAILURE_REASONS": ".host._exit",
+    "BubblewrapSandbox": ".bubblewrap._backend",
+    "DockerSandbox": ".docker._backend",
     "ExtractedBatch": "._base",
     "OperatorPolicy": "._policy",
     "ReaderSession": "._base",

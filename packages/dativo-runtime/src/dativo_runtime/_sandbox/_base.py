@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from dativo_plugin_sdk import Column, ConnectionTestResult, DiscoveryResult
-from dativo_runtime._plugin_ref import PluginInfo, PluginRef
+from dativo_runtime._plugins._ref import PluginInfo, PluginRef
 
 __all__ = [
     "ExtractedBatch",

@@ -48,7 +48,7 @@ class BackendReport:
 
 
 def _probe(backend: Any) -> tuple[float | None, float]:
-    from dativo_runtime._plugin_ref import PluginRef
+    from dativo_runtime._plugins._ref import PluginRef
     from dativo_runtime._sandbox._base import SandboxLimits
 
     began = time.monotonic()
@@ -75,8 +75,8 @@ def diagnose(*, measure: bool = True, image: str | None = None) -> list[BackendR
     Returns:
         One report per backend: ``process``, ``docker``, ``none``.
     """
-    from dativo_runtime._sandbox._bubblewrap import BubblewrapSandbox
-    from dativo_runtime._sandbox._docker import DEFAULT_IMAGE, DockerSandbox
+    from dativo_runtime._sandbox.bubblewrap._backend import BubblewrapSandbox
+    from dativo_runtime._sandbox.docker._backend import DEFAULT_IMAGE, DockerSandbox
 
     reports = []
     candidates: list[tuple[str, Any, tuple[bool, str]]] = [
@@ -177,8 +177,8 @@ def build_image_command(
 
     Exits 1 when the build fails, 75 when the Docker daemon cannot be reached.
     """
-    from dativo_runtime._sandbox._docker import DEFAULT_IMAGE
-    from dativo_runtime._sandbox._docker_image import DEFAULT_BASE_IMAGE, build_image
+    from dativo_runtime._sandbox.docker._backend import DEFAULT_IMAGE
+    from dativo_runtime._sandbox.docker._image import DEFAULT_BASE_IMAGE, build_image
 
     def echo(text: str) -> None:
         if not quiet:

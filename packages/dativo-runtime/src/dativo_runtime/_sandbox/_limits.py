@@ -6,8 +6,7 @@ import math
 from typing import Any
 
 from dativo_plugin_sdk import ConfigurationError
-
-from ._base import SandboxLimits
+from dativo_runtime._sandbox._base import SandboxLimits
 
 __all__ = [
     "DEFAULT_CPU",

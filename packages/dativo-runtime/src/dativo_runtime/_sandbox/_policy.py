@@ -40,11 +40,10 @@ from pathlib import Path
 from typing import Any
 
 from dativo_plugin_sdk import ConfigurationError, DativoError, SandboxError
-from dativo_runtime._plugin_ref import PluginRef
+from dativo_runtime._plugins._ref import PluginRef
+from dativo_runtime._sandbox._base import Sandbox, SandboxLimits
+from dativo_runtime._sandbox._limits import check_ceilings
 from dativo_runtime._sizes import parse_byte_size
-
-from ._base import Sandbox, SandboxLimits
-from ._limits import check_ceilings
 
 __all__ = [
     "BACKEND_NAMES",
@@ -410,25 +409,25 @@ def should_sandbox_plugin(
 
 def _backend_class(name: str) -> type[Sandbox]:
     if name == "process":
-        from ._bubblewrap import BubblewrapSandbox
+        from dativo_runtime._sandbox.bubblewrap._backend import BubblewrapSandbox
 
         return BubblewrapSandbox
     if name == "docker":
-        from ._docker import DockerSandbox
+        from dativo_runtime._sandbox.docker._backend import DockerSandbox
 
         return DockerSandbox
-    from ._inprocess import InProcessSandbox
+    from dativo_runtime._sandbox._inprocess import InProcessSandbox
 
     return InProcessSandbox
 
 
 def _instantiate(name: str, policy: OperatorPolicy, ceilings: SandboxLimits) -> Sandbox:
     if name == "docker":
-        from ._docker import DEFAULT_IMAGE, DockerSandbox
+        from dativo_runtime._sandbox.docker._backend import DEFAULT_IMAGE, DockerSandbox
 
         return DockerSandbox(image=policy.docker_image or DEFAULT_IMAGE, ceilings=ceilings)
     if name == "process":
-        from ._bubblewrap import BubblewrapSandbox
+        from dativo_runtime._sandbox.bubblewrap._backend import BubblewrapSandbox
 
         return BubblewrapSandbox(ceilings=ceilings)
     return _backend_class(name)()
@@ -436,7 +435,7 @@ def _instantiate(name: str, policy: OperatorPolicy, ceilings: SandboxLimits) -> 
 
 def _availability(name: str, policy: OperatorPolicy) -> tuple[bool, str]:
     if name == "docker":
-        from ._docker import DockerSandbox
+        from dativo_runtime._sandbox.docker._backend import DockerSandbox
 
         return DockerSandbox.image_availability(policy.docker_image)
     return _backend_class(name).availability()

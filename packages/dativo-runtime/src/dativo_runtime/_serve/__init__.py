@@ -11,10 +11,7 @@ from typing import TYPE_CHECKING
 from dativo_runtime._lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
-    from ._app import ReadinessCheck, ServeApp, serve
-    from ._jobs import ScheduledJob, load_scheduled_jobs, read_scheduled_job
-    from ._readiness import NotReadyError, job_readiness_checks
-    from ._runner import (
+    from dativo_runtime._batch._child import (
         COUNT_METRICS,
         RUN_COMMAND,
         CallableJobRunner,
@@ -26,7 +23,10 @@ if TYPE_CHECKING:
         normalise_result,
         run_recorded,
     )
-    from ._scheduler import RunRecord, Scheduler, ShutdownReport
+    from dativo_runtime._serve._app import ReadinessCheck, ServeApp, serve
+    from dativo_runtime._serve._jobs import ScheduledJob, load_scheduled_jobs, read_scheduled_job
+    from dativo_runtime._serve._readiness import NotReadyError, job_readiness_checks
+    from dativo_runtime._serve._scheduler import RunRecord, Scheduler, ShutdownReport
 
 __all__ = [
     "COUNT_METRICS",
@@ -53,26 +53,26 @@ __all__ = [
 ]
 
 _EXPORTS = {
-    "COUNT_METRICS": "._runner",
-    "CallableJobRunner": "._runner",
-    "JobFile": "._runner",
-    "JobRunner": "._runner",
+    "COUNT_METRICS": "dativo_runtime._batch._child",
+    "CallableJobRunner": "dativo_runtime._batch._child",
+    "JobFile": "dativo_runtime._batch._child",
+    "JobRunner": "dativo_runtime._batch._child",
     "NotReadyError": "._readiness",
-    "RUN_COMMAND": "._runner",
+    "RUN_COMMAND": "dativo_runtime._batch._child",
     "ReadinessCheck": "._app",
     "RunRecord": "._scheduler",
-    "RunResult": "._runner",
+    "RunResult": "dativo_runtime._batch._child",
     "ScheduledJob": "._jobs",
     "Scheduler": "._scheduler",
     "ServeApp": "._app",
     "ShutdownReport": "._scheduler",
-    "SubprocessJobRunner": "._runner",
-    "counts_from_metrics": "._runner",
+    "SubprocessJobRunner": "dativo_runtime._batch._child",
+    "counts_from_metrics": "dativo_runtime._batch._child",
     "job_readiness_checks": "._readiness",
     "load_scheduled_jobs": "._jobs",
-    "normalise_result": "._runner",
+    "normalise_result": "dativo_runtime._batch._child",
     "read_scheduled_job": "._jobs",
-    "run_recorded": "._runner",
+    "run_recorded": "dativo_runtime._batch._child",
     "serve": "._app",
 }
 

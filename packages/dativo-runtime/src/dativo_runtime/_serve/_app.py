@@ -32,12 +32,11 @@ from urllib.parse import unquote
 from prometheus_client import make_wsgi_app
 
 from dativo_plugin_sdk import ConfigurationError
+from dativo_runtime._batch._child import JobRunner, SubprocessJobRunner
 from dativo_runtime._observability import HttpEndpoint, RunMetrics
 from dativo_runtime._secrets import REDACTOR
-
-from ._jobs import ScheduledJob, load_scheduled_jobs
-from ._runner import JobRunner, SubprocessJobRunner
-from ._scheduler import Scheduler, ShutdownReport
+from dativo_runtime._serve._jobs import ScheduledJob, load_scheduled_jobs
+from dativo_runtime._serve._scheduler import Scheduler, ShutdownReport
 
 __all__ = ["ReadinessCheck", "ServeApp", "serve"]
 

@@ -18,13 +18,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from dativo_plugin_sdk import DativoError
-from dativo_runtime._job import JobConfig, load_job
-from dativo_runtime._s3 import S3_OPTION_KEYS
+from dativo_runtime._batch._child import JobFile
+from dativo_runtime._jobs._model import JobConfig, load_job
 from dativo_runtime._sandbox._policy import OperatorPolicy, choose_sandbox
-from dativo_runtime._storage import S3Storage, open_storage
-
-from ._app import ReadinessCheck
-from ._runner import JobFile
+from dativo_runtime._serve._app import ReadinessCheck
+from dativo_runtime._storage._backends import S3Storage, open_storage
+from dativo_runtime._storage._s3 import S3_OPTION_KEYS
 
 __all__ = ["NotReadyError", "job_readiness_checks"]
 

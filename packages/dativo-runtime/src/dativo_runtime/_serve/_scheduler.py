@@ -26,11 +26,10 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from dativo_runtime._concurrency import ConcurrencyLimits
+from dativo_runtime._batch._child import JobRunner, run_recorded
+from dativo_runtime._batch._concurrency import ConcurrencyLimits
 from dativo_runtime._observability import RunMetrics, log_context
-
-from ._jobs import ScheduledJob
-from ._runner import JobRunner, run_recorded
+from dativo_runtime._serve._jobs import ScheduledJob
 
 __all__ = ["RunRecord", "Scheduler", "ShutdownReport"]
 

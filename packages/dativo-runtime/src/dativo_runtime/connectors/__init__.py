@@ -4,10 +4,10 @@ They are ordinary SDK plugins (``BaseReader`` / ``BaseWriter``) that job files n
 their built-in names; :class:`ParquetDataset` reads what the parquet writer committed.
 """
 
-from ._csv import CsvReader
-from ._dataset import ManifestFile, ParquetDataset, RecoveryReport, RunManifest
-from ._jsonl import JsonlReader
-from ._parquet import ParquetWriter, new_run_id
+from dativo_runtime.connectors._csv import CsvReader
+from dativo_runtime.connectors._dataset import ManifestFile, ParquetDataset, RecoveryReport, RunManifest
+from dativo_runtime.connectors._jsonl import JsonlReader
+from dativo_runtime.connectors._parquet import ParquetWriter, new_run_id
 
 __all__ = [
     "CsvReader",

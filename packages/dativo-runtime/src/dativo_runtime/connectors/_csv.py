@@ -12,8 +12,7 @@ import pyarrow.csv as pacsv
 from dativo_plugin_sdk import ConfigurationError, ValidationError
 from dativo_runtime._arrow_batches import arrow_type_for
 from dativo_runtime._version import __version__
-
-from ._files import FileReader, SourceFile
+from dativo_runtime.connectors._files import FileReader, SourceFile
 
 __all__ = ["CsvReader"]
 

@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dativo_plugin_sdk import DativoError
-from dativo_runtime._locks import acquire_lease
-from dativo_runtime._storage import Storage
+from dativo_runtime._storage._backends import Storage
+from dativo_runtime._storage._locks import acquire_lease
 
 __all__ = [
     "MANIFEST_DIR",
@@ -169,7 +169,7 @@ class ParquetDataset:
         storage: The dataset's root folder or S3 prefix.
 
     Example:
-        >>> from dativo_runtime._storage import LocalStorage
+        >>> from dativo_runtime._storage._backends import LocalStorage
         >>> dataset = ParquetDataset(LocalStorage("/tmp/does-not-exist"))
         >>> dataset.committed_files()
         []

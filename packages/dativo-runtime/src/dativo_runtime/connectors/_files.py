@@ -27,11 +27,10 @@ from dativo_plugin_sdk import (
     ValidationError,
 )
 from dativo_runtime._arrow_batches import column_type_for_arrow
-from dativo_runtime._s3 import S3_OPTION_KEYS, S3Uri, is_s3_uri
 from dativo_runtime._sizes import parse_byte_size
-from dativo_runtime._storage import Storage, match_glob, open_storage
-
-from ._check_results import result_from_error
+from dativo_runtime._storage._backends import Storage, match_glob, open_storage
+from dativo_runtime._storage._s3 import S3_OPTION_KEYS, S3Uri, is_s3_uri
+from dativo_runtime.connectors._check_results import result_from_error
 
 __all__ = ["FileReader", "SourceFile"]
 

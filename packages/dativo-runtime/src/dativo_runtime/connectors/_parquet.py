@@ -30,14 +30,19 @@ from dativo_plugin_sdk import (
     ValidationError,
 )
 from dativo_runtime._arrow_batches import arrow_schema_for, batch_to_arrow
-from dativo_runtime._locks import Lease, acquire_lease
-from dativo_runtime._s3 import S3_OPTION_KEYS, is_s3_uri
 from dativo_runtime._sizes import parse_byte_size
-from dativo_runtime._storage import LocalStorage, S3Storage, Storage, open_storage
+from dativo_runtime._storage._backends import LocalStorage, S3Storage, Storage, open_storage
+from dativo_runtime._storage._locks import Lease, acquire_lease
+from dativo_runtime._storage._s3 import S3_OPTION_KEYS, is_s3_uri
 from dativo_runtime._version import __version__
-
-from ._check_results import result_from_error
-from ._dataset import STAGED_SUFFIX, ManifestFile, ParquetDataset, RunManifest, utc_now_iso
+from dativo_runtime.connectors._check_results import result_from_error
+from dativo_runtime.connectors._dataset import (
+    STAGED_SUFFIX,
+    ManifestFile,
+    ParquetDataset,
+    RunManifest,
+    utc_now_iso,
+)
 
 __all__ = ["ParquetWriter", "new_run_id"]
 

@@ -19,9 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dativo_plugin_sdk import ConfigurationError, PluginError, TransientError
-
-from ._locks import Lease, acquire_lease, read_lease
-from ._storage import Storage, open_storage
+from dativo_runtime._storage._backends import Storage, open_storage
+from dativo_runtime._storage._locks import Lease, acquire_lease, read_lease
 
 __all__ = ["JobState", "PendingCommit", "StateStore"]
 

@@ -34,12 +34,9 @@ from dativo_plugin_sdk import (
     SandboxError,
     ValidationError,
 )
-from dativo_runtime._plugin_ref import PluginInfo, PluginRef
-
-from ._base import ExtractedBatch, ReaderSession, Sandbox, SandboxLimits, WriterSession
-from ._client import WorkerClient
-from ._exit import SANDBOX_FAILURE_REASONS, describe_exit
-from ._limits import (
+from dativo_runtime._plugins._ref import PluginInfo, PluginRef
+from dativo_runtime._sandbox._base import ExtractedBatch, ReaderSession, Sandbox, SandboxLimits, WriterSession
+from dativo_runtime._sandbox._limits import (
     DEFAULT_CPU,
     DEFAULT_DISK_BYTES,
     DEFAULT_MEMORY_BYTES,
@@ -50,11 +47,13 @@ from ._limits import (
     effective_limits,
     format_bytes,
 )
-from ._output_guard import DiskQuota, sanitize_output
-from ._protocol import DEFAULT_WINDOW, ProtocolError, arrow_to_ipc, schema_to_text
-from ._transport import ExitStatus, StderrTail, WorkerTransport
-from ._untrusted_arrow import read_untrusted_batch
-from ._worker_messages import check_file_metadata
+from dativo_runtime._sandbox.host._client import WorkerClient
+from dativo_runtime._sandbox.host._exit import SANDBOX_FAILURE_REASONS, describe_exit
+from dativo_runtime._sandbox.host._output_guard import DiskQuota, sanitize_output
+from dativo_runtime._sandbox.host._transport import ExitStatus, StderrTail, WorkerTransport
+from dativo_runtime._sandbox.host._untrusted_arrow import read_untrusted_batch
+from dativo_runtime._sandbox.host._worker_messages import check_file_metadata
+from dativo_runtime._worker._protocol import DEFAULT_WINDOW, ProtocolError, arrow_to_ipc, schema_to_text
 
 __all__ = [
     "DEFAULT_CPU",

@@ -9,13 +9,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from ._secrets import REDACTOR, RedactingStream
+from dativo_runtime._secrets import REDACTOR, RedactingStream
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from ._pipeline import ProgressEvent, RunResult
-    from ._run_jobs import JobsReport
+    from dativo_runtime._batch._runner import JobsReport
+    from dativo_runtime._engine._pipeline import ProgressEvent, RunResult
 
 __all__ = [
     "console",

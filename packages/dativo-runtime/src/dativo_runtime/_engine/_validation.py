@@ -17,13 +17,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dativo_plugin_sdk import ValidationError
+from dativo_runtime._sandbox.host._untrusted_arrow import check_column_names
 
 __all__ = [
     "QUARANTINE_COLUMNS",
     "BatchValidator",
     "ValidatedBatch",
     "ValidationReport",
-    "check_column_names",
 ]
 
 ValidationMode = Literal["strict", "warn", "quarantine"]
@@ -184,22 +184,6 @@ def _cast_bisect(
 def _readable(data_type: pa.DataType, field: pa.Field[Any]) -> str:
     declared = (field.metadata or {}).get(b"dativo.type")
     return declared.decode() if declared else str(data_type)
-
-
-def check_column_names(schema: pa.Schema) -> None:
-    """Refuse a batch whose column names repeat (which column would a value belong to?).
-
-    Raises:
-        ValidationError: Naming the repeated columns.
-    """
-    names = schema.names
-    if len(set(names)) != len(names):
-        repeated = sorted({n for n in names if names.count(n) > 1})
-        raise ValidationError(
-            f"a batch has duplicate column names: {', '.join(map(repr, repeated))}; each column "
-            "name may appear once in a batch",
-            details={"duplicate_columns": repeated},
-        )
 
 
 class BatchValidator:

@@ -15,10 +15,9 @@ from typing import Any
 
 from dativo_plugin_sdk import PluginError
 from dativo_runtime._observability._logging import truncate_text
-
-from ._base import SandboxLimits
-from ._limits import DEFAULT_MEMORY_BYTES, format_bytes
-from ._protocol import MAX_FRAME_BYTES, ProtocolError
+from dativo_runtime._sandbox._base import SandboxLimits
+from dativo_runtime._sandbox._limits import DEFAULT_MEMORY_BYTES, format_bytes
+from dativo_runtime._worker._protocol import MAX_FRAME_BYTES, ProtocolError
 
 __all__ = [
     "MAX_ERROR_MESSAGE_CHARS",

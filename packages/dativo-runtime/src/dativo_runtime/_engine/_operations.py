@@ -28,22 +28,26 @@ from dativo_plugin_sdk import (
     TransientError,
     check_compatibility,
 )
-
-from ._arrow_batches import arrow_type_for
-from ._exit_codes import ExitCode, exit_code_for, exit_code_for_code, worst_exit_code
-from ._job import JobConfig, is_remote_uri
-from ._observability._tracing import active_tracing
-from ._pipeline import check_incremental_support, open_reader_session, open_writer_session, resolve_stream
-from ._plugin_ref import BUILTIN_PLUGINS, ENTRY_POINT_GROUP, PluginRef
-from ._retry import RetryPolicy, call_with_retry
-from ._s3 import S3_OPTION_KEYS
-from ._sandbox import ReaderSession, WriterSession, choose_sandbox
-from ._sandbox._inprocess import describe_plugin
-from ._sandbox._policy import OperatorPolicy, run_mode
-from ._secrets import REDACTOR
-from ._state_store import StateStore
-from ._storage import open_storage
-from .connectors._dataset import ParquetDataset
+from dativo_runtime._arrow_batches import arrow_type_for
+from dativo_runtime._engine._pipeline import (
+    check_incremental_support,
+    open_reader_session,
+    open_writer_session,
+    resolve_stream,
+)
+from dativo_runtime._engine._retry import RetryPolicy, call_with_retry
+from dativo_runtime._exit_codes import ExitCode, exit_code_for, exit_code_for_code, worst_exit_code
+from dativo_runtime._jobs._model import JobConfig, is_remote_uri
+from dativo_runtime._observability._tracing import active_tracing
+from dativo_runtime._plugins._ref import BUILTIN_PLUGINS, ENTRY_POINT_GROUP, PluginRef
+from dativo_runtime._sandbox import ReaderSession, WriterSession, choose_sandbox
+from dativo_runtime._sandbox._inprocess import describe_plugin
+from dativo_runtime._sandbox._policy import OperatorPolicy, run_mode
+from dativo_runtime._secrets import REDACTOR
+from dativo_runtime._storage._backends import open_storage
+from dativo_runtime._storage._s3 import S3_OPTION_KEYS
+from dativo_runtime._storage._state_store import StateStore
+from dativo_runtime.connectors._dataset import ParquetDataset
 
 __all__ = [
     "CheckReport",

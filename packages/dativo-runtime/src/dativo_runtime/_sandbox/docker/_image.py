@@ -29,8 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from dativo_plugin_sdk import SandboxError
-
-from ._docker import DEFAULT_IMAGE, WORKER_DIGEST_LABEL, worker_digest
+from dativo_runtime._sandbox.docker._backend import DEFAULT_IMAGE, WORKER_DIGEST_LABEL, worker_digest
 
 __all__ = ["DEFAULT_BASE_IMAGE", "ImageBuildError", "build_image", "prepare_build_context"]
 

@@ -1,4 +1,4 @@
-"""The sandbox worker: ``python -m dativo_runtime._sandbox._worker`` inside a sandbox.
+"""The sandbox worker: ``python -m dativo_runtime._worker._main`` inside a sandbox.
 
 It serves one plugin run over the frame protocol of :mod:`._protocol` on its stdin and
 stdout. Before any plugin code runs it moves the protocol to private file descriptors:
@@ -14,7 +14,7 @@ with it) at the session's deadline (``timeout_s`` in ``hello``, plus a grace so 
 own timeout normally wins and reports it), and shortly after its protocol stdin hangs up
 (the host died or closed it), even while the plugin is busy and nobody reads the protocol.
 
-Only the standard library, the SDK, ``dativo_runtime._plugin_ref`` and this package's
+Only the standard library, the SDK, ``dativo_runtime._plugins._ref`` and this package's
 protocol module are imported at start; pyarrow is imported on the first Arrow request.
 
 When the host traces the run, ``hello`` and each request carry its W3C trace context
@@ -52,9 +52,8 @@ from dativo_plugin_sdk import (
     State,
     is_retryable,
 )
-from dativo_runtime._plugin_ref import PluginRef, load_plugin_class, plugin_info
-
-from ._protocol import (
+from dativo_runtime._plugins._ref import PluginRef, load_plugin_class, plugin_info
+from dativo_runtime._worker._protocol import (
     DEFAULT_WINDOW,
     PROTOCOL_VERSION,
     WORKER_EXIT_DEADLINE,

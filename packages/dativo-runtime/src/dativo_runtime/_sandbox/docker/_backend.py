@@ -23,7 +23,6 @@ containers are kept.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -33,21 +32,20 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from dativo_plugin_sdk import Column, SandboxError
-from dativo_runtime._plugin_ref import PluginRef
+from dativo_runtime._plugins._ref import PluginRef
+from dativo_runtime._sandbox._base import ReaderSession, SandboxLimits, WriterSession
+from dativo_runtime._sandbox._cgroups import process_alive, process_start_ticks
+from dativo_runtime._sandbox._limits import cpu_seconds_budget, effective_limits
+from dativo_runtime._sandbox._seccomp import docker_profile
+from dativo_runtime._sandbox.host._client import WorkerClient
+from dativo_runtime._sandbox.host._remote import WorkerSandbox, open_remote_session
+from dativo_runtime._sandbox.host._transport import ExitStatus, StderrTail, WorkerTransport
 from dativo_runtime._version import __version__
-
-from ._base import ReaderSession, SandboxLimits, WriterSession
-from ._cgroups import process_alive, process_start_ticks
-from ._client import WorkerClient
-from ._limits import cpu_seconds_budget, effective_limits
-from ._remote import WorkerSandbox, open_remote_session
-from ._seccomp import docker_profile
-from ._transport import ExitStatus, StderrTail, WorkerTransport
+from dativo_runtime._worker._digest import worker_digest
 
 __all__ = [
     "CONTAINER_LABEL",
@@ -62,18 +60,6 @@ DEFAULT_IMAGE = f"dativo-sandbox:{__version__}"
 """The image ``dativo-run sandbox build-image`` builds and the backend uses by default."""
 CONTAINER_LABEL = "io.dativo.sandbox"
 WORKER_DIGEST_LABEL = "io.dativo.sandbox.worker-digest"
-_WORKER_FILES = (
-    "__init__.py",
-    "_version.py",
-    "_lazy_exports.py",
-    "_sandbox/__init__.py",
-    "_plugin_ref.py",
-    "_arrow_batches.py",
-    "_sandbox/_worker.py",
-    "_sandbox/_protocol.py",
-    "_observability/__init__.py",
-    "_observability/_tracing.py",
-)
 CONTAINER_USER = "65534:65534"
 TMPFS_BYTES = 256 * 1024 * 1024
 OPEN_FILES = 1024
@@ -208,15 +194,6 @@ def _reap_once(api: Any) -> None:
             return
         _reaped_daemons.add(key)
     reap_leftover_containers(api)
-
-
-def worker_digest() -> str:
-    """A digest of the code the worker runs, stored as an image label to detect a stale image."""
-    digest = hashlib.sha256()
-    package = resources.files("dativo_runtime")
-    for name in _WORKER_FILES:
-        digest.update(name.encode() + b"\0" + (package / name).read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
 
 
 def _docker_client(timeout: int = 30) -> Any:

@@ -36,12 +36,12 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from dativo_plugin_sdk import Column, SandboxError
-from dativo_runtime._plugin_ref import PluginRef
-
-from ._base import ReaderSession, SandboxLimits, WriterSession
-from ._cgroups import SandboxCgroup, cgroup_support, join_cgroup_command
-from ._client import WorkerClient
-from ._egress import (
+from dativo_runtime._plugins._ref import PluginRef
+from dativo_runtime._sandbox._base import ReaderSession, SandboxLimits, WriterSession
+from dativo_runtime._sandbox._cgroups import SandboxCgroup, cgroup_support, join_cgroup_command
+from dativo_runtime._sandbox._limits import cpu_seconds_budget, effective_limits
+from dativo_runtime._sandbox._seccomp import bpf_program
+from dativo_runtime._sandbox.bubblewrap._egress import (
     SlirpEgress,
     egress_availability,
     guest_hosts,
@@ -49,12 +49,7 @@ from ._egress import (
     missing_egress_error,
     netns_command,
 )
-from ._limits import cpu_seconds_budget, effective_limits
-from ._protocol import WORKER_MODULE
-from ._remote import WorkerSandbox, open_remote_session
-from ._seccomp import bpf_program
-from ._transport import ExitStatus, StderrTail, WorkerTransport
-from ._userns import (
+from dativo_runtime._sandbox.bubblewrap._userns import (
     SANDBOX_HOST_ID,
     SETPRIV_CAPS,
     StartGate,
@@ -62,6 +57,10 @@ from ._userns import (
     setpriv_command,
     unreachable_paths,
 )
+from dativo_runtime._sandbox.host._client import WorkerClient
+from dativo_runtime._sandbox.host._remote import WorkerSandbox, open_remote_session
+from dativo_runtime._sandbox.host._transport import ExitStatus, StderrTail, WorkerTransport
+from dativo_runtime._worker._protocol import WORKER_MODULE
 
 __all__ = ["SANDBOX_GID", "SANDBOX_HOST_ID", "SANDBOX_UID", "BubblewrapSandbox"]
 

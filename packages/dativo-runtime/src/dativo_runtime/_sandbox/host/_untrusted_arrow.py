@@ -26,11 +26,9 @@ from typing import Any
 import pyarrow as pa
 
 from dativo_plugin_sdk import ValidationError
-from dativo_runtime._validation import check_column_names
+from dativo_runtime._worker._protocol import ProtocolError
 
-from ._protocol import ProtocolError
-
-__all__ = ["read_untrusted_batch"]
+__all__ = ["check_column_names", "read_untrusted_batch"]
 
 _SCHEMA, _DICTIONARY_BATCH, _RECORD_BATCH = 1, 2, 3
 _CONTINUATION = 0xFFFFFFFF
@@ -220,3 +218,19 @@ def read_untrusted_batch(payload: bytes | bytearray | memoryview) -> pa.RecordBa
             f"data frame is not a valid Arrow IPC stream: {type(exc).__name__}: {exc}"
         ) from None
     return batch
+
+
+def check_column_names(schema: pa.Schema) -> None:
+    """Refuse a batch whose column names repeat (which column would a value belong to?).
+
+    Raises:
+        ValidationError: Naming the repeated columns.
+    """
+    names = schema.names
+    if len(set(names)) != len(names):
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        raise ValidationError(
+            f"a batch has duplicate column names: {', '.join(map(repr, repeated))}; each column "
+            "name may appear once in a batch",
+            details={"duplicate_columns": repeated},
+        )

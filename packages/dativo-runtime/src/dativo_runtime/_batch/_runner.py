@@ -23,16 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from dativo_plugin_sdk import DativoError
-
-from ._concurrency import ConcurrencyLimits
-from ._exit_codes import ExitCode, exit_code_for, worst_exit_code
-from ._job import JobConfig, load_job
-from ._observability._exposition import MetricsExport
-from ._observability._metrics import RunMetrics
-from ._pipeline import ProgressEvent, RunResult, run_job
-from ._serve._runner import RUN_COMMAND, SubprocessJobRunner, run_recorded
-from ._serve._runner import RunResult as ChildResult
-from ._termination import raise_if_requested
+from dativo_runtime._batch._child import RUN_COMMAND, SubprocessJobRunner, run_recorded
+from dativo_runtime._batch._child import RunResult as ChildResult
+from dativo_runtime._batch._concurrency import ConcurrencyLimits
+from dativo_runtime._engine._pipeline import ProgressEvent, RunResult, run_job
+from dativo_runtime._engine._termination import raise_if_requested
+from dativo_runtime._exit_codes import ExitCode, exit_code_for, worst_exit_code
+from dativo_runtime._jobs._model import JobConfig, load_job
+from dativo_runtime._observability._exposition import MetricsExport
+from dativo_runtime._observability._metrics import RunMetrics
 
 __all__ = ["JobOutcome", "JobsReport", "run_jobs"]
 

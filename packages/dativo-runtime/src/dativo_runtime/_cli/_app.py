@@ -15,19 +15,25 @@ import typer
 import yaml
 
 from dativo_plugin_sdk import PLUGIN_SDK_VERSION, ConfigurationError, DativoError
-
-from ._exit_codes import ExitCode, exit_code_for
-from ._job import JobConfig, job_json_schema, load_job
-from ._observability._logging import configure_logging
-from ._plugin_ref import BUILTIN_PLUGINS
-from ._render import console, emit_json, error_console, progress_bar, render_run, render_summary
-from ._sandbox._commands import sandbox_app
-from ._secrets import REDACTOR, interpolate
-from ._termination import install_signal_handlers
-from ._version import __version__
+from dativo_runtime._cli._render import (
+    console,
+    emit_json,
+    error_console,
+    progress_bar,
+    render_run,
+    render_summary,
+)
+from dativo_runtime._engine._termination import install_signal_handlers
+from dativo_runtime._exit_codes import ExitCode, exit_code_for
+from dativo_runtime._jobs._model import JobConfig, job_json_schema, load_job
+from dativo_runtime._observability._logging import configure_logging
+from dativo_runtime._plugins._ref import BUILTIN_PLUGINS
+from dativo_runtime._sandbox._commands import sandbox_app
+from dativo_runtime._secrets import REDACTOR, interpolate
+from dativo_runtime._version import __version__
 
 if TYPE_CHECKING:
-    from ._run_jobs import JobOutcome
+    from dativo_runtime._batch._runner import JobOutcome
 
 __all__ = ["app", "main"]
 
@@ -103,7 +109,7 @@ def _child_env(log_format: str, log_level: str) -> dict[str, str]:
 @contextlib.contextmanager
 def _tracing() -> Iterator[None]:
     """OpenTelemetry for one command: on only when the OTEL_* variables ask, flushed at the end."""
-    from ._observability._tracing import configure_tracing
+    from dativo_runtime._observability._tracing import configure_tracing
 
     tracing = configure_tracing()
     try:
@@ -256,9 +262,9 @@ def run(
     log_level: LogLevelOption = "info",
 ) -> None:
     """Run a job (or every job in a folder): extract, validate, write Parquet, commit."""
-    from ._observability._exposition import MetricsExport
-    from ._observability._metrics import RunMetrics
-    from ._run_jobs import run_jobs
+    from dativo_runtime._batch._runner import run_jobs
+    from dativo_runtime._observability._exposition import MetricsExport
+    from dativo_runtime._observability._metrics import RunMetrics
 
     _setup(log_format, log_level)
     if (config is None) == (job_dir is None):
@@ -318,8 +324,13 @@ def serve(
     log_level: LogLevelOption = "info",
 ) -> None:
     """Run the scheduled jobs of a folder until SIGTERM; serve metrics, health probes and a status API."""
-    from ._serve import ReadinessCheck, SubprocessJobRunner, job_readiness_checks, load_scheduled_jobs
-    from ._serve import serve as serve_jobs
+    from dativo_runtime._serve import (
+        ReadinessCheck,
+        SubprocessJobRunner,
+        job_readiness_checks,
+        load_scheduled_jobs,
+    )
+    from dativo_runtime._serve import serve as serve_jobs
 
     _setup(log_format, log_level)
     with _errors(False):
@@ -354,7 +365,7 @@ def check(
     from rich.table import Table
     from rich.text import Text
 
-    from ._operations import check_exit_code, check_job
+    from dativo_runtime._engine._operations import check_exit_code, check_job
 
     _setup(log_format, log_level)
     with _errors(as_json):
@@ -395,7 +406,7 @@ def validate(
     from rich.table import Table
     from rich.text import Text
 
-    from ._operations import validate_job
+    from dativo_runtime._engine._operations import validate_job
 
     _setup(log_format, log_level)
     with _errors(as_json):
@@ -466,7 +477,7 @@ def discover(
     from rich.table import Table
     from rich.text import Text
 
-    from ._operations import discover_job, discover_plugin
+    from dativo_runtime._engine._operations import discover_job, discover_plugin
 
     _setup(log_format, log_level)
     given = [x for x in (config, connector, plugin) if x is not None]
@@ -514,7 +525,7 @@ def plugins_list(as_json: JsonOption = False) -> None:
     """List built-in connectors and plugins installed under the entry-point group dativo.plugins."""
     from rich.table import Table
 
-    from ._operations import list_plugins
+    from dativo_runtime._engine._operations import list_plugins
 
     with _errors(as_json):
         plugins = list_plugins()
@@ -544,7 +555,7 @@ def plugins_inspect(
     from rich.table import Table
     from rich.text import Text
 
-    from ._operations import inspect_plugin
+    from dativo_runtime._engine._operations import inspect_plugin
 
     with _errors(as_json):
         data = inspect_plugin(ref)
@@ -588,7 +599,7 @@ def files(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """List the files committed to the job's parquet target, from its run manifests."""
     from rich.text import Text
 
-    from ._operations import committed_files
+    from dativo_runtime._engine._operations import committed_files
 
     with _errors(as_json):
         data = committed_files(_load(config))
@@ -608,7 +619,7 @@ def state_show(config: ConfigOption = None, as_json: JsonOption = False) -> None
     """Print the job's saved incremental state."""
     from rich.text import Text
 
-    from ._state_store import StateStore
+    from dativo_runtime._storage._state_store import StateStore
 
     with _errors(as_json):
         job = _load(config)
@@ -629,7 +640,7 @@ def state_reset(
     """Forget the job's state so that its next run reads everything again."""
     from rich.text import Text
 
-    from ._state_store import StateStore
+    from dativo_runtime._storage._state_store import StateStore
 
     with _errors(as_json):
         job = _load(config)

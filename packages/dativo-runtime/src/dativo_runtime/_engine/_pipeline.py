@@ -34,26 +34,25 @@ from dativo_plugin_sdk import (
     from_dict,
     is_retryable,
 )
-
-from ._arrow_batches import arrow_schema_for
-from ._exit_codes import ExitCode, exit_code_for
-from ._job import JobConfig, is_remote_uri
-from ._observability._logging import log_context
-from ._observability._metrics import JobMetrics, RunMetrics
-from ._observability._tracing import Tracing, active_tracing
-from ._plugin_ref import PluginInfo, PluginRef
-from ._retry import RetryPolicy, call_with_retry
-from ._s3 import S3_OPTION_KEYS
-from ._sandbox import ReaderSession, WriterSession, choose_sandbox
-from ._sandbox._policy import OperatorPolicy, run_mode
-from ._secrets import REDACTOR
-from ._state_store import JobState, PendingCommit, StateStore
-from ._storage import open_storage
-from ._termination import commit_section, raise_if_requested
-from ._validation import BatchValidator, ValidationReport
-from ._write_behind import WriteBehind
-from .connectors._dataset import ParquetDataset, utc_now_iso
-from .connectors._parquet import new_run_id
+from dativo_runtime._arrow_batches import arrow_schema_for
+from dativo_runtime._engine._retry import RetryPolicy, call_with_retry
+from dativo_runtime._engine._termination import commit_section, raise_if_requested
+from dativo_runtime._engine._validation import BatchValidator, ValidationReport
+from dativo_runtime._engine._write_behind import WriteBehind
+from dativo_runtime._exit_codes import ExitCode, exit_code_for
+from dativo_runtime._jobs._model import JobConfig, is_remote_uri
+from dativo_runtime._observability._logging import log_context
+from dativo_runtime._observability._metrics import JobMetrics, RunMetrics
+from dativo_runtime._observability._tracing import Tracing, active_tracing
+from dativo_runtime._plugins._ref import PluginInfo, PluginRef
+from dativo_runtime._sandbox import ReaderSession, WriterSession, choose_sandbox
+from dativo_runtime._sandbox._policy import OperatorPolicy, run_mode
+from dativo_runtime._secrets import REDACTOR
+from dativo_runtime._storage._backends import open_storage
+from dativo_runtime._storage._s3 import S3_OPTION_KEYS
+from dativo_runtime._storage._state_store import JobState, PendingCommit, StateStore
+from dativo_runtime.connectors._dataset import ParquetDataset, utc_now_iso
+from dativo_runtime.connectors._parquet import new_run_id
 
 __all__ = [
     "ProgressEvent",

@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any
 from dativo_plugin_sdk import DativoError, SandboxError, from_dict
 from dativo_runtime._observability._logging import truncate_text
 from dativo_runtime._observability._tracing import active_tracing, inject_context
-from dativo_runtime._plugin_ref import PluginInfo, PluginRef
-
-from ._base import SandboxLimits
-from ._exit import describe_exit
-from ._protocol import (
+from dativo_runtime._plugins._ref import PluginInfo, PluginRef
+from dativo_runtime._sandbox._base import SandboxLimits
+from dativo_runtime._sandbox.host._exit import describe_exit
+from dativo_runtime._sandbox.host._transport import WorkerTransport
+from dativo_runtime._sandbox.host._worker_messages import bounded_error, check_message, data_frame_limit
+from dativo_runtime._worker._protocol import (
     FRAME_CONTROL,
     PROTOCOL_VERSION,
     FrameReader,
@@ -31,11 +32,9 @@ from ._protocol import (
     TruncatedFrameError,
     decode_control,
 )
-from ._transport import WorkerTransport
-from ._worker_messages import bounded_error, check_message, data_frame_limit
 
 if TYPE_CHECKING:
-    from ._remote import _FramePump
+    from dativo_runtime._sandbox.host._remote import _FramePump
 
 __all__ = ["WorkerClient"]
 

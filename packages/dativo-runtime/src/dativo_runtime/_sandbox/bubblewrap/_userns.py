@@ -36,7 +36,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from ._egress import SlirpEgress
+from dativo_runtime._sandbox.bubblewrap._egress import SlirpEgress
 
 __all__ = [
     "SANDBOX_HOST_ID",

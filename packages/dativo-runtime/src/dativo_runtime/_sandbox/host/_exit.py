@@ -7,11 +7,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from dativo_plugin_sdk import SandboxError
-
-from ._base import SandboxLimits
-from ._limits import format_bytes
-from ._protocol import WORKER_EXIT_DEADLINE, WORKER_EXIT_OOM
-from ._transport import STDERR_TAIL_LINES, ExitStatus
+from dativo_runtime._sandbox._base import SandboxLimits
+from dativo_runtime._sandbox._limits import format_bytes
+from dativo_runtime._sandbox.host._transport import STDERR_TAIL_LINES, ExitStatus
+from dativo_runtime._worker._protocol import WORKER_EXIT_DEADLINE, WORKER_EXIT_OOM
 
 __all__ = ["SANDBOX_FAILURE_REASONS", "describe_exit"]
 

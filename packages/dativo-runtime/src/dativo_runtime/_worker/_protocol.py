@@ -84,7 +84,7 @@ WORKER_EXIT_DEADLINE = 87
 """Exit status of a worker its own watchdog ended at the session's wall-clock deadline."""
 WORKER_EXIT_HOST_GONE = 88
 """Exit status of a worker its watchdog ended because the host hung up the protocol."""
-WORKER_MODULE = "dativo_runtime._sandbox._worker"
+WORKER_MODULE = "dativo_runtime._worker._main"
 
 _HEADER = struct.Struct(">BI")
 

@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from dativo_plugin_sdk import ConfigurationError, DativoError
-
-from ._s3 import S3Uri, is_s3_uri, map_s3_error, s3_client
+from dativo_runtime._storage._s3 import S3Uri, is_s3_uri, map_s3_error, s3_client
 
 __all__ = ["FileInfo", "LocalStorage", "S3Storage", "Storage", "match_glob", "open_storage", "unique_suffix"]
 

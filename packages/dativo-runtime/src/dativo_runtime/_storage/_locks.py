@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Any
 
-from ._storage import LocalStorage, Storage
+from dativo_runtime._storage._backends import LocalStorage, Storage
 
 __all__ = ["Lease", "acquire_lease", "read_lease"]
 

@@ -30,11 +30,10 @@ from pydantic import (
 from pydantic import ValidationError as PydanticValidationError
 
 from dativo_plugin_sdk import Column, ColumnType, ConfigurationError
-
-from ._plugin_ref import PluginRef
-from ._sandbox._base import SandboxLimits
-from ._secrets import REDACTOR, Redactor, interpolate
-from ._sizes import parse_byte_size
+from dativo_runtime._plugins._ref import PluginRef
+from dativo_runtime._sandbox._base import SandboxLimits
+from dativo_runtime._secrets import REDACTOR, Redactor, interpolate
+from dativo_runtime._sizes import parse_byte_size
 
 __all__ = [
     "ColumnSpec",

@@ -1,0 +1,9 @@
+"""The ``dativo-run`` command line: a thin layer of typer commands over the engine's functions.
+
+The top layer of the runtime: it parses options, calls the layers below and renders what
+they return; no run logic lives here.
+"""
+
+from dativo_runtime._cli._app import app, main
+
+__all__ = ["app", "main"]

@@ -1,0 +1,1 @@
+"""The job file: its pydantic model, its loading and interpolation of ``${VAR}`` references."""

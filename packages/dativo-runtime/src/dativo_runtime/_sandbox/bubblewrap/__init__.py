@@ -1,0 +1,1 @@
+"""The ``process`` backend: bubblewrap namespaces, an unprivileged host uid and optional egress."""

@@ -1,0 +1,1 @@
+"""The ``docker`` backend: one locked-down container a worker, and the sandbox image it runs."""

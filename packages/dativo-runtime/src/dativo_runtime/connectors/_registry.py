@@ -1,0 +1,79 @@
+"""The built-in connectors by name: the one list that job files, plugin references and the engine read.
+
+Each built-in connector declares here its name, whether it reads or writes, the class it
+stands for, the typed options model that validates its ``config`` (with the connector's
+own field names), the run-context settings the engine gives it, and, for a writer that
+can tell, how to probe whether a given run committed. The engine asks this registry, never
+a connector's name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = ["BUILTIN_CONNECTORS", "CommitProbe", "ConnectorSpec", "builtin_connector"]
+
+CommitProbe = Callable[[str, Mapping[str, Any], str], bool]
+"""``(location, storage_options, writer_run_id) -> bool``: whether that writer run committed."""
+
+
+@dataclass(frozen=True)
+class ConnectorSpec:
+    """One built-in connector.
+
+    Args:
+        name: The name job files use (``plugin: csv``).
+        kind: ``reader`` or ``writer``.
+        target: The class it stands for, as ``module:Class``.
+        options: The pydantic model its ``config`` validates against, if any.
+        run_context: Run settings the engine puts into its config when unset
+            (``run_id``: the writer run's id; ``ingest_date``: the run's date).
+        commit_probe: For a writer, how to tell whether a writer run committed (used to
+            settle a run that died between its commit and saving its state).
+    """
+
+    name: str
+    kind: Literal["reader", "writer"]
+    target: str
+    options: type[Any] | None = None
+    run_context: tuple[str, ...] = ()
+    commit_probe: CommitProbe | None = None
+
+
+def _parquet_committed(location: str, storage_options: Mapping[str, Any], writer_run_id: str) -> bool:
+    """Whether the parquet writer's run ``writer_run_id`` wrote its manifest (its commit point)."""
+    from dativo_runtime._storage._backends import open_storage
+    from dativo_runtime.connectors._dataset import ParquetDataset
+
+    return ParquetDataset(open_storage(location, storage_options)).has_manifest(writer_run_id)
+
+
+BUILTIN_CONNECTORS: Mapping[str, ConnectorSpec] = {
+    spec.name: spec
+    for spec in (
+        ConnectorSpec("csv", "reader", "dativo_runtime.connectors:CsvReader"),
+        ConnectorSpec("jsonl", "reader", "dativo_runtime.connectors:JsonlReader"),
+        ConnectorSpec(
+            "parquet",
+            "writer",
+            "dativo_runtime.connectors:ParquetWriter",
+            run_context=("run_id", "ingest_date"),
+            commit_probe=_parquet_committed,
+        ),
+    )
+}
+"""Built-in connector names and what each declares."""
+
+
+def builtin_connector(name: str) -> ConnectorSpec | None:
+    """The built-in connector called ``name``, or ``None`` if there is none.
+
+    Args:
+        name: A plugin reference as a job file writes it.
+
+    Returns:
+        Its spec, or ``None`` for anything that is not a built-in name.
+    """
+    return BUILTIN_CONNECTORS.get(name)
