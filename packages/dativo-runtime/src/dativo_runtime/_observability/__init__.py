@@ -3,9 +3,10 @@
 ``prometheus-client`` is a dependency of the runtime; ``opentelemetry`` is the optional
 ``otel`` extra and is imported only when the ``OTEL_*`` variables turn tracing on.
 
-Names are imported on first use (PEP 562): the sandbox worker imports
-``._tracing`` alone (for :class:`SpanRelay`), in images that hold neither
-prometheus-client nor the CLI's dependencies.
+Names are imported on first use (PEP 562): a process that only traces never imports
+prometheus-client. The worker's side of tracing (:class:`SpanRelay`,
+:func:`extract_context`) lives in ``dativo_runtime._worker._span_relay`` and is
+re-exported here.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ __all__ = [
     "write_metrics_file",
 ]
 
-# Searched in this order, lightest first: the worker needs ``._tracing`` only.
+# Searched in this order, lightest first.
 _SUBMODULES = ("._tracing", "._logging", "._metrics", "._exposition")
 
 
