@@ -38,10 +38,14 @@ if TYPE_CHECKING:
         OTHER,
         OUTCOME_METRICS,
         RUN_STATUSES,
-        SANDBOX_FAILURE_REASONS,
         STAGES,
         JobMetrics,
         RunMetrics,
+    )
+    from dativo_runtime._observability._sandbox_failures import (
+        METRIC_LABEL_BY_REASON,
+        SANDBOX_FAILURE_LABELS,
+        SANDBOX_FAILURE_REASONS,
         sandbox_failure_reason,
     )
     from dativo_runtime._observability._tracing import (
@@ -58,10 +62,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONTEXT_FIELDS",
+    "METRIC_LABEL_BY_REASON",
     "OTHER",
     "OUTCOME_METRICS",
     "PUSH_JOB",
     "RUN_STATUSES",
+    "SANDBOX_FAILURE_LABELS",
     "SANDBOX_FAILURE_REASONS",
     "STAGES",
     "HttpEndpoint",
@@ -92,7 +98,7 @@ __all__ = [
 ]
 
 # Searched in this order, lightest first.
-_SUBMODULES = ("._tracing", "._logging", "._metrics", "._exposition")
+_SUBMODULES = ("._tracing", "._logging", "._sandbox_failures", "._metrics", "._exposition")
 
 
 def __getattr__(name: str) -> Any:

@@ -92,7 +92,7 @@ _LATE_EVENT_S = 1.0
 _REMOVAL_WAIT_S = 10.0
 _reaped_daemons: set[str] = set()
 _reap_lock = threading.Lock()
-_logger = logging.getLogger("dativo_runtime.sandbox")
+_logger = logging.getLogger("dativo.sandbox")
 
 
 @dataclass(frozen=True)
