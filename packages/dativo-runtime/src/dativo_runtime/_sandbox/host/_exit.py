@@ -15,6 +15,7 @@ from dativo_runtime._worker._protocol import WORKER_EXIT_DEADLINE, WORKER_EXIT_O
 
 __all__ = ["SANDBOX_FAILURE_REASONS", "describe_exit"]
 
+
 def _signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
