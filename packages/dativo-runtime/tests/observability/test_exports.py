@@ -9,10 +9,12 @@ import pytest
 EXPECTED = {
     "dativo_runtime._observability": [
         "CONTEXT_FIELDS",
+        "METRIC_LABEL_BY_REASON",
         "OTHER",
         "OUTCOME_METRICS",
         "PUSH_JOB",
         "RUN_STATUSES",
+        "SANDBOX_FAILURE_LABELS",
         "SANDBOX_FAILURE_REASONS",
         "STAGES",
         "HttpEndpoint",

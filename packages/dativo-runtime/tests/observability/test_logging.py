@@ -36,14 +36,14 @@ def _events(stream: io.StringIO) -> list[dict]:
 def test_json_lines_carry_tenant_job_and_run_ids():
     out = io.StringIO()
     configure_logging(stream=out, fmt="auto")
-    log = logging.getLogger("dativo_runtime.pipeline")
+    log = logging.getLogger("dativo.run")
     with log_context(tenant="acme", job="orders", run_id="run-42"):
         log.info("extracted %d records", 10, extra={"stream": "orders", "batch": 3})
     log.warning("outside a run")
     first, second = _events(out)
     assert first["message"] == "extracted 10 records"
     assert first["level"] == "INFO"
-    assert first["logger"] == "dativo_runtime.pipeline"
+    assert first["logger"] == "dativo.run"
     assert (first["tenant"], first["job"], first["run_id"]) == ("acme", "orders", "run-42")
     assert (first["stream"], first["batch"]) == ("orders", 3)
     assert first["ts"].endswith("+00:00")
@@ -95,7 +95,7 @@ def test_secrets_never_reach_the_log(secrets):
     out = io.StringIO()
     extra_secret = "given-only-to-the-filter"
     configure_logging(stream=out, fmt="json", secrets=[extra_secret])
-    log = logging.getLogger("dativo_runtime.pipeline")
+    log = logging.getLogger("dativo.run")
     with log_context(tenant="acme", job="orders", run_id="r"):
         log.info("connecting with %s and %s", secrets[0], extra_secret)
         log.info("config: password=%s api_key: '%s'", "plainpass1", "plainkey22")
@@ -276,7 +276,7 @@ def test_secret_looking_pairs(text, expected):
 def test_a_megabyte_log_line_is_cut_and_redacted_in_the_log(secrets):
     out = io.StringIO()
     configure_logging(stream=out, fmt="json")
-    log = logging.getLogger("dativo_runtime.plugin")
+    log = logging.getLogger("dativo.plugin")
     began = time.perf_counter()
     log.warning("[plugin] x: %s", f"password={secrets[0]} " + "password" * (MEGABYTE // 8))
     try:
@@ -301,7 +301,7 @@ FORGERY = "done\n12:00:00 INFO  dativo_runtime.pipeline run succeeded\r\x1b[2K\x
 def test_text_logs_escape_control_characters():
     out = _Terminal()
     configure_logging(stream=out, fmt="text")
-    logging.getLogger("dativo_runtime.plugin").warning("[plugin] x: %s", FORGERY, extra={"note": "a\nb"})
+    logging.getLogger("dativo.plugin").warning("[plugin] x: %s", FORGERY, extra={"note": "a\nb"})
     text = out.getvalue()
     assert text.count("\n") == 1
     assert text.endswith("\n")

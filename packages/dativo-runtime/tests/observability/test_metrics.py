@@ -9,8 +9,10 @@ from prometheus_client import generate_latest
 
 from dativo_plugin_sdk import RateLimitError, SandboxError
 from dativo_runtime._observability import (
+    METRIC_LABEL_BY_REASON,
     OTHER,
     RUN_STATUSES,
+    SANDBOX_FAILURE_LABELS,
     SANDBOX_FAILURE_REASONS,
     STAGES,
     RunMetrics,
@@ -170,7 +172,28 @@ def test_any_label_value_is_admitted_as_a_bounded_printable_string(value):
 )
 def test_sandbox_failures_are_classified(error, reason):
     assert sandbox_failure_reason(error) == reason
-    assert reason in SANDBOX_FAILURE_REASONS
+    assert reason in SANDBOX_FAILURE_LABELS
+
+
+@pytest.mark.parametrize("reason", SANDBOX_FAILURE_REASONS)
+def test_every_backend_reason_has_its_label_whatever_the_stderr_says(reason):
+    # A disk failure whose stderr tail said "killed" was counted as reason="signal".
+    error = SandboxError(
+        f"plugin stopped ({reason}). Last stderr lines:\n  killed", details={"reason": reason}
+    )
+    assert sandbox_failure_reason(error) == METRIC_LABEL_BY_REASON[reason]
+
+
+def test_a_backend_reason_string_is_counted_under_its_label():
+    metrics = RunMetrics()
+    job = metrics.for_job("acme", "orders")
+    job.sandbox_failed("process", "disk")
+    job.sandbox_failed("process", "crash")
+    job.sandbox_failed("process", "oom")
+    value = metrics.registry.get_sample_value
+    labels = {"tenant": "acme", "dativo_job": "orders", "backend": "process"}
+    assert value("dativo_sandbox_failures_total", {**labels, "reason": "other"}) == 2
+    assert value("dativo_sandbox_failures_total", {**labels, "reason": "oom"}) == 1
 
 
 def test_absorb_adds_a_childs_counters_and_keeps_the_parents_outcomes(parse_samples):

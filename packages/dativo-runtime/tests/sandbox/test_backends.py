@@ -177,7 +177,7 @@ def test_secrets_stay_out_of_argv_environment_and_inspect(backend, plugin_ref):
 
 
 def test_plugin_output_cannot_corrupt_the_protocol(backend, plugin_ref, caplog):
-    caplog.set_level(logging.WARNING, logger="dativo_runtime.plugin")
+    caplog.set_level(logging.WARNING, logger="dativo.plugin")
     with backend.open_reader(plugin_ref("hostile.py", "ChattyReader"), {"count": 4}) as session:
         records = [r for b in session.extract() for r in b.data.to_pylist()]
     assert records == [{"n": n, "stdin": ""} for n in range(4)]

@@ -31,6 +31,7 @@ from dativo_runtime._sandbox import _cgroups
 from dativo_runtime._sandbox._base import Sandbox
 from dativo_runtime._sandbox._cgroups import process_alive, process_start_ticks
 from dativo_runtime._sandbox.docker import _backend as _docker
+from dativo_runtime._sandbox.docker import _reaper
 from dativo_runtime._worker import _main as _worker
 
 PLUGIN = Path(__file__).parent / "plugins" / "attack_lifetime.py"
@@ -96,7 +97,7 @@ def _docker_client() -> Any:
 def _containers_of(pid: int) -> list[dict[str, Any]]:
     """The sandbox containers (``docker ps`` summaries) the runtime ``pid`` of this machine owns."""
     boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    labels = [f"{_docker.OWNER_LABELS['pid']}={pid}", f"{_docker.OWNER_LABELS['boot_id']}={boot_id}"]
+    labels = [f"{_reaper.OWNER_LABELS['pid']}={pid}", f"{_reaper.OWNER_LABELS['boot_id']}={boot_id}"]
     # Summaries only: containers.list() inspects each one and fails on one removed meanwhile.
     return list(_docker_client().api.containers(all=True, filters={"label": labels}))
 
@@ -243,11 +244,11 @@ def _dead_process() -> tuple[int, int]:
 
 
 def _runtime_labels(pid: int, start: int, *, deadline: float | None = None) -> dict[str, str]:
-    me = _docker._Runtime.current()
+    me = _reaper.RuntimeIdentity.current()
     labels = {_docker.CONTAINER_LABEL: "1", f"{_docker.CONTAINER_LABEL}.ref": "test:leftover"}
-    labels.update(_docker._Runtime(me.host, me.boot_id, me.pid_ns, pid, start).labels())
+    labels.update(_reaper.RuntimeIdentity(me.host, me.boot_id, me.pid_ns, pid, start).labels())
     if deadline is not None:
-        labels[_docker.DEADLINE_LABEL] = str(int(deadline))
+        labels[_reaper.DEADLINE_LABEL] = str(int(deadline))
     return labels
 
 
@@ -350,30 +351,30 @@ def test_containers_carry_their_owner_and_deadline(docker_backend: Any, plugin_r
     labels = details["Config"]["Labels"]
     assert details["HostConfig"]["AutoRemove"] is True
     assert details["Config"]["StdinOnce"] is True  # the daemon closes the worker's stdin with our attach
-    assert labels[_docker.OWNER_LABELS["pid"]] == str(os.getpid())
-    assert labels[_docker.OWNER_LABELS["start"]] == str(process_start_ticks(os.getpid()))
-    assert 30 < float(labels[_docker.DEADLINE_LABEL]) - time.time() <= 30 + _docker.DEADLINE_MARGIN_S
+    assert labels[_reaper.OWNER_LABELS["pid"]] == str(os.getpid())
+    assert labels[_reaper.OWNER_LABELS["start"]] == str(process_start_ticks(os.getpid()))
+    assert 30 < float(labels[_reaper.DEADLINE_LABEL]) - time.time() <= 30 + _reaper.DEADLINE_MARGIN_S
     assert not _containers_of(os.getpid())
 
 
 def test_abandoned_decides_from_owner_and_deadline() -> None:
-    me = _docker._Runtime.current()
+    me = _reaper.RuntimeIdentity.current()
     now = time.time()
     own = _runtime_labels(os.getpid(), process_start_ticks(os.getpid()) or 0)
     dead = _runtime_labels(*_dead_process())
-    foreign = {**dead, _docker.OWNER_LABELS["boot_id"]: "another-machine"}
+    foreign = {**dead, _reaper.OWNER_LABELS["boot_id"]: "another-machine"}
     legacy = {_docker.CONTAINER_LABEL: "1"}
 
     def abandoned(labels: dict[str, str], state: str = "running", age: float = 0) -> str | None:
-        return _docker._abandoned({"Labels": labels, "State": state, "Created": now - age}, me, now)
+        return _reaper.abandoned_because({"Labels": labels, "State": state, "Created": now - age}, me, now)
 
     assert abandoned(own) is None
-    assert abandoned({**own, _docker.DEADLINE_LABEL: str(int(now - 1))}) == "its deadline has passed"
-    assert abandoned({**own, _docker.DEADLINE_LABEL: str(int(now + 60))}) is None
+    assert abandoned({**own, _reaper.DEADLINE_LABEL: str(int(now - 1))}) == "its deadline has passed"
+    assert abandoned({**own, _reaper.DEADLINE_LABEL: str(int(now + 60))}) is None
     assert abandoned(dead, state="exited") is not None
     assert abandoned(dead, state="running") is not None
     assert abandoned(foreign) is None  # another machine's runtime: only its deadline says
-    assert abandoned({**foreign, _docker.DEADLINE_LABEL: str(int(now - 1))}) is not None
+    assert abandoned({**foreign, _reaper.DEADLINE_LABEL: str(int(now - 1))}) is not None
     assert abandoned(legacy, state="running", age=3600) is None
     assert abandoned(legacy, state="exited", age=30) is None
     assert abandoned(legacy, state="exited", age=3600) is not None

@@ -78,7 +78,7 @@ def test_slow_log_lines_and_a_huge_error_end_the_run_fast(
     assert error["error_type"] == "PluginError", error
     assert error["error_code"] == "PLUGIN_ERROR"
     events = _log_events(run)
-    plugin_lines = [e for e in events if e.get("logger") == "dativo_runtime.plugin"]
+    plugin_lines = [e for e in events if e.get("logger") == "dativo.plugin"]
     assert len(plugin_lines) == 7, [e.get("message", "")[:80] for e in events]
     for event in events:
         assert len(event.get("message", "")) <= MAX_TEXT, event.get("message", "")[:200]

@@ -212,7 +212,7 @@ def test_a_python_the_sandbox_user_cannot_reach_fails_before_starting(process_ba
         pytest.skip("only a root runtime runs plugins as another user than itself")
     hidden = tmp_path / "python"
     hidden.mkdir(mode=0o700)
-    monkeypatch.setattr(_bubblewrap, "_python_paths", lambda: [hidden])
+    monkeypatch.setattr(_bubblewrap, "python_paths", lambda: [hidden])
     with pytest.raises(SandboxError, match=f"host user {SANDBOX_HOST_ID}, which cannot read") as caught:
         process_backend.open_reader(_ref("IdentityReader"), {})
     assert caught.value.details["reason"] == "startup_failed"

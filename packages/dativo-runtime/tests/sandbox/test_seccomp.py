@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from dativo_runtime._sandbox._seccomp import (
-    _NUMBERS,
+from dativo_runtime._sandbox.seccomp import (
     ALLOWED_SYSCALLS,
     KILLED_SYSCALLS,
     NETLINK_ROUTE,
     SOCKET_FAMILIES,
     SUPPORTED_MACHINES,
+    SYSCALL_NUMBERS,
     bpf_program,
     docker_profile,
 )
@@ -35,7 +35,7 @@ def test_syscall_numbers_match_the_kernel_headers(machine):
         name: int(number)
         for name, number in re.findall(r"#define __NR(?:3264)?_(\w+)\s+(\d+)", header.read_text())
     }
-    for name, number in _NUMBERS[machine].items():
+    for name, number in SYSCALL_NUMBERS[machine].items():
         assert defined.get(name) == number, (machine, name)
 
 
@@ -45,7 +45,7 @@ def test_bpf_program_kills_every_listed_syscall(machine):
     assert len(program) % 8 == 0
     instructions = [struct.unpack("=HBBI", program[i : i + 8]) for i in range(0, len(program), 8)]
     compared = {k for code, _, _, k in instructions if code == 0x15}
-    assert {n for name, n in _NUMBERS[machine].items() if name in KILLED_SYSCALLS} <= compared
+    assert {n for name, n in SYSCALL_NUMBERS[machine].items() if name in KILLED_SYSCALLS} <= compared
     assert instructions[-1] == (0x06, 0, 0, 0x7FFF0000)  # the default is allow (a denylist)
     assert len(instructions) < 4096
 
@@ -109,7 +109,7 @@ DOMAINS = [*range(64), 0x1_0000_0001, 0x1_0000_0028, 0xFFFF_FFFF_0000_0002, (1 <
 @pytest.mark.parametrize("machine", SUPPORTED_MACHINES)
 def test_bpf_program_creates_only_the_allowed_socket_families(machine):
     program = bpf_program(machine)
-    numbers = _NUMBERS[machine]
+    numbers = SYSCALL_NUMBERS[machine]
     for domain in DOMAINS:
         # The kernel reads the domain as an int: only the low 32 bits count, as in the filter.
         low = domain & 0xFFFF_FFFF
@@ -129,7 +129,7 @@ def test_bpf_program_creates_only_the_allowed_socket_families(machine):
 @pytest.mark.parametrize("machine", SUPPORTED_MACHINES)
 def test_bpf_program_keeps_its_other_rules(machine):
     program = bpf_program(machine)
-    numbers = _NUMBERS[machine]
+    numbers = SYSCALL_NUMBERS[machine]
     assert run_bpf(program, machine, numbers["mount"]) == RET_KILL
     assert run_bpf(program, machine, numbers["clone3"]) == _errno(errno.ENOSYS)
     assert run_bpf(program, machine, numbers["clone"], 0x10000000) == _errno(errno.EPERM)  # CLONE_NEWUSER

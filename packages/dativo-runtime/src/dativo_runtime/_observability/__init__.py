@@ -3,9 +3,10 @@
 ``prometheus-client`` is a dependency of the runtime; ``opentelemetry`` is the optional
 ``otel`` extra and is imported only when the ``OTEL_*`` variables turn tracing on.
 
-Names are imported on first use (PEP 562): the sandbox worker imports
-``._tracing`` alone (for :class:`SpanRelay`), in images that hold neither
-prometheus-client nor the CLI's dependencies.
+Names are imported on first use (PEP 562): a process that only traces never imports
+prometheus-client. The worker's side of tracing (:class:`SpanRelay`,
+:func:`extract_context`) lives in ``dativo_runtime._worker._span_relay`` and is
+re-exported here.
 """
 
 from __future__ import annotations
@@ -37,10 +38,14 @@ if TYPE_CHECKING:
         OTHER,
         OUTCOME_METRICS,
         RUN_STATUSES,
-        SANDBOX_FAILURE_REASONS,
         STAGES,
         JobMetrics,
         RunMetrics,
+    )
+    from dativo_runtime._observability._sandbox_failures import (
+        METRIC_LABEL_BY_REASON,
+        SANDBOX_FAILURE_LABELS,
+        SANDBOX_FAILURE_REASONS,
         sandbox_failure_reason,
     )
     from dativo_runtime._observability._tracing import (
@@ -57,10 +62,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONTEXT_FIELDS",
+    "METRIC_LABEL_BY_REASON",
     "OTHER",
     "OUTCOME_METRICS",
     "PUSH_JOB",
     "RUN_STATUSES",
+    "SANDBOX_FAILURE_LABELS",
     "SANDBOX_FAILURE_REASONS",
     "STAGES",
     "HttpEndpoint",
@@ -90,8 +97,8 @@ __all__ = [
     "write_metrics_file",
 ]
 
-# Searched in this order, lightest first: the worker needs ``._tracing`` only.
-_SUBMODULES = ("._tracing", "._logging", "._metrics", "._exposition")
+# Searched in this order, lightest first.
+_SUBMODULES = ("._tracing", "._logging", "._sandbox_failures", "._metrics", "._exposition")
 
 
 def __getattr__(name: str) -> Any:

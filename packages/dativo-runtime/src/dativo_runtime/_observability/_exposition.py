@@ -45,7 +45,7 @@ __all__ = [
     "write_metrics_file",
 ]
 
-logger = logging.getLogger("dativo_runtime.observability")
+logger = logging.getLogger("dativo.observability")
 
 PUSH_JOB = "dativo"
 """The Pushgateway ``job`` every push goes under (``tenant`` and ``dativo_job`` complete the group)."""

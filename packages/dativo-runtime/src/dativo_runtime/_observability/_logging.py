@@ -245,7 +245,7 @@ def log_context(**fields: str | None) -> Iterator[None]:
 
     Example:
         >>> with log_context(tenant="acme", job="orders", run_id="r-1"):
-        ...     logging.getLogger("dativo_runtime").info("started")
+        ...     logging.getLogger("dativo.run").info("started")
     """
     merged = {**_CONTEXT.get(), **{k: str(v) for k, v in fields.items() if v is not None}}
     token = _CONTEXT.set(merged)

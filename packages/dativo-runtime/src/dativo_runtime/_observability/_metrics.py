@@ -24,15 +24,16 @@ import re
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import Metric
-from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.registry import Collector
-from prometheus_client.samples import Sample
 
-from dativo_plugin_sdk import DativoError, get_error_code, is_retryable
+from dativo_plugin_sdk import get_error_code, is_retryable
+from dativo_runtime._observability._absorbed import AbsorbedSamples, ExpositionView
+from dativo_runtime._observability._sandbox_failures import (
+    METRIC_LABEL_BY_REASON,
+    SANDBOX_FAILURE_LABELS,
+    sandbox_failure_reason,
+)
 from dativo_runtime._secrets import MASK, REDACTOR, Redactor
 from dativo_runtime._version import __version__
 
@@ -40,11 +41,9 @@ __all__ = [
     "OTHER",
     "OUTCOME_METRICS",
     "RUN_STATUSES",
-    "SANDBOX_FAILURE_REASONS",
     "STAGES",
     "JobMetrics",
     "RunMetrics",
-    "sandbox_failure_reason",
 ]
 
 OTHER = "_other"
@@ -55,9 +54,6 @@ STAGES = ("extract", "validate", "write", "commit")
 
 RUN_STATUSES = ("success", "failed", "aborted")
 """Final statuses of a run, the ``status`` label of ``dativo_job_runs_total``."""
-
-SANDBOX_FAILURE_REASONS = ("oom", "timeout", "signal", "syscall_blocked", "other")
-"""Why a sandbox stopped a plugin, the ``reason`` label of ``dativo_sandbox_failures_total``."""
 
 OUTCOME_METRICS = (
     "dativo_job_runs",
@@ -76,49 +72,6 @@ _LIMITS = {"tenant": 200, "dativo_job": 2000, "stream": 500, "error_code": 100, 
 _MAX_LABEL_LENGTH = 100
 _ERROR_CODE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-# The sandbox backends' own ``details["reason"]`` values (see ``_sandbox._remote``), by metric reason.
-_BACKEND_REASONS = {"syscall_blocked": "syscall_blocked", "crash": "other", "startup_failed": "other"}
-# Words in a SandboxError's details or message, by the reason they mean (first match wins).
-_REASON_WORDS = (
-    ("oom", ("oom", "out of memory", "memoryerror", "memory limit")),
-    ("syscall_blocked", ("seccomp", "syscall", "sigsys")),
-    ("timeout", ("timeout", "timed out", "time limit", "deadline")),
-    ("signal", ("signal", "killed", "sigkill", "sigterm", "sigsegv")),
-)
-
-
-def sandbox_failure_reason(error: BaseException | Mapping[str, Any] | str) -> str:
-    """Classify a sandbox failure into one of :data:`SANDBOX_FAILURE_REASONS`.
-
-    Args:
-        error: A ``SandboxError`` (its ``details["reason"]`` wins when it is a known
-            reason), an error dict from ``to_dict``, or a message.
-
-    Returns:
-        ``oom``, ``timeout``, ``signal``, ``syscall_blocked`` or ``other``.
-
-    Example:
-        >>> sandbox_failure_reason("worker killed by SIGKILL after the time limit")
-        'timeout'
-    """
-    details: Mapping[str, Any] = {}
-    if isinstance(error, DativoError):
-        details, text = error.details, error.message
-    elif isinstance(error, Mapping):
-        details = error.get("details") or {}
-        text = str(error.get("message", ""))
-    else:
-        text = str(error)
-    reason = str(details.get("reason", "")).lower().replace("-", "_").replace(" ", "_")
-    reason = _BACKEND_REASONS.get(reason, reason)
-    if reason in SANDBOX_FAILURE_REASONS:
-        return reason
-    lowered = f"{reason} {text}".lower()
-    for name, words in _REASON_WORDS:
-        if any(word in lowered for word in words):
-            return name
-    return "other"
 
 
 class _LabelBudget:
@@ -175,9 +128,9 @@ class RunMetrics:
         limits = {**_LIMITS, **(max_label_values or {})}
         self._budgets = {name: _LabelBudget(limit, redactor) for name, limit in limits.items()}
         self.source_registry = CollectorRegistry(auto_describe=True)
-        self._absorbed = _AbsorbedSamples()
+        self._absorbed = AbsorbedSamples()
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_ExpositionView(self.source_registry, self._absorbed))
+        self.registry.register(ExpositionView(self.source_registry, self._absorbed))
         reg = self.source_registry
         job = ["tenant", "dativo_job"]
         stream = [*job, "stream"]
@@ -432,86 +385,18 @@ class JobMetrics:
 
         Args:
             backend: The backend's name.
-            reason: One of :data:`SANDBOX_FAILURE_REASONS`, or the ``SandboxError``
-                (classified with :func:`sandbox_failure_reason`).
+            reason: The ``SandboxError`` (labelled with :func:`sandbox_failure_reason`),
+                one of :data:`SANDBOX_FAILURE_REASONS` (labelled through
+                :data:`METRIC_LABEL_BY_REASON`), or one of :data:`SANDBOX_FAILURE_LABELS`.
 
         Raises:
-            ValueError: If ``reason`` is a string outside :data:`SANDBOX_FAILURE_REASONS`.
+            ValueError: If ``reason`` is a string outside both.
         """
-        text = sandbox_failure_reason(reason) if isinstance(reason, BaseException) else reason
-        _check(text, SANDBOX_FAILURE_REASONS, "sandbox failure reason")
+        if isinstance(reason, BaseException):
+            text = sandbox_failure_reason(reason)
+        else:
+            text = METRIC_LABEL_BY_REASON.get(reason, reason)
+        _check(text, SANDBOX_FAILURE_LABELS, "sandbox failure reason")
         self._m.sandbox_failures.labels(
             **self._job, backend=self._m.label("backend", backend), reason=text
         ).inc()
-
-
-# Exposition -------------------------------------------------------------------------------
-
-_SampleKey = tuple[str, tuple[tuple[str, str], ...]]
-_ADDITIVE = ("counter", "histogram", "summary", "gaugehistogram")
-
-
-class _AbsorbedSamples:
-    """Samples read from children's expositions, merged by family, sample name and labels."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._families: dict[str, tuple[str, str, dict[_SampleKey, float]]] = {}
-
-    def add(self, text: str, *, skip: frozenset[str]) -> None:
-        parsed = list(text_string_to_metric_families(text))
-        with self._lock:
-            for family in parsed:
-                if (
-                    family.name in skip
-                    or family.name.endswith("_created")
-                    or family.name == "dativo_runtime_info"
-                ):
-                    continue
-                _, _, samples = self._families.setdefault(
-                    family.name, (family.type, family.documentation, {})
-                )
-                for sample in family.samples:
-                    if sample.name.endswith("_created"):
-                        continue
-                    key = (sample.name, tuple(sorted(sample.labels.items())))
-                    if family.type in _ADDITIVE:
-                        samples[key] = samples.get(key, 0.0) + sample.value
-                    else:
-                        samples[key] = sample.value
-
-    def snapshot(self) -> dict[str, tuple[str, str, dict[_SampleKey, float]]]:
-        with self._lock:
-            return {name: (t, d, dict(s)) for name, (t, d, s) in self._families.items()}
-
-
-class _ExpositionView(Collector):
-    """Own metrics plus absorbed ones, summed where they meet, without ``_created`` series."""
-
-    def __init__(self, source: CollectorRegistry, absorbed: _AbsorbedSamples) -> None:
-        self._source = source
-        self._absorbed = absorbed
-
-    def collect(self) -> Iterable[Metric]:
-        absorbed = self._absorbed.snapshot()
-        for family in self._source.collect():
-            extra = absorbed.pop(family.name, None)
-            merged = Metric(family.name, family.documentation, family.type, family.unit)
-            pending = dict(extra[2]) if extra else {}
-            for sample in family.samples:
-                if sample.name.endswith("_created"):
-                    continue
-                key = (sample.name, tuple(sorted(sample.labels.items())))
-                value = sample.value
-                if key in pending:
-                    other = pending.pop(key)
-                    value = value + other if family.type in _ADDITIVE else value
-                merged.samples.append(Sample(sample.name, sample.labels, value, sample.timestamp))
-            for (name, labels), value in pending.items():
-                merged.samples.append(Sample(name, dict(labels), value))
-            yield merged
-        for name, (kind, documentation, samples) in absorbed.items():
-            family = Metric(name, documentation, kind)
-            for (sample_name, labels), value in samples.items():
-                family.samples.append(Sample(sample_name, dict(labels), value))
-            yield family

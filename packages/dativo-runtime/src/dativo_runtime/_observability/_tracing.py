@@ -7,16 +7,16 @@ Otherwise :func:`configure_tracing` returns a disabled :class:`Tracing` whose sp
 helpers do nothing, and ``opentelemetry`` is never imported (it is the optional ``otel``
 extra of the runtime).
 
-Every span that leaves the process goes through the process-wide redactor first:
-names, attributes, event attributes and status messages lose any known secret.
+Every span that leaves the process goes through the process-wide redactor first
+(:mod:`._span_export`): names, attributes, event attributes and status messages lose any
+known secret.
 
 Spans cross the sandbox boundary both ways. The host puts the W3C trace context of its
-current span into each request with :func:`inject_context`; the worker attaches it with
-:class:`SpanRelay` (or just :func:`extract_context`), so spans the plugin creates with
-``opentelemetry.trace.get_tracer(...)`` are children of the host's span. A sandboxed
-worker usually cannot reach a collector, so the relay collects the plugin's finished
-spans, the worker returns them with its answer (:meth:`SpanRelay.drain`), and the host
-exports them with its own spans (:meth:`Tracing.import_spans`).
+current span into each request with :func:`inject_context`; the worker joins it with
+:class:`~dativo_runtime._worker._span_relay.SpanRelay` (re-exported here with
+:func:`extract_context`), so spans the plugin creates are children of the host's span,
+and returns the plugin's finished spans with its answers; the host checks them
+(:mod:`._span_import`) and exports them with its own (:meth:`Tracing.import_spans`).
 """
 
 from __future__ import annotations
@@ -26,18 +26,25 @@ import contextvars
 import logging
 import os
 import sys
-import threading
 import traceback
 import types
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dativo_plugin_sdk import get_error_code, is_retryable
+from dativo_runtime._observability._span_export import (
+    MAX_TEXT,
+    RedactingExporter,
+    attribute_value,
+    exporters_from_env,
+)
+from dativo_runtime._observability._span_import import MAX_IMPORTED_SPANS, span_from_dict
 from dativo_runtime._secrets import REDACTOR, Redactor
 from dativo_runtime._version import __version__
+from dativo_runtime._worker._span_relay import SpanRelay, extract_context
 
 if TYPE_CHECKING:
-    from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
     from opentelemetry.trace import Span
 
@@ -53,13 +60,9 @@ __all__ = [
     "tracing_requested",
 ]
 
-logger = logging.getLogger("dativo_runtime.observability")
+logger = logging.getLogger("dativo.observability")
 
 _TRACER_NAME = "dativo_runtime"
-_MAX_IMPORTED_SPANS = 2000
-_MAX_ATTRIBUTES = 64
-_MAX_EVENTS = 32
-_MAX_TEXT = 4096
 _RUN_ATTRIBUTES: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
     "dativo_run_attributes", default=types.MappingProxyType({})
 )
@@ -114,35 +117,6 @@ def inject_context() -> dict[str, str]:
     return carrier
 
 
-@contextlib.contextmanager
-def extract_context(carrier: Mapping[str, str] | None) -> Iterator[bool]:
-    """Make the trace context in ``carrier`` current for the ``with`` block (worker side).
-
-    Spans started in the block, by any tracer, become children of the host's span.
-
-    Args:
-        carrier: What :func:`inject_context` returned on the host.
-
-    Yields:
-        Whether a context was attached (``False`` when the carrier is empty or
-        ``opentelemetry`` is not installed).
-    """
-    if not carrier or "traceparent" not in carrier:
-        yield False
-        return
-    try:
-        from opentelemetry import context as otel_context
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-    except ImportError:
-        yield False
-        return
-    token = otel_context.attach(TraceContextTextMapPropagator().extract(dict(carrier)))
-    try:
-        yield True
-    finally:
-        otel_context.detach(token)
-
-
 # Spans -----------------------------------------------------------------------------------
 
 
@@ -161,7 +135,7 @@ class SpanHandle:
     def set_attribute(self, key: str, value: Any) -> None:
         """Set one attribute (strings are redacted; ``None`` is skipped)."""
         if self._span is not None and value is not None:
-            self._span.set_attribute(key, _attribute_value(value, self._redactor))
+            self._span.set_attribute(key, attribute_value(value, self._redactor))
 
     def record_error(self, exc: BaseException) -> None:
         """Mark the span failed with the (redacted) error, its code and retryability."""
@@ -169,8 +143,8 @@ class SpanHandle:
             return
         from opentelemetry.trace import Status, StatusCode
 
-        message = self._redactor.redact_text(str(exc))[:_MAX_TEXT]
-        stack = self._redactor.redact_text("".join(traceback.format_exception(exc)))[-_MAX_TEXT * 4 :]
+        message = self._redactor.redact_text(str(exc))[:MAX_TEXT]
+        stack = self._redactor.redact_text("".join(traceback.format_exception(exc)))[-MAX_TEXT * 4 :]
         self._span.set_attribute("dativo.error_code", get_error_code(exc))
         self._span.set_attribute("dativo.retryable", is_retryable(exc))
         self._span.add_event(
@@ -185,14 +159,6 @@ class SpanHandle:
 
 
 _NOOP_HANDLE = SpanHandle()
-
-
-def _attribute_value(value: Any, redactor: Redactor) -> Any:
-    if isinstance(value, (bool, int, float)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_attribute_value(v, redactor) for v in value]
-    return redactor.redact_text(str(value))[:_MAX_TEXT]
 
 
 class Tracing:
@@ -247,7 +213,7 @@ class Tracing:
             yield _NOOP_HANDLE
             return
         merged = {**_RUN_ATTRIBUTES.get(), **(attributes or {})}
-        clean = {k: _attribute_value(v, self._redactor) for k, v in merged.items() if v is not None}
+        clean = {k: attribute_value(v, self._redactor) for k, v in merged.items() if v is not None}
         with self._tracer.start_as_current_span(
             name, attributes=clean, record_exception=False, set_status_on_exception=False
         ) as span:
@@ -323,8 +289,8 @@ class Tracing:
         if expected is None:
             return 0
         imported = 0
-        for data in list(spans)[:_MAX_IMPORTED_SPANS]:
-            span = _span_from_dict(data, expected, self._provider)
+        for data in list(spans)[:MAX_IMPORTED_SPANS]:
+            span = span_from_dict(data, expected, self._provider)
             if span is not None:
                 for processor in self._processors:
                     processor.on_end(span)
@@ -392,10 +358,10 @@ def configure_tracing(
     provider = TracerProvider(resource=Resource.create(attributes))
     processors: list[SpanProcessor]
     if exporter is not None:
-        processors = [SimpleSpanProcessor(_RedactingExporter.wrap(exporter, redactor))]
+        processors = [SimpleSpanProcessor(RedactingExporter.wrap(exporter, redactor))]
     else:
         processors = [
-            BatchSpanProcessor(_RedactingExporter.wrap(e, redactor)) for e in _exporters_from_env(env)
+            BatchSpanProcessor(RedactingExporter.wrap(e, redactor)) for e in exporters_from_env(env)
         ]
         if not processors:
             return _activate(Tracing(redactor=redactor, **options))
@@ -423,281 +389,3 @@ def active_tracing() -> Tracing:
     if _ACTIVE is None:
         _ACTIVE = Tracing()
     return _ACTIVE
-
-
-def _exporters_from_env(env: Mapping[str, str]) -> list[SpanExporter]:
-    names = [e.strip().lower() for e in env.get("OTEL_TRACES_EXPORTER", "otlp").split(",") if e.strip()]
-    exporters: list[SpanExporter] = []
-    for name in names:
-        if name == "none":
-            continue
-        if name == "console":
-            from opentelemetry.sdk.trace.export import ConsoleSpanExporter
-
-            exporters.append(ConsoleSpanExporter(out=sys.stderr))
-        elif name == "otlp":
-            protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get(
-                "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
-            )
-            try:
-                exporters.append(_otlp_exporter(grpc=protocol.strip().lower() == "grpc"))
-            except ImportError:
-                logger.warning(
-                    "the OTLP exporter for protocol %r is not installed (no traces are exported); "
-                    "pip install 'dativo-runtime[otel]' for http/protobuf, or "
-                    "opentelemetry-exporter-otlp-proto-grpc for grpc",
-                    protocol,
-                )
-        else:
-            logger.warning("OTEL_TRACES_EXPORTER=%s is not supported; use otlp, console or none", name)
-    return exporters
-
-
-class _RedactingExporter:
-    """Wraps an exporter so every span's text is redacted on its way out."""
-
-    @staticmethod
-    def wrap(inner: SpanExporter, redactor: Redactor) -> SpanExporter:
-        from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-
-        class RedactingSpanExporter(SpanExporter):
-            def export(self, spans: Any) -> SpanExportResult:
-                return inner.export([_redacted_span(s, redactor) for s in spans])
-
-            def shutdown(self) -> None:
-                inner.shutdown()
-
-            def force_flush(self, timeout_millis: int = 30000) -> bool:
-                return inner.force_flush(timeout_millis)
-
-        return RedactingSpanExporter()
-
-
-def _otlp_exporter(*, grpc: bool) -> SpanExporter:
-    import importlib
-
-    # The gRPC exporter is not part of the otel extra; import it by name when asked for.
-    kind = "grpc" if grpc else "http"
-    module = importlib.import_module(f"opentelemetry.exporter.otlp.proto.{kind}.trace_exporter")
-    exporter: SpanExporter = module.OTLPSpanExporter()
-    return exporter
-
-
-def _redact_attributes(attributes: Mapping[str, Any] | None, redactor: Redactor) -> dict[str, Any]:
-    from dativo_runtime._secrets import MASK, is_secret_key
-
-    clean: dict[str, Any] = {}
-    for key, value in (attributes or {}).items():
-        if is_secret_key(key.rsplit(".", 1)[-1]) and isinstance(value, str) and value:
-            clean[key] = MASK
-        else:
-            clean[key] = _attribute_value(value, redactor)
-    return clean
-
-
-def _redacted_span(span: ReadableSpan, redactor: Redactor) -> ReadableSpan:
-    from opentelemetry.sdk.trace import Event, ReadableSpan
-    from opentelemetry.trace import Status
-
-    status = span.status
-    if status.description:
-        status = Status(status.status_code, redactor.redact_text(status.description))
-    return ReadableSpan(
-        name=redactor.redact_text(span.name),
-        context=span.context,
-        parent=span.parent,
-        resource=span.resource,
-        attributes=_redact_attributes(span.attributes, redactor),
-        events=[
-            Event(e.name, _redact_attributes(e.attributes, redactor), timestamp=e.timestamp)
-            for e in span.events
-        ],
-        links=span.links,
-        kind=span.kind,
-        status=status,
-        start_time=span.start_time,
-        end_time=span.end_time,
-        instrumentation_scope=span.instrumentation_scope,
-    )
-
-
-# Crossing the sandbox boundary -------------------------------------------------------------
-
-
-def _span_to_dict(span: ReadableSpan) -> dict[str, Any]:
-    context = span.context
-    scope = span.instrumentation_scope
-    return {
-        "name": span.name,
-        "trace_id": f"{context.trace_id:032x}" if context else None,
-        "span_id": f"{context.span_id:016x}" if context else None,
-        "parent_span_id": f"{span.parent.span_id:016x}" if span.parent else None,
-        "kind": span.kind.name,
-        "start_time": span.start_time,
-        "end_time": span.end_time,
-        "status": {"code": span.status.status_code.name, "description": span.status.description},
-        "attributes": dict(span.attributes or {}),
-        "events": [
-            {"name": e.name, "timestamp": e.timestamp, "attributes": dict(e.attributes or {})}
-            for e in span.events
-        ],
-        "scope": {"name": scope.name, "version": scope.version} if scope else None,
-    }
-
-
-def _clean_value(value: Any) -> Any:
-    if isinstance(value, (bool, int, float)):
-        return value
-    if isinstance(value, str):
-        return value[:_MAX_TEXT]
-    if isinstance(value, list) and all(isinstance(v, (bool, int, float, str)) for v in value):
-        return [v[:_MAX_TEXT] if isinstance(v, str) else v for v in value[:_MAX_ATTRIBUTES]]
-    return None
-
-
-def _clean_attributes(raw: Any) -> dict[str, Any]:
-    if not isinstance(raw, Mapping):
-        return {}
-    clean: dict[str, Any] = {}
-    for key, value in list(raw.items())[:_MAX_ATTRIBUTES]:
-        cleaned = _clean_value(value)
-        if isinstance(key, str) and cleaned is not None:
-            clean[key[:256]] = cleaned
-    return clean
-
-
-def _hex_id(value: Any, digits: int) -> int | None:
-    if not isinstance(value, str) or len(value) != digits:
-        return None
-    try:
-        number = int(value, 16)
-    except ValueError:
-        return None
-    return number or None
-
-
-def _span_from_dict(data: Any, trace_id: str, provider: TracerProvider | None) -> ReadableSpan | None:
-    from opentelemetry.sdk.trace import Event, ReadableSpan
-    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-    from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
-
-    if not isinstance(data, Mapping) or data.get("trace_id") != trace_id:
-        return None
-    trace = _hex_id(data.get("trace_id"), 32)
-    span_id = _hex_id(data.get("span_id"), 16)
-    parent_id = _hex_id(data.get("parent_span_id"), 16)
-    start, end = data.get("start_time"), data.get("end_time")
-    if trace is None or span_id is None or not isinstance(start, int) or not isinstance(end, int):
-        return None
-    status: Mapping[str, Any] = data["status"] if isinstance(data.get("status"), Mapping) else {}
-    code = StatusCode[status["code"]] if status.get("code") in StatusCode.__members__ else StatusCode.UNSET
-    description = status.get("description") if isinstance(status.get("description"), str) else None
-    kind = SpanKind[data["kind"]] if data.get("kind") in SpanKind.__members__ else SpanKind.INTERNAL
-    events = []
-    for event in (data.get("events") or [])[:_MAX_EVENTS] if isinstance(data.get("events"), list) else []:
-        if isinstance(event, Mapping) and isinstance(event.get("name"), str):
-            timestamp = event.get("timestamp") if isinstance(event.get("timestamp"), int) else None
-            events.append(Event(event["name"][:256], _clean_attributes(event.get("attributes")), timestamp))
-    scope_data: Mapping[str, Any] = data["scope"] if isinstance(data.get("scope"), Mapping) else {}
-    scope = InstrumentationScope(
-        str(scope_data.get("name") or "plugin")[:256],
-        str(scope_data["version"])[:64] if scope_data.get("version") else None,
-    )
-    attributes = _clean_attributes(data.get("attributes"))
-    attributes["dativo.sandboxed"] = True
-    flags = TraceFlags(TraceFlags.SAMPLED)
-    return ReadableSpan(
-        name=str(data.get("name") or "plugin")[:256],
-        context=SpanContext(trace, span_id, is_remote=False, trace_flags=flags),
-        parent=SpanContext(trace, parent_id, is_remote=True, trace_flags=flags) if parent_id else None,
-        resource=provider.resource if provider is not None else None,
-        attributes=attributes,
-        events=events,
-        kind=kind,
-        status=Status(code, description[:_MAX_TEXT] if description and code is StatusCode.ERROR else None),
-        start_time=start,
-        end_time=max(end, start),
-        instrumentation_scope=scope,
-    )
-
-
-class SpanRelay:
-    """Worker side: make the host's trace current and collect the spans plugin code ends.
-
-    Typical use in the sandbox worker::
-
-        relay = SpanRelay.start(hello.get("trace"))  # None when tracing is off
-        ...
-        with SpanRelay.attached(relay, message.get("trace")):
-            result = handle(message)
-        reply["spans"] = relay.drain() if relay else []
-    """
-
-    def __init__(self, provider: TracerProvider, limit: int = 10_000) -> None:
-        self._provider = provider
-        self._spans: list[ReadableSpan] = []
-        self._lock = threading.Lock()
-        self._limit = limit
-        self.dropped = 0
-
-    @classmethod
-    def start(cls, carrier: Mapping[str, str] | None) -> SpanRelay | None:
-        """Install a tracer provider that collects spans, if the host sent a trace context.
-
-        Args:
-            carrier: The host's :func:`inject_context` output.
-
-        Returns:
-            The relay, or ``None`` (nothing imported) when the carrier is empty or
-            ``opentelemetry`` is not installed in the worker.
-        """
-        if not carrier or "traceparent" not in carrier:
-            return None
-        try:
-            from opentelemetry import trace
-            from opentelemetry.sdk.resources import Resource
-            from opentelemetry.sdk.trace import TracerProvider
-            from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
-        except ImportError:
-            return None
-        current = trace.get_tracer_provider()
-        if isinstance(current, TracerProvider):
-            provider = current
-        else:
-            provider = TracerProvider(
-                resource=Resource.create({"service.name": "dativo-plugin"}), sampler=ParentBased(ALWAYS_ON)
-            )
-            trace.set_tracer_provider(provider)
-        relay = cls(provider)
-        provider.add_span_processor(relay._processor())
-        return relay
-
-    def _processor(self) -> Any:
-        from opentelemetry.sdk.trace import SpanProcessor
-
-        relay = self
-
-        class Collect(SpanProcessor):
-            def on_end(self, span: ReadableSpan) -> None:
-                with relay._lock:
-                    if len(relay._spans) < relay._limit:
-                        relay._spans.append(span)
-                    else:
-                        relay.dropped += 1
-
-        return Collect()
-
-    @staticmethod
-    def attached(
-        relay: SpanRelay | None, carrier: Mapping[str, str] | None
-    ) -> contextlib.AbstractContextManager[Any]:
-        """Attach ``carrier``'s context for one request; nothing when ``relay`` is ``None``."""
-        if relay is None:
-            return contextlib.nullcontext(False)
-        return extract_context(carrier)
-
-    def drain(self) -> list[dict[str, Any]]:
-        """Return the finished spans collected since the last call, as JSON-ready dicts."""
-        with self._lock:
-            spans, self._spans = self._spans, []
-        return [_span_to_dict(s) for s in spans]

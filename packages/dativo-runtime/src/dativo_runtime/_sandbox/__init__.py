@@ -18,12 +18,8 @@ if TYPE_CHECKING:
         SandboxLimits,
         WriterSession,
     )
-    from dativo_runtime._sandbox._policy import (
-        BACKEND_NAMES,
-        OperatorPolicy,
-        choose_sandbox,
-        should_sandbox_plugin,
-    )
+    from dativo_runtime._sandbox._operator_policy import BACKEND_NAMES, OperatorPolicy
+    from dativo_runtime._sandbox._policy import choose_sandbox, should_sandbox_plugin
     from dativo_runtime._sandbox.bubblewrap._backend import BubblewrapSandbox
     from dativo_runtime._sandbox.docker._backend import DockerSandbox
     from dativo_runtime._sandbox.host._exit import SANDBOX_FAILURE_REASONS
@@ -44,12 +40,12 @@ __all__ = [
 ]
 
 _HOMES = {
-    "BACKEND_NAMES": "._policy",
+    "BACKEND_NAMES": "._operator_policy",
     "SANDBOX_FAILURE_REASONS": ".host._exit",
     "BubblewrapSandbox": ".bubblewrap._backend",
     "DockerSandbox": ".docker._backend",
     "ExtractedBatch": "._base",
-    "OperatorPolicy": "._policy",
+    "OperatorPolicy": "._operator_policy",
     "ReaderSession": "._base",
     "Sandbox": "._base",
     "SandboxLimits": "._base",

@@ -50,7 +50,7 @@ UNCHECKED_MIN_AGE_S = 600.0
 _REMOVE_TRIES = 300  # x 10 ms: dying processes can keep a cgroup busy for a moment after SIGKILL
 _reaped = False
 _reap_lock = threading.Lock()
-_logger = logging.getLogger("dativo_runtime.sandbox")
+_logger = logging.getLogger("dativo.sandbox")
 
 
 def process_start_ticks(pid: int) -> int | None:

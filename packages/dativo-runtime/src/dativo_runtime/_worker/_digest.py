@@ -15,9 +15,6 @@ _OUTSIDE_THE_WORKER = (
     "_plugins/__init__.py",
     "_plugins/_ref.py",
     "_arrow_batches.py",
-    "_observability/__init__.py",
-    "_observability/_tracing.py",
-    "_secrets.py",
 )
 """Runtime modules the worker still imports from outside its folder (being moved into it)."""
 

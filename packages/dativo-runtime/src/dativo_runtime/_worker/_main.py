@@ -69,7 +69,7 @@ from dativo_runtime._worker._protocol import (
 )
 
 if TYPE_CHECKING:
-    from dativo_runtime._observability._tracing import SpanRelay
+    from dativo_runtime._worker._span_relay import SpanRelay
 
 __all__ = ["main"]
 
@@ -224,7 +224,7 @@ def _start_relay(carrier: Any) -> SpanRelay | None:
     """A span relay when the host traces the run (OpenTelemetry is imported only then)."""
     if not isinstance(carrier, Mapping) or not carrier:
         return None
-    from dativo_runtime._observability._tracing import SpanRelay
+    from dativo_runtime._worker._span_relay import SpanRelay
 
     return SpanRelay.start({str(k): str(v) for k, v in carrier.items()})
 

@@ -13,324 +13,56 @@ mount. A job with network egress gets a network namespace of its own behind slir
 applied by the worker before the plugin is imported, a cgroup where one can be created
 (:mod:`._cgroups`) and the host's wall-clock deadline bound it.
 
-One module, past the usual size: the command line, the start (descriptors, the start gate
-of :mod:`._userns`) and the transport share the sandbox's layout, and change together.
+The sandbox's filesystem and command line are :mod:`._layout`, the worker's pipes
+:mod:`._process`; this module starts a worker and tells whether bubblewrap works here.
 """
 
 from __future__ import annotations
 
-import fcntl
 import functools
-import io
 import os
-import re
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import Any
 
 from dativo_plugin_sdk import Column, SandboxError
 from dativo_runtime._plugins._ref import PluginRef
 from dativo_runtime._sandbox._base import ReaderSession, SandboxLimits, WriterSession
 from dativo_runtime._sandbox._cgroups import SandboxCgroup, cgroup_support, join_cgroup_command
 from dativo_runtime._sandbox._limits import cpu_seconds_budget, effective_limits
-from dativo_runtime._sandbox._seccomp import bpf_program
-from dativo_runtime._sandbox.bubblewrap._egress import (
-    SlirpEgress,
-    egress_availability,
-    guest_hosts,
-    guest_resolv_conf,
-    missing_egress_error,
-    netns_command,
+from dativo_runtime._sandbox._worker_environment import OPEN_FILES, SANDBOX_GID, SANDBOX_UID, worker_rlimits
+from dativo_runtime._sandbox.bubblewrap._egress import egress_availability, missing_egress_error
+from dativo_runtime._sandbox.bubblewrap._layout import (
+    SandboxFiles,
+    bwrap_features,
+    python_paths,
+    sandbox_argv,
 )
+from dativo_runtime._sandbox.bubblewrap._process import ProcessTransport
 from dativo_runtime._sandbox.bubblewrap._userns import (
     SANDBOX_HOST_ID,
-    SETPRIV_CAPS,
     StartGate,
     missing_tools,
-    setpriv_command,
     unreachable_paths,
 )
 from dativo_runtime._sandbox.host._client import WorkerClient
 from dativo_runtime._sandbox.host._remote import WorkerSandbox, open_remote_session
-from dativo_runtime._sandbox.host._transport import ExitStatus, StderrTail, WorkerTransport
+from dativo_runtime._sandbox.seccomp import bpf_program
 from dativo_runtime._worker._protocol import WORKER_MODULE
 
 __all__ = ["SANDBOX_GID", "SANDBOX_HOST_ID", "SANDBOX_UID", "BubblewrapSandbox"]
 
-SANDBOX_UID = 65534
-SANDBOX_GID = 65534
-HOSTNAME = "dativo-sandbox"
-TMPFS_BYTES = 256 * 1024 * 1024
-"""Size of the sandbox's ``/tmp`` (a tmpfs, counted against the memory cgroup where there is one),
-or the disk limit if smaller."""
-SHM_BYTES = 64 * 1024 * 1024
-"""Size of the sandbox's ``/dev/shm`` (a tmpfs, like Docker's default ``--shm-size``)."""
 ADDRESS_SPACE_HEADROOM = 1 << 30
 """Added to the memory limit for ``RLIMIT_AS`` when no memory cgroup exists: shared
 libraries (pyarrow, numpy) map far more address space than they use."""
-OPEN_FILES = 1024
 START_TIMEOUT_S = 20.0
 """How long setting up a sandbox's namespaces (id maps, egress) may take before it fails."""
 _BWRAP_OWN_PROCESSES = 2  # bwrap's monitor and its pid-1 reaper count against the pids cap.
-
-_ETC_FILES = (
-    "/etc/ld.so.cache",
-    "/etc/ld.so.conf",
-    "/etc/ld.so.conf.d",
-    "/etc/localtime",
-    "/etc/alternatives",
-    "/etc/ssl",
-    "/etc/ca-certificates",
-    "/etc/mime.types",
-)
-_NETWORK_ETC_FILES = ("/etc/nsswitch.conf", "/etc/host.conf", "/etc/gai.conf")
-_ROOT_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
-_WORKER_ENV = {
-    "PATH": "/usr/local/bin:/usr/bin:/bin",
-    "HOME": "/tmp",
-    "TMPDIR": "/tmp",
-    "LANG": "C.UTF-8",
-    "ARROW_DEFAULT_MEMORY_POOL": "system",
-    "OPENBLAS_NUM_THREADS": "1",
-    "OMP_NUM_THREADS": "1",
-    "MALLOC_ARENA_MAX": "2",
-}
-_PASSWD = f"nobody:x:{SANDBOX_UID}:{SANDBOX_GID}:nobody:/tmp:/usr/sbin/nologin\n"
-_GROUP = f"nogroup:x:{SANDBOX_GID}:\n"
 _ROOT_NEEDS = ("--userns-block-fd", "--info-fd", "--perms", "--cap-add")
-
-
-@functools.lru_cache(maxsize=1)
-def _bwrap_features(bwrap: str) -> tuple[str, frozenset[str]]:
-    """Return bwrap's version and the options its ``--help`` lists."""
-    try:
-        version = subprocess.run(
-            [bwrap, "--version"], capture_output=True, text=True, timeout=10, check=False
-        ).stdout
-        help_text = subprocess.run(
-            [bwrap, "--help"], capture_output=True, text=True, timeout=10, check=False
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return "", frozenset()
-    return version.strip(), frozenset(re.findall(r"^\s+(--[a-z0-9-]+)", help_text, re.MULTILINE))
-
-
-def _module_root(module_name: str) -> Path | None:
-    module = sys.modules.get(module_name)
-    if module is None:
-        try:
-            module = __import__(module_name)
-        except ImportError:
-            return None
-    file = getattr(module, "__file__", None)
-    return Path(file).resolve().parent.parent if file else None
-
-
-def _python_paths() -> list[Path]:
-    """Directories the worker's Python needs: the installation and where the worker's imports live."""
-    candidates = [Path(p) for p in {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}]
-    for name in ("dativo_plugin_sdk", "dativo_runtime", "pyarrow", "packaging"):
-        root = _module_root(name)
-        if root is not None:
-            candidates.append(root)
-    executable = Path(sys.executable)
-    candidates.append(executable.resolve().parent)
-    paths: list[Path] = []
-    for candidate in candidates:
-        for path in {candidate, candidate.resolve()}:
-            if path.is_dir() and path not in paths:
-                paths.append(path)
-    usr = Path("/usr")
-    kept = [p for p in paths if not (p == usr or usr in p.parents)]
-    return sorted(p for p in kept if not any(other in p.parents for other in kept))
-
-
-def _memfd(name: str, data: bytes) -> int:
-    fd = os.memfd_create(name, 0)  # inheritable only through pass_fds
-    os.write(fd, data)
-    os.lseek(fd, 0, os.SEEK_SET)
-    return fd
-
-
-PIPE_BYTES = 1 << 20
-"""Size asked for the worker's protocol pipes: a whole batch fits, so neither side waits on the other."""
-
-
-def _enlarge_pipe(fd: int) -> None:
-    """Grow a pipe to :data:`PIPE_BYTES` (Linux ``F_SETPIPE_SZ``); keep the default where refused."""
-    setpipe = getattr(fcntl, "F_SETPIPE_SZ", None)
-    if setpipe is None:
-        return
-    try:
-        fcntl.fcntl(fd, setpipe, PIPE_BYTES)
-    except OSError:
-        pass  # Above /proc/sys/fs/pipe-max-size or the user's pipe quota: the default 64 KiB works too.
-
-
-@dataclass(frozen=True)
-class SandboxFiles:
-    """Descriptors bubblewrap reads the sandbox's synthetic files from (memfds; no secrets).
-
-    Args:
-        seccomp: The BPF program of :func:`._seccomp.bpf_program`.
-        passwd: ``/etc/passwd``.
-        group: ``/etc/group``.
-        resolv_conf: ``/etc/resolv.conf`` (with egress only).
-        hosts: ``/etc/hosts`` (with egress only).
-    """
-
-    seccomp: int
-    passwd: int
-    group: int
-    resolv_conf: int | None = None
-    hosts: int | None = None
-
-    @classmethod
-    def create(cls, *, network: bool) -> SandboxFiles:
-        """Write the files into new memfds (the caller closes them, see :meth:`fds`)."""
-        return cls(
-            seccomp=_memfd("dativo-seccomp", bpf_program()),
-            passwd=_memfd("dativo-passwd", _PASSWD.encode()),
-            group=_memfd("dativo-group", _GROUP.encode()),
-            resolv_conf=_memfd("dativo-resolv", guest_resolv_conf()) if network else None,
-            hosts=_memfd("dativo-hosts", guest_hosts(HOSTNAME)) if network else None,
-        )
-
-    def fds(self) -> list[int]:
-        """Every descriptor, for ``pass_fds`` and closing."""
-        values = (self.seccomp, self.passwd, self.group, self.resolv_conf, self.hosts)
-        return [fd for fd in values if fd is not None]
-
-
-class _ProcessTransport(WorkerTransport):
-    """A bwrap process: pipes to its stdin/stdout, a thread draining stderr, its egress if any."""
-
-    def __init__(self, process: subprocess.Popen[bytes], cgroup: SandboxCgroup | None) -> None:
-        self.process = process
-        self.cgroup = cgroup
-        self.egress: SlirpEgress | None = None
-        self.stderr = StderrTail()
-        assert process.stdin is not None
-        assert process.stdout is not None
-        assert process.stderr is not None
-        for pipe in (process.stdin, process.stdout):
-            _enlarge_pipe(pipe.fileno())
-        self._stdin = io.BufferedWriter(cast(io.RawIOBase, process.stdin), 1 << 16)
-        self._stdout = io.BufferedReader(cast(io.RawIOBase, process.stdout), 1 << 16)
-        self._stderr_thread = threading.Thread(
-            target=self._drain, args=(process.stderr,), name="dativo-sandbox-stderr", daemon=True
-        )
-        self._stderr_thread.start()
-        self._status: ExitStatus | None = None
-
-    def _drain(self, stream: IO[bytes]) -> None:
-        while True:
-            try:
-                chunk = os.read(stream.fileno(), 65536)
-            except (OSError, ValueError):
-                return
-            if not chunk:
-                return
-            self.stderr.feed(chunk)
-
-    def write(self, data: Any) -> None:
-        self._stdin.write(data)
-
-    def flush(self) -> None:
-        self._stdin.flush()
-
-    def readinto(self, view: memoryview) -> int:
-        return self._stdout.readinto(view)
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        if self.cgroup is not None:
-            self.cgroup.kill_all()
-        if self.egress is not None:
-            self.egress.stop()
-
-    def wait(self, timeout: float) -> ExitStatus | None:
-        if self._status is not None:
-            return self._status
-        try:
-            code = self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
-        oom = self.cgroup.oom_killed() if self.cgroup is not None else False
-        if code < 0:
-            self._status = ExitStatus(exit_code=None, signal=-code, oom_killed=oom)
-        else:
-            self._status = ExitStatus(exit_code=code, oom_killed=oom)
-        return self._status
-
-    def cleanup(self) -> None:
-        for stream in (self._stdin, self._stdout):
-            try:
-                stream.close()
-            except (OSError, ValueError):
-                pass
-        self._stderr_thread.join(timeout=2.0)
-        if self.process.stderr is not None:
-            self.process.stderr.close()
-        if self.egress is not None:
-            self.egress.stop()
-        if self.cgroup is not None:
-            self.cgroup.remove()
-            self.cgroup = None
-
-
-class _ArgvBuilder:
-    """Collects bwrap options; creates each bind mount's parent folders searchable by everyone.
-
-    bubblewrap 0.8 creates missing parents of a bind mount with mode 0700, owned by the
-    user that sets the sandbox up (the host's root): the plugin's unprivileged user could
-    not reach ``/root/.pyenv/...`` or a folder under pytest's temporary directory.
-    """
-
-    def __init__(self, argv: list[str], options: frozenset[str]) -> None:
-        self.argv = argv
-        self.perms = "--perms" in options
-        self._made: set[Path] = {Path("/")}
-
-    def add(self, *args: str) -> None:
-        self.argv.extend(args)
-
-    def folder(self, path: Path) -> None:
-        """Create ``path`` (and its parents) with mode 0755 unless done already."""
-        if path in self._made:
-            return
-        if self.perms:
-            self.argv += ["--perms", "0755", "--dir", str(path)]
-        self._made.update([path, *path.parents])
-
-    def bind(self, option: str, source: str, dest: str) -> None:
-        self.folder(Path(dest).parent)
-        self.argv += [option, source, dest]
-
-    def data(self, fd: int, dest: str) -> None:
-        """Bind a memfd read-only at ``dest``, readable by the plugin's user."""
-        self.folder(Path(dest).parent)
-        if self.perms:
-            self.argv += ["--perms", "0444"]
-        self.argv += ["--ro-bind-data", str(fd), dest]
-
-    def tmpfs(self, dest: str, size: int, options: frozenset[str]) -> None:
-        if self.perms:
-            self.argv += ["--perms", "1777"]
-        if "--size" in options:
-            self.argv += ["--size", str(size)]
-        self.argv += ["--tmpfs", dest]
 
 
 class BubblewrapSandbox(WorkerSandbox):
@@ -403,55 +135,16 @@ class BubblewrapSandbox(WorkerSandbox):
         output_dir: Path | None = None,
         python: bool = True,
     ) -> list[str]:
-        _, options = _bwrap_features(self.bwrap)
-        map_ids = gate is not None and gate.map_ids
-        argv = netns_command(as_root=os.geteuid() == 0) if limits.network else []
-        argv += [self.bwrap, "--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-uts"]
-        argv += ["--unshare-cgroup-try"]
-        if not limits.network:
-            argv.append("--unshare-net")  # with egress, the namespace comes from netns_command
-        argv += ["--die-with-parent", "--new-session", "--cap-drop", "ALL"]
-        if map_ids:
-            for cap in SETPRIV_CAPS:
-                argv += ["--cap-add", cap]
-        if gate is not None:
-            argv += gate.bwrap_options()
-        argv += ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_GID), "--hostname", HOSTNAME]
-        if not map_ids and "--disable-userns" in options:
-            argv.append("--disable-userns")  # a root runtime sets the same limit itself (see _userns)
-        argv.append("--clearenv")
-        for key, value in _WORKER_ENV.items():
-            argv += ["--setenv", key, value]
-        build = _ArgvBuilder(argv, options)
-        build.folder(Path("/etc"))
-        build.bind("--ro-bind", "/usr", "/usr")
-        for link in _ROOT_LINKS:
-            path = Path(link)
-            if path.is_symlink():
-                build.add("--symlink", os.readlink(path), link)
-            elif path.is_dir():
-                build.bind("--ro-bind", link, link)
-        for item in list(_ETC_FILES) + (list(_NETWORK_ETC_FILES) if limits.network else []):
-            build.bind("--ro-bind-try", item, item)
-        build.data(files.passwd, "/etc/passwd")
-        build.data(files.group, "/etc/group")
-        if files.resolv_conf is not None:
-            build.data(files.resolv_conf, "/etc/resolv.conf")
-        if files.hosts is not None:
-            build.data(files.hosts, "/etc/hosts")
-        build.add("--proc", "/proc", "--dev", "/dev")
-        build.tmpfs("/dev/shm", SHM_BYTES, options)
-        build.tmpfs("/tmp", min(TMPFS_BYTES, limits.disk_bytes or TMPFS_BYTES), options)
-        for path in _python_paths() if python else []:
-            build.bind("--ro-bind", str(path), str(path))
-        if plugin_dir is not None:
-            build.bind("--ro-bind", str(plugin_dir), str(plugin_dir))
-        if output_dir is not None:
-            build.bind("--bind", str(output_dir), str(output_dir))
-        build.add("--remount-ro", "/", "--chdir", "/tmp", "--seccomp", str(files.seccomp), "--")
-        if map_ids:
-            argv += setpriv_command(SANDBOX_UID, SANDBOX_GID)
-        return argv + program
+        return sandbox_argv(
+            self.bwrap,
+            limits,
+            files=files,
+            gate=gate,
+            program=program,
+            plugin_dir=plugin_dir,
+            output_dir=output_dir,
+            python=python,
+        )
 
     def _spawn(
         self,
@@ -522,12 +215,7 @@ class BubblewrapSandbox(WorkerSandbox):
             else None
         )
         cpu_seconds = cpu_seconds_budget(limits)
-        rlimits: dict[str, Any] = {
-            "cpu": [cpu_seconds, cpu_seconds + 1],
-            "nofile": OPEN_FILES,
-            "nproc": limits.pids,
-            "core": 0,
-        }
+        rlimits = {**worker_rlimits(cpu_seconds), "nofile": OPEN_FILES, "nproc": limits.pids}
         if cgroup is None or not cgroup.memory_limited:
             rlimits["as"] = limits.memory_bytes + ADDRESS_SPACE_HEADROOM
         if limits.disk_bytes:
@@ -548,7 +236,7 @@ class BubblewrapSandbox(WorkerSandbox):
         finally:
             for fd in files.fds():
                 os.close(fd)
-        transport = _ProcessTransport(process, cgroup)
+        transport = ProcessTransport(process, cgroup)
         try:
             transport.egress = gate.open(
                 process.pid,
@@ -594,7 +282,7 @@ class BubblewrapSandbox(WorkerSandbox):
 
     def _check_reachable(self, ref: PluginRef) -> None:
         """Refuse to start when the plugin's user could not even run Python (root runtime only)."""
-        blocked = unreachable_paths(_python_paths(), host_id=self.host_id)
+        blocked = unreachable_paths(python_paths(), host_id=self.host_id)
         if blocked:
             raise SandboxError(
                 f"the process sandbox cannot run plugin {ref.ref!r}: plugins run as the unprivileged "
@@ -612,7 +300,7 @@ def _availability(bwrap: str | None) -> tuple[bool, str]:
         bpf_program()
     except ValueError as exc:
         return False, str(exc)
-    version, options = _bwrap_features(bwrap)
+    version, options = bwrap_features(bwrap)
     as_root = os.geteuid() == 0
     if as_root:
         lacking = [option for option in _ROOT_NEEDS if option not in options]

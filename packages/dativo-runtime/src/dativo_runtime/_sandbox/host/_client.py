@@ -41,8 +41,8 @@ __all__ = ["WorkerClient"]
 _CLOSE_GRACE_S = 5.0
 _LOG_MESSAGE_CHARS = 16_000
 _UNTRACED = ("credit", "cancel")  # flow control within an extract, which carries the context already
-_logger = logging.getLogger("dativo_runtime.sandbox")
-_plugin_logger = logging.getLogger("dativo_runtime.plugin")
+_logger = logging.getLogger("dativo.sandbox")
+_plugin_logger = logging.getLogger("dativo.plugin")
 
 
 class WorkerClient:

@@ -7,15 +7,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from dativo_plugin_sdk import SandboxError
+from dativo_runtime._observability._sandbox_failures import SANDBOX_FAILURE_REASONS
 from dativo_runtime._sandbox._base import SandboxLimits
 from dativo_runtime._sandbox._limits import format_bytes
 from dativo_runtime._sandbox.host._transport import STDERR_TAIL_LINES, ExitStatus
 from dativo_runtime._worker._protocol import WORKER_EXIT_DEADLINE, WORKER_EXIT_OOM
 
 __all__ = ["SANDBOX_FAILURE_REASONS", "describe_exit"]
-
-SANDBOX_FAILURE_REASONS = ("oom", "timeout", "disk", "signal", "syscall_blocked", "crash", "startup_failed")
-"""Values of ``SandboxError.details["reason"]``."""
 
 
 def _signal_name(number: int) -> str:

@@ -28,7 +28,7 @@ from dativo_plugin_sdk import SandboxError
 
 __all__ = ["DiskQuota", "folder_usage", "sanitize_output"]
 
-_logger = logging.getLogger("dativo_runtime.sandbox")
+_logger = logging.getLogger("dativo.sandbox")
 _PRIVILEGE_BITS = stat.S_ISUID | stat.S_ISGID
 _WATCH_INTERVAL_S = 0.25
 

@@ -1,0 +1,341 @@
+"""The operator's runtime configuration: the mode, the allowed backends, the ceilings, egress.
+
+Read from the YAML or JSON file named by ``DATIVO_RUNTIME_CONFIG`` (:meth:`OperatorPolicy.load`).
+A ``cloud`` mode without ceilings of its own is capped at :data:`CLOUD_DEFAULT_CEILINGS`.
+How the policy decides which backend runs a plugin is :mod:`._policy`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dativo_plugin_sdk import ConfigurationError
+from dativo_runtime._sandbox._base import SandboxLimits
+from dativo_runtime._sandbox._limits import check_ceilings
+from dativo_runtime._sizes import parse_byte_size
+
+__all__ = [
+    "BACKEND_NAMES",
+    "CLOUD_DEFAULT_CEILINGS",
+    "ISOLATED_BACKENDS",
+    "MODES",
+    "RUNTIME_CONFIG_ENV",
+    "OperatorPolicy",
+    "check_mode",
+]
+
+BACKEND_NAMES = ("auto", "process", "docker", "none")
+MODES = ("self_hosted", "cloud")
+RUNTIME_CONFIG_ENV = "DATIVO_RUNTIME_CONFIG"
+"""Environment variable naming the operator's runtime configuration file (YAML or JSON)."""
+
+CLOUD_DEFAULT_CEILINGS = SandboxLimits(
+    cpu=4.0,
+    memory_bytes=8 << 30,
+    timeout_s=86400.0,
+    pids=1024,
+    network=False,
+    disk_bytes=100 << 30,
+)
+"""The ceilings of ``cloud`` mode where the operator's policy sets none: 4 cores, 8 GiB of
+memory, 24 hours, 1024 processes, 100 GiB of disk, and no egress unless ``allow_network: true``."""
+
+ISOLATED_BACKENDS = ("docker", "process")
+"""The backends that isolate a plugin, strongest first: what ``auto`` tries, in order."""
+_CEILING_KEYS = ("cpu", "memory", "timeout", "pids", "disk")
+
+
+def _backends(value: Any, what: str) -> tuple[str, ...]:
+    names = [value] if isinstance(value, str) else list(value or [])
+    unknown = [n for n in names if n not in BACKEND_NAMES or n == "auto"]
+    if unknown:
+        raise ConfigurationError(
+            f"operator policy {what} names unknown backend(s) {unknown}; use process, docker or none",
+            details={"setting": what, "unknown": unknown},
+        )
+    return tuple(names)
+
+
+def check_mode(mode: Any, setting: str, where: str = "") -> str:
+    if mode not in MODES:
+        raise ConfigurationError(
+            f"{where}unknown runtime mode {mode!r} ({setting}); use 'self_hosted' or 'cloud'",
+            details={"setting": setting, "value": mode},
+        )
+    return str(mode)
+
+
+def _positive_number(ceilings: Mapping[str, Any], name: str) -> float | None:
+    value = ceilings.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"ceilings.{name} must be a number, got {value!r}")
+    number = float(value)
+    if not (math.isfinite(number) and number > 0):
+        raise ValueError(f"ceilings.{name} must be a positive number, got {value!r}")
+    return number
+
+
+def _positive_count(ceilings: Mapping[str, Any], name: str) -> int | None:
+    number = _positive_number(ceilings, name)
+    if number is None:
+        return None
+    if not number.is_integer():
+        raise ValueError(f"ceilings.{name} must be a whole number, got {ceilings[name]!r}")
+    return int(number)
+
+
+@dataclass(frozen=True)
+class OperatorPolicy:
+    """What the operator allows, whatever job files ask for.
+
+    Args:
+        allowed_backends: Backends jobs may use (``none`` only matters in ``self_hosted`` mode).
+        pinned_backend: When set, every sandboxed plugin runs on this backend.
+        max_cpu: Ceiling for ``sandbox.cpu`` (cores).
+        max_memory_bytes: Ceiling for ``sandbox.memory``.
+        max_timeout_s: Ceiling for ``sandbox.timeout``.
+        max_pids: Ceiling for ``sandbox.pids``.
+        allow_network: Whether jobs may opt in to network egress; ``None`` (unset): yes in
+            ``self_hosted`` mode, no in ``cloud`` mode.
+        docker_image: The sandbox image for the Docker backend (default ``dativo-sandbox:<version>``).
+        max_disk_bytes: Ceiling for ``sandbox.disk``.
+        mode: ``cloud`` runs every job in cloud mode, whatever its job file says;
+            ``self_hosted`` (the default) lets each job's ``mode`` decide.
+
+    In ``cloud`` mode an unset ceiling is the one of :data:`CLOUD_DEFAULT_CEILINGS`; in
+    ``self_hosted`` mode it is no ceiling.
+
+    Raises:
+        ConfigurationError: If the settings contradict each other (a pinned backend that is not
+            allowed, ``none`` pinned in cloud mode, an unknown mode).
+    """
+
+    allowed_backends: tuple[str, ...] = ("process", "docker", "none")
+    pinned_backend: str | None = None
+    max_cpu: float | None = None
+    max_memory_bytes: int | None = None
+    max_timeout_s: float | None = None
+    max_pids: int | None = None
+    allow_network: bool | None = None
+    docker_image: str | None = None
+    max_disk_bytes: int | None = None
+    mode: str = "self_hosted"
+    source: str | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        check_mode(self.mode, "sandbox.mode", f"{self.where}: ")
+        allowed = _backends(self.allowed_backends, "allowed_backends")
+        object.__setattr__(self, "allowed_backends", allowed)
+        if self.pinned_backend is not None:
+            (pinned,) = _backends(self.pinned_backend, "backend")
+            if pinned not in allowed:
+                raise ConfigurationError(
+                    f"operator policy pins backend {pinned!r} but allows only {list(allowed)}",
+                    details={"backend": pinned, "allowed_backends": list(allowed)},
+                )
+        if self.mode == "cloud" and (
+            self.pinned_backend == "none" or not any(name in allowed for name in ISOLATED_BACKENDS)
+        ):
+            raise ConfigurationError(
+                f"{self.where}: mode cloud never runs plugins in-process, so it needs process or docker "
+                f"in allowed_backends and cannot pin 'none' (allowed: {list(allowed)}, pinned: "
+                f"{self.pinned_backend})",
+                details={"setting": "sandbox.mode", "allowed_backends": list(allowed)},
+            )
+
+    @property
+    def where(self) -> str:
+        """The policy as messages name it: ``the operator's policy (/etc/dativo/runtime.yaml)``."""
+        return f"the operator's policy ({self.source})" if self.source else "the operator's policy"
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], *, source: str | None = None) -> OperatorPolicy:
+        """Build a policy from the ``sandbox`` section of a runtime configuration file.
+
+        Accepted keys: ``mode`` (``cloud`` or ``self_hosted``), ``allowed_backends``,
+        ``backend`` (pin), ``ceilings`` (``cpu``, ``memory``, ``timeout``, ``pids``,
+        ``disk``), ``allow_network``, ``docker_image``.
+
+        Raises:
+            ConfigurationError: If a key or value is invalid.
+        """
+        where = source or "the operator policy"
+        known = {"mode", "allowed_backends", "backend", "ceilings", "allow_network", "docker_image"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigurationError(
+                f"{where}: unknown sandbox setting(s) {unknown}; known: {sorted(known)}",
+                details={"unknown": unknown},
+            )
+        mode = check_mode(data.get("mode", "self_hosted"), "sandbox.mode", f"{where}: ")
+        allowed = data.get("allowed_backends") or ("process", "docker", "none")
+        if (
+            mode == "cloud"
+            and "allowed_backends" in data
+            and "none" in _backends(allowed, "allowed_backends")
+        ):
+            raise ConfigurationError(
+                f"{where}: sandbox.mode is cloud, which never runs plugins in-process; remove none from "
+                "allowed_backends",
+                details={"setting": "sandbox.allowed_backends", "mode": mode},
+            )
+        allow_network = data.get("allow_network")
+        if allow_network is not None and not isinstance(allow_network, bool):
+            raise ConfigurationError(
+                f"{where}: sandbox.allow_network must be true or false, got {allow_network!r}",
+                details={"setting": "sandbox.allow_network"},
+            )
+        ceilings = data.get("ceilings") or {}
+        if not isinstance(ceilings, Mapping):
+            raise ConfigurationError(
+                f"{where}: sandbox.ceilings must be a mapping of {', '.join(_CEILING_KEYS)}",
+                details={"setting": "sandbox.ceilings"},
+            )
+        bad = sorted(set(ceilings) - set(_CEILING_KEYS))
+        if bad:
+            raise ConfigurationError(
+                f"{where}: unknown ceiling(s) {bad}; use {', '.join(_CEILING_KEYS)}", details={"unknown": bad}
+            )
+        try:
+            memory, disk = ceilings.get("memory"), ceilings.get("disk")
+            return cls(
+                mode=mode,
+                allowed_backends=tuple(allowed),
+                pinned_backend=data.get("backend"),
+                max_cpu=_positive_number(ceilings, "cpu"),
+                max_memory_bytes=None if memory is None else parse_byte_size(memory, what="ceilings.memory"),
+                max_timeout_s=_positive_number(ceilings, "timeout"),
+                max_pids=_positive_count(ceilings, "pids"),
+                max_disk_bytes=None if disk is None else parse_byte_size(disk, what="ceilings.disk"),
+                allow_network=allow_network,
+                docker_image=data.get("docker_image"),
+                source=source,
+            )
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"{where}: {exc}") from None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None) -> OperatorPolicy:
+        """Read the operator policy from ``path`` or the file named by ``DATIVO_RUNTIME_CONFIG``.
+
+        The file is YAML or JSON with a top-level ``sandbox`` mapping. No file means the
+        default policy: mode ``self_hosted`` (each job's ``mode`` decides), every backend
+        allowed, no ceilings beyond the backends' defaults (and cloud mode's, for a job in
+        cloud mode).
+
+        Raises:
+            ConfigurationError: If the file is missing, unreadable or invalid.
+        """
+        location = path if path is not None else os.environ.get(RUNTIME_CONFIG_ENV)
+        if not location:
+            return cls()
+        file = Path(location)
+        try:
+            text = file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigurationError(
+                f"runtime configuration {str(file)!r} (from {RUNTIME_CONFIG_ENV}) cannot be read: "
+                f"{exc.strerror}",
+                details={"path": str(file)},
+            ) from None
+        import yaml
+
+        try:
+            data = json.loads(text) if file.suffix.lower() == ".json" else yaml.safe_load(text)
+        except (ValueError, yaml.YAMLError) as exc:
+            kind = "JSON" if file.suffix.lower() == ".json" else "YAML"
+            raise ConfigurationError(
+                f"runtime configuration {str(file)!r} is not valid {kind}: {exc}", details={"path": str(file)}
+            ) from None
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping) or not isinstance(data.get("sandbox", {}), Mapping):
+            raise ConfigurationError(
+                f"runtime configuration {str(file)!r} must be a mapping with a 'sandbox' mapping",
+                details={"path": str(file)},
+            )
+        if "mode" in data:
+            # Ignoring a misplaced mode would silently leave a cloud deployment self-hosted.
+            raise ConfigurationError(
+                f"runtime configuration {str(file)!r} sets mode at the top level; move it into the "
+                "sandbox mapping (sandbox: {mode: cloud})",
+                details={"path": str(file), "setting": "sandbox.mode"},
+            )
+        return cls.from_mapping(data.get("sandbox") or {}, source=str(file))
+
+    def effective_mode(self, job_mode: str) -> str:
+        """The mode a job runs in: ``cloud`` when the policy or the job says so (the stricter wins).
+
+        Raises:
+            ConfigurationError: If ``job_mode`` is not a mode.
+        """
+        check_mode(job_mode, "mode")
+        return "cloud" if "cloud" in (self.mode, job_mode) else "self_hosted"
+
+    def ceilings(self, job_mode: str | None = None) -> SandboxLimits:
+        """The maxima for a job whose file says ``job_mode`` (default: the policy's own mode).
+
+        ``None`` means no ceiling; ``network`` whether egress is allowed. In cloud mode
+        unset ceilings come from :data:`CLOUD_DEFAULT_CEILINGS`.
+        """
+        cloud = self.effective_mode(job_mode or self.mode) == "cloud"
+        own = self._own_ceilings()
+        fallback = CLOUD_DEFAULT_CEILINGS if cloud else SandboxLimits()
+        return SandboxLimits(
+            cpu=fallback.cpu if own.cpu is None else own.cpu,
+            memory_bytes=fallback.memory_bytes if own.memory_bytes is None else own.memory_bytes,
+            timeout_s=fallback.timeout_s if own.timeout_s is None else own.timeout_s,
+            pids=fallback.pids if own.pids is None else own.pids,
+            network=(not cloud) if self.allow_network is None else self.allow_network,
+            disk_bytes=fallback.disk_bytes if own.disk_bytes is None else own.disk_bytes,
+        )
+
+    def check_limits(self, limits: SandboxLimits, job_mode: str | None = None) -> None:
+        """Refuse limits above the ceilings of a job whose file says ``job_mode`` (default: the policy's).
+
+        Raises:
+            ConfigurationError: Naming the setting, the job's value and the ceiling, and who set
+                it (the operator's policy, or cloud mode's defaults).
+        """
+        job_mode = job_mode or self.mode
+        check_ceilings(limits, self._own_ceilings(), where=self.where)
+        if self.effective_mode(job_mode) == "cloud":
+            defaults = CLOUD_DEFAULT_CEILINGS
+            unset = SandboxLimits(
+                cpu=defaults.cpu if self.max_cpu is None else None,
+                memory_bytes=defaults.memory_bytes if self.max_memory_bytes is None else None,
+                timeout_s=defaults.timeout_s if self.max_timeout_s is None else None,
+                pids=defaults.pids if self.max_pids is None else None,
+                network=self.allow_network is not None,
+                disk_bytes=defaults.disk_bytes if self.max_disk_bytes is None else None,
+            )
+            where = (
+                f"cloud mode's defaults ({self.cloud_reason(job_mode)}; the operator's policy may change "
+                "them with sandbox.ceilings and allow egress with sandbox.allow_network: true)"
+            )
+            check_ceilings(limits, unset, where=where)
+
+    def cloud_reason(self, job_mode: str) -> str:
+        """Why a job in ``job_mode`` runs in cloud mode, for messages."""
+        if self.mode == "cloud":
+            lowered = ", which the job's mode: self_hosted cannot lower" if job_mode == "self_hosted" else ""
+            return f"{self.where} sets mode: cloud{lowered}"
+        return "the job sets mode: cloud"
+
+    def _own_ceilings(self) -> SandboxLimits:
+        return SandboxLimits(
+            cpu=self.max_cpu,
+            memory_bytes=self.max_memory_bytes,
+            timeout_s=self.max_timeout_s,
+            pids=self.max_pids,
+            network=self.allow_network is not False,
+            disk_bytes=self.max_disk_bytes,
+        )
