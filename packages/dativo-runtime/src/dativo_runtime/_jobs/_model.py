@@ -4,36 +4,48 @@ A job moves one stream from a source plugin to a target plugin. Errors in a job 
 raised as one :class:`~dativo_plugin_sdk.ConfigurationError` whose message names the
 file, each field path (``source.config``), the problem and the fix; ``details`` holds
 the same as data. See ``docs/runtime.md`` for the reference of every key.
+
+This module holds :class:`JobConfig` and the two ways in (:func:`load_job`,
+:func:`parse_job`); the sections are in :mod:`._sections`, reading the YAML in
+:mod:`._reading`, the rules across keys and the error messages in :mod:`._problems`.
+What the built-in connectors take from a job (their resolved path, ``incremental``, the
+CSV ``column_types``) the connector registry says, never a connector's name here.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
-import types
-import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Any, Literal
 
-import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, PrivateAttr, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
-from dativo_plugin_sdk import Column, ColumnType, ConfigurationError
+from dativo_plugin_sdk import Column, ConfigurationError
+from dativo_runtime._jobs._problems import (
+    builtin_of_kind,
+    consistency_problems,
+    render_problems,
+    render_validation_error,
+)
+from dativo_runtime._jobs._reading import read_job_yaml
+from dativo_runtime._jobs._sections import (
+    ColumnSpec,
+    IncrementalSpec,
+    JobSection,
+    QuarantineSpec,
+    RetrySpec,
+    SandboxSpec,
+    SourceSpec,
+    StateSpec,
+    TargetSpec,
+)
 from dativo_runtime._plugins._ref import PluginRef
-from dativo_runtime._sandbox._base import SandboxLimits
 from dativo_runtime._secrets import REDACTOR, Redactor, interpolate
-from dativo_runtime._sizes import parse_byte_size
+from dativo_runtime._storage._s3 import s3_options
+from dativo_runtime.connectors._registry import JobContext
 
 __all__ = [
     "ColumnSpec",
@@ -52,155 +64,11 @@ __all__ = [
 ]
 
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-_BUILTIN_READERS = ("csv", "jsonl")
-_BUILTIN_WRITERS = ("parquet",)
 
 
 def is_remote_uri(value: str) -> bool:
     """Tell whether a path is a URI (``s3://...``) rather than a local path."""
     return bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value))
-
-
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class IncrementalSpec(_Spec):
-    """``source.incremental``: read only what is new since the last committed run."""
-
-    strategy: Literal["mtime", "cursor"] | None = Field(
-        default=None,
-        description="Built-in csv/jsonl readers only: 'mtime' (the default: new or modified files) or "
-        "'cursor' (rows whose cursor_field exceeds the last committed maximum). Plugins keep their own "
-        "state: give them an empty mapping.",
-    )
-    cursor_field: str | None = Field(default=None, description="Column compared by the 'cursor' strategy.")
-
-    @model_validator(mode="after")
-    def _cursor_needs_field(self) -> IncrementalSpec:
-        if self.strategy == "cursor" and not self.cursor_field:
-            raise ValueError("strategy 'cursor' needs cursor_field: the column whose maximum is remembered")
-        return self
-
-
-class SourceSpec(_Spec):
-    """``source``: the reader plugin, its configuration and what to read."""
-
-    plugin: str = Field(
-        description="Built-in name (csv, jsonl), 'path/to/file.py:Class' (relative to the job file), "
-        "'package.module:Class', or an installed plugin's entry-point name.",
-        min_length=1,
-    )
-    config: dict[str, Any] = Field(default_factory=dict, description="Passed to the plugin as is.")
-    stream: str | None = Field(
-        default=None, description="Stream to read; needed when the source has several."
-    )
-    incremental: IncrementalSpec | None = Field(
-        default=None, description="Enables incremental state; absent means a full read every run."
-    )
-
-
-class TargetSpec(_Spec):
-    """``target``: the writer plugin and its configuration."""
-
-    plugin: str = Field(description="Built-in name (parquet) or a plugin reference.", min_length=1)
-    config: dict[str, Any] = Field(default_factory=dict, description="Passed to the plugin as is.")
-
-
-class ColumnSpec(_Spec):
-    """One column of the job's ``schema``."""
-
-    name: str = Field(min_length=1)
-    type: ColumnType = Field(
-        description="string, integer, float, boolean, timestamp, date, decimal, binary, json"
-    )
-    required: bool = Field(default=False, description="A required column may not be null.")
-    description: str | None = None
-
-    def to_column(self) -> Column:
-        """Return the SDK :class:`Column` (``required`` means not nullable)."""
-        return Column(self.name, self.type, nullable=not self.required, description=self.description)
-
-
-class SandboxSpec(_Spec):
-    """``sandbox``: where plugin code runs and with which limits.
-
-    Unset limits take the backends' defaults (1 core, 1 GiB, 3600 s, 128 processes, 10 GiB
-    of disk), capped by the operator's ceilings; a limit above a ceiling fails the run.
-    """
-
-    backend: Literal["auto", "process", "docker", "none"] = Field(
-        default="auto",
-        description="'none' runs plugins in the runtime's process (self_hosted mode only, and only when the "
-        "operator's policy allows it); 'auto' picks the strongest sandbox available.",
-    )
-    cpu: float | None = Field(default=None, gt=0, description="CPU cores.")
-    memory: int | None = Field(
-        default=None, description="Memory ceiling: bytes, or a size such as '512m', '1g'."
-    )
-    timeout: float | None = Field(default=None, gt=0, description="Wall-clock limit in seconds.")
-    pids: int | None = Field(default=None, gt=0, description="Maximum processes and threads.")
-    network: bool = Field(
-        default=False,
-        description="Whether the plugin may open network connections (in cloud mode only if the operator's "
-        "policy sets allow_network: true).",
-    )
-    disk: int | None = Field(
-        default=None,
-        description="What the plugin may write in all (its output folder and scratch space): bytes, or a "
-        "size such as '512m', '10g'. Default 10 GiB, capped by the operator's ceiling.",
-    )
-
-    @field_validator("memory", "disk", mode="before")
-    @classmethod
-    def _parse_size(cls, value: Any, info: ValidationInfo) -> Any:
-        if value is None:
-            return value
-        if isinstance(value, (int, float, str)):  # a bool too: parse_byte_size refuses it
-            return parse_byte_size(value, what=str(info.field_name))
-        return value
-
-    def to_limits(self) -> SandboxLimits:
-        """Return the :class:`SandboxLimits` the sandbox backends take."""
-        return SandboxLimits(
-            cpu=self.cpu,
-            memory_bytes=self.memory,
-            timeout_s=self.timeout,
-            pids=self.pids,
-            network=self.network,
-            disk_bytes=self.disk,
-        )
-
-
-class StateSpec(_Spec):
-    """``state``: where incremental state is kept."""
-
-    uri: str = Field(
-        min_length=1, description="A local folder (relative to the job file) or s3://bucket/prefix."
-    )
-    endpoint_url: str | None = Field(default=None, description="S3-compatible endpoint (MinIO...).")
-    region: str | None = None
-
-
-class RetrySpec(_Spec):
-    """``retry``: the budget for errors whose ``retryable`` is true."""
-
-    max_attempts: int = Field(default=3, ge=1, le=100, description="Attempts in total, the first included.")
-    initial_delay: float = Field(default=1.0, ge=0, description="Seconds before the first retry.")
-    max_delay: float = Field(
-        default=60.0, ge=0, description="Cap on every wait between attempts, a server's retry_after included."
-    )
-    multiplier: float = Field(default=2.0, ge=1, description="Backoff growth per attempt.")
-    jitter: bool = Field(default=True, description="Randomise each delay between half and all of it.")
-
-
-class QuarantineSpec(_Spec):
-    """``quarantine``: where ``validation: quarantine`` puts invalid records."""
-
-    path: str = Field(
-        min_length=1, description="Local folder (relative to the job file) or s3://bucket/prefix."
-    )
-    compression: Literal["snappy", "zstd", "gzip", "none"] = "zstd"
 
 
 def _columns_before(value: Any) -> Any:
@@ -209,7 +77,7 @@ def _columns_before(value: Any) -> Any:
     return value
 
 
-class JobConfig(_Spec):
+class JobConfig(JobSection):
     """A validated job file.
 
     Build one with :func:`load_job` (from a file) or :func:`parse_job` (from data);
@@ -323,31 +191,45 @@ class JobConfig(_Spec):
         return PluginRef.parse(self.target.plugin, base_dir=self._base_dir)
 
     def source_config(self) -> dict[str, Any]:
-        """The reader's configuration: built-ins get resolved paths and ``incremental``."""
+        """The reader's configuration: a built-in reader gets its resolved path and job settings.
+
+        A built-in reader's location (``path``) is resolved against the job file's folder,
+        and the settings its options class takes from the job (``incremental``, ``stream``,
+        and for ``csv`` the ``column_types`` of the job's schema) are added where unset.
+        """
         config = dict(self.source.config)
-        if self.source.plugin in _BUILTIN_READERS:
-            config["path"] = self.resolve_path(str(config["path"]))
-            if self.source.incremental is not None and "incremental" not in config:
-                config["incremental"] = self.source.incremental.model_dump(exclude_none=True)
-            if self.source.stream and "stream" not in config:
-                config["stream"] = self.source.stream
-            if self.source.plugin == "csv" and self.schema_columns and "column_types" not in config:
-                # Convert CSV text straight to the job's types (exact decimals, no float detour).
-                config["column_types"] = {c.name: c.type.value for c in self.schema_columns}
+        spec = builtin_of_kind(self.source.plugin, "reader")
+        if spec is None:
+            return config
+        if spec.location_option is not None:
+            config[spec.location_option] = self.resolve_path(str(config[spec.location_option]))
+        for key, value in spec.job_settings(self.connector_context()).items():
+            config.setdefault(key, value)
         return config
 
     def target_config(self) -> dict[str, Any]:
-        """The writer's configuration: the parquet target gets its resolved path."""
+        """The writer's configuration: a built-in writer (parquet) gets its resolved path."""
         config = dict(self.target.config)
-        if self.target.plugin in _BUILTIN_WRITERS:
-            config["path"] = self.resolve_path(str(config["path"]))
+        spec = builtin_of_kind(self.target.plugin, "writer")
+        if spec is not None and spec.location_option is not None:
+            config[spec.location_option] = self.resolve_path(str(config[spec.location_option]))
         return config
 
     def target_location(self) -> str | None:
-        """The parquet target's resolved folder or URI, ``None`` for other targets."""
-        if self.target.plugin in _BUILTIN_WRITERS:
-            return self.resolve_path(str(self.target.config["path"]))
-        return None
+        """A built-in writer's (parquet's) resolved folder or URI, ``None`` for other targets."""
+        spec = builtin_of_kind(self.target.plugin, "writer")
+        if spec is None or spec.location_option is None:
+            return None
+        return self.resolve_path(str(self.target.config[spec.location_option]))
+
+    def connector_context(self) -> JobContext:
+        """What this job says, besides a connector's config, that a built-in connector may take."""
+        incremental = self.source.incremental
+        return JobContext(
+            stream=self.source.stream,
+            incremental=incremental.model_dump(exclude_none=True) if incremental is not None else None,
+            columns=self.columns(),
+        )
 
     def output_dir(self) -> Path | None:
         """The local folder a writer may write to (``None`` when remote or unknown)."""
@@ -382,18 +264,10 @@ class JobConfig(_Spec):
         return str((self._base_dir / ".dativo" / "state").resolve())
 
     def state_storage_options(self) -> dict[str, Any]:
-        """S3 options for the state store: its own, else the parquet target's."""
-        options: dict[str, Any] = {}
-        if self.target.plugin in _BUILTIN_WRITERS:
-            for key in (
-                "endpoint_url",
-                "region",
-                "aws_access_key_id",
-                "aws_secret_access_key",
-                "aws_session_token",
-            ):
-                if self.target.config.get(key):
-                    options[key] = self.target.config[key]
+        """S3 options for the state store: its own, else those of the target it lives beside."""
+        spec = builtin_of_kind(self.target.plugin, "writer")
+        beside_target = spec is not None and spec.location_option is not None
+        options = s3_options(self.target.config) if beside_target else {}
         if self.state is not None:
             if self.state.endpoint_url:
                 options["endpoint_url"] = self.state.endpoint_url
@@ -408,69 +282,6 @@ def job_json_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Dativo job file"
     return schema
-
-
-# Loading ------------------------------------------------------------------------------
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe YAML loader that refuses repeated keys instead of keeping the last one."""
-
-
-def _construct_mapping(
-    loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False
-) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"key {key!r} appears twice in the same mapping", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def _read_yaml(path: Path) -> Any:
-    shown = str(path)
-    if not path.exists():
-        raise ConfigurationError(
-            f"job file {shown!r} does not exist; check the path given to --config",
-            details={"file": shown},
-        )
-    if path.is_dir():
-        raise ConfigurationError(
-            f"job file {shown!r} is a folder; pass a .yaml file to --config, or use --job-dir for a "
-            "folder of jobs",
-            details={"file": shown},
-        )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigurationError(
-            f"job file {shown!r} is not UTF-8 text (byte {exc.start}); save it as UTF-8 YAML",
-            details={"file": shown},
-        ) from None
-    except OSError as exc:
-        raise ConfigurationError(
-            f"job file {shown!r} cannot be read ({exc.strerror}); check its permissions",
-            details={"file": shown},
-        ) from None
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigurationError(
-            f"job file {shown!r} is not valid YAML{where}: {problem}; fix the syntax (indentation, "
-            "quotes, a missing ':')",
-            details={"file": shown, "line": mark.line + 1 if mark else None},
-        ) from None
-    return data
 
 
 def load_job(
@@ -494,7 +305,7 @@ def load_job(
             message names the file, the field path and the fix.
     """
     file = Path(path).expanduser()
-    data = _read_yaml(file)
+    data = read_job_yaml(file)
     return parse_job(data, source_file=file.resolve(), environ=environ, redactor=redactor)
 
 
@@ -545,165 +356,10 @@ def parse_job(
     try:
         job = JobConfig.model_validate(resolved)
     except PydanticValidationError as exc:
-        raise _render_validation_error(exc, shown) from None
+        raise render_validation_error(exc, shown, JobConfig) from None
     job._source_file = source_file
     job._base_dir = folder.resolve()
-    problems = _consistency_problems(job)
+    problems = consistency_problems(job)
     if problems:
-        raise _render_problems(problems, shown)
+        raise render_problems(problems, shown)
     return job
-
-
-def _consistency_problems(job: JobConfig) -> list[dict[str, str]]:
-    """Rules that span several keys, reported with the field to fix."""
-    problems = []
-    source, target = job.source, job.target
-    if (
-        source.incremental is not None
-        and source.incremental.strategy
-        and source.plugin not in _BUILTIN_READERS
-    ):
-        problems.append(
-            {
-                "field": "source.incremental.strategy",
-                "problem": f"applies to the built-in csv and jsonl readers only, not to {source.plugin!r}",
-                "fix": "omit it: the plugin keeps its own state",
-            }
-        )
-    if source.plugin in _BUILTIN_READERS and not source.config.get("path"):
-        problems.append(
-            {
-                "field": "source.config.path",
-                "problem": f"is required by the {source.plugin} reader",
-                "fix": "set it to a file, a glob (data/*.csv) or an s3:// URI",
-            }
-        )
-    if target.plugin in _BUILTIN_WRITERS and not target.config.get("path"):
-        problems.append(
-            {
-                "field": "target.config.path",
-                "problem": "is required by the parquet writer",
-                "fix": "set it to a folder (output/orders) or s3://bucket/prefix",
-            }
-        )
-    if job.validation == "quarantine" and job.quarantine is None and target.plugin not in _BUILTIN_WRITERS:
-        problems.append(
-            {
-                "field": "quarantine.path",
-                "problem": "is required when validation is 'quarantine' and the target is not parquet",
-                "fix": "add quarantine: {path: some/folder}",
-            }
-        )
-    return problems
-
-
-def _render_problems(problems: list[dict[str, str]], shown: str) -> ConfigurationError:
-    sentences = []
-    for problem in problems:
-        field = problem["field"]
-        lead = problem["problem"] if field == "(top level)" else f"`{field}` {problem['problem']}"
-        sentences.append(f"{lead}; {problem['fix']}." if problem["fix"] else f"{lead}.")
-    count = len(problems)
-    header = f"job file {shown!r} is invalid ({count} problem{'s' if count != 1 else ''}): "
-    return ConfigurationError(
-        header + " ".join(sentences),
-        details={"file": shown, "errors": REDACTOR.redact(problems)},
-    )
-
-
-# Error rendering ----------------------------------------------------------------------
-
-
-def _location(loc: Sequence[Any]) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += f".{part}" if text else str(part)
-    return text or "(top level)"
-
-
-def _unwrap(annotation: Any) -> Any:
-    """Return the model class inside ``X | None``, ``list[X]``, ``Annotated[X, ...]``."""
-    origin = typing.get_origin(annotation)
-    if origin is Annotated:
-        return _unwrap(typing.get_args(annotation)[0])
-    if origin in (Union, types.UnionType, list):
-        for arg in typing.get_args(annotation):
-            inner = _unwrap(arg)
-            if isinstance(inner, type) and issubclass(inner, BaseModel):
-                return inner
-    return annotation
-
-
-def _model_at(loc: Sequence[Any]) -> type[BaseModel] | None:
-    model: Any = JobConfig
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            return None
-        field = next(
-            (f for name, f in model.model_fields.items() if part in (name, f.alias)),
-            None,
-        )
-        if field is None:
-            return None
-        model = _unwrap(field.annotation)
-    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
-
-
-def _keys_of(model: type[BaseModel]) -> list[str]:
-    return [f.alias or name for name, f in model.model_fields.items()]
-
-
-def _describe(error: Mapping[str, Any]) -> tuple[str, str]:
-    kind = error["type"]
-    loc = tuple(error["loc"])
-    given = error.get("input")
-    ctx = error.get("ctx") or {}
-    if kind == "extra_forbidden":
-        parent = _model_at(loc[:-1])
-        allowed = _keys_of(parent) if parent else []
-        guess = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-        hint = f"did you mean '{guess[0]}'? " if guess else ""
-        return (
-            "is not a known key",
-            f"{hint}remove or rename it; allowed keys here: {', '.join(allowed)}",
-        )
-    if kind == "missing":
-        model = _model_at(loc)
-        needs = f" (with keys: {', '.join(_keys_of(model))})" if model else ""
-        return "is required but missing", f"add it{needs}"
-    if kind in ("literal_error", "enum"):
-        expected = ctx.get("expected", "")
-        return f"is {given!r}", f"use one of {expected}"
-    if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return (
-            f"must be a mapping of keys, got {type(given).__name__} {given!r}",
-            "write it as 'key: value' lines",
-        )
-    if kind == "list_type":
-        return f"must be a list, got {type(given).__name__}", "write it as '- item' lines"
-    if kind == "string_pattern_mismatch":
-        return (
-            f"is {given!r}",
-            "use letters, digits, '_', '.' and '-', starting with a letter or digit",
-        )
-    message = str(error.get("msg", "is invalid"))
-    message = message.removeprefix("Value error, ")
-    message = message[0].lower() + message[1:]
-    if kind.endswith(("_parsing", "_type")):
-        return f"is {given!r}: {message}", "fix the value's type"
-    if kind == "value_error":
-        return f"is invalid: {message}", ""
-    return f"is {given!r}: {message}", "fix the value"
-
-
-def _render_validation_error(exc: PydanticValidationError, shown: str) -> ConfigurationError:
-    problems = []
-    for error in exc.errors(include_url=False):
-        problem, fix = _describe(error)
-        problems.append({"field": _location(error["loc"]), "problem": problem, "fix": fix})
-    return _render_problems(problems, shown)

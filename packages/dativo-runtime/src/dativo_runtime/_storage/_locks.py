@@ -17,7 +17,8 @@ import threading
 import time
 from typing import Any
 
-from dativo_runtime._storage._backends import LocalStorage, Storage
+from dativo_runtime._storage._base import Storage
+from dativo_runtime._storage._local import LocalStorage
 
 __all__ = ["Lease", "acquire_lease", "read_lease"]
 

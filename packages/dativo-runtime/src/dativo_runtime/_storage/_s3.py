@@ -1,18 +1,24 @@
-"""S3 (and S3-compatible stores such as MinIO): URIs, clients, and errors mapped to Dativo's.
+"""S3 (and S3-compatible stores such as MinIO): the options, URIs, clients, errors and :class:`S3Storage`.
 
 boto3 is imported only when an ``s3://`` location is used. Every botocore failure is
 mapped at this boundary: refused credentials become :class:`AuthenticationError`
 (exit 77), an unreachable endpoint a retryable :class:`DativoConnectionError` (exit 75),
 throttling and 5xx answers a retryable :class:`TransientError`, a missing bucket or a bad
 endpoint a :class:`ConfigurationError`.
+
+:data:`S3_OPTION_KEYS` and :func:`s3_options` are the one definition of which configuration
+keys select and authenticate an endpoint: the connectors, the job model and the engine all
+take S3 options from a config through :func:`s3_options`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from dativo_plugin_sdk import (
     AuthenticationError,
@@ -22,8 +28,9 @@ from dativo_plugin_sdk import (
     RateLimitError,
     TransientError,
 )
+from dativo_runtime._storage._base import FileInfo, Storage
 
-__all__ = ["S3_OPTION_KEYS", "S3Uri", "is_s3_uri", "map_s3_error", "s3_client"]
+__all__ = ["S3_OPTION_KEYS", "S3Storage", "S3Uri", "is_s3_uri", "map_s3_error", "s3_client", "s3_options"]
 
 S3_OPTION_KEYS = (
     "endpoint_url",
@@ -33,6 +40,23 @@ S3_OPTION_KEYS = (
     "aws_session_token",
 )
 """Configuration keys that select and authenticate an S3 endpoint."""
+
+
+def s3_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Take the S3 options out of a connector's or a job's configuration.
+
+    Args:
+        config: Any configuration mapping (a parquet target's, a file reader's...).
+
+    Returns:
+        The keys of :data:`S3_OPTION_KEYS` that ``config`` sets to a non-empty value.
+
+    Example:
+        >>> s3_options({"path": "s3://b/x", "region": "eu-west-1", "endpoint_url": ""})
+        {'region': 'eu-west-1'}
+    """
+    return {key: config[key] for key in S3_OPTION_KEYS if config.get(key)}
+
 
 _AUTH_CODES = {
     "AccessDenied",
@@ -197,3 +221,179 @@ def map_s3_error(exc: BaseException, *, action: str, uri: str, endpoint: str | N
         error_code="STORAGE_ERROR",
         details=details,
     )
+
+
+class S3Storage(Storage):
+    """A prefix in an S3 bucket (any S3-compatible endpoint).
+
+    Args:
+        root: ``s3://bucket/prefix``.
+        options: ``endpoint_url``, ``region`` and credentials (see :func:`s3_client`).
+    """
+
+    def __init__(self, root: str, options: Mapping[str, Any] | None = None) -> None:
+        self.root = S3Uri.parse(root)
+        self.options = dict(options or {})
+        self.endpoint = self.options.get("endpoint_url")
+        self._client: Any = None
+
+    @property
+    def uri(self) -> str:
+        return str(self.root).rstrip("/")
+
+    @property
+    def client(self) -> Any:
+        """The boto3 client, created on first use."""
+        if self._client is None:
+            self._client = s3_client(self.options)
+        return self._client
+
+    def key(self, path: str) -> str:
+        """The object key of a relative path."""
+        return self.root.child(path).key
+
+    def _error(self, exc: BaseException, action: str, path: str) -> DativoError:
+        return map_s3_error(exc, action=action, uri=self.location(path), endpoint=self.endpoint)
+
+    @staticmethod
+    def _code(exc: BaseException) -> str:
+        response = getattr(exc, "response", None) or {}
+        return str(response.get("Error", {}).get("Code", ""))
+
+    def read_bytes(self, path: str) -> bytes | None:
+        try:
+            response = self.client.get_object(Bucket=self.root.bucket, Key=self.key(path))
+            data: bytes = response["Body"].read()
+            return data
+        except Exception as exc:
+            if self._code(exc) in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise self._error(exc, "reading", path) from exc
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        try:
+            self.client.put_object(Bucket=self.root.bucket, Key=self.key(path), Body=data)
+        except Exception as exc:
+            raise self._error(exc, "writing", path) from exc
+
+    def create_exclusive(self, path: str, data: bytes) -> bool:
+        try:
+            self.client.put_object(Bucket=self.root.bucket, Key=self.key(path), Body=data, IfNoneMatch="*")
+        except Exception as exc:
+            if self._code(exc) in ("PreconditionFailed", "ConditionalRequestConflict"):
+                return False
+            raise self._error(exc, "writing", path) from exc
+        return True
+
+    def replace_if_unchanged(self, path: str, data: bytes, token: str) -> bool:
+        try:
+            self.client.put_object(Bucket=self.root.bucket, Key=self.key(path), Body=data, IfMatch=token)
+        except Exception as exc:
+            if self._code(exc) in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"):
+                return False
+            raise self._error(exc, "writing", path) from exc
+        return True
+
+    def stat(self, path: str) -> FileInfo | None:
+        try:
+            head = self.client.head_object(Bucket=self.root.bucket, Key=self.key(path))
+        except Exception as exc:
+            if self._code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise self._error(exc, "inspecting", path) from exc
+        modified = head["LastModified"]
+        return FileInfo(path, int(head["ContentLength"]), int(modified.timestamp() * 1e9), str(head["ETag"]))
+
+    def list_files(self, prefix: str = "") -> Iterator[FileInfo]:
+        key_prefix = self.key(prefix)
+        base = self.root.key.strip("/")
+        if prefix and not key_prefix.endswith("/"):
+            # A prefix names a folder unless an object has exactly that key.
+            single = self.stat(prefix)
+            if single is not None:
+                yield single
+                return
+            key_prefix += "/"
+        elif not prefix and base:
+            key_prefix = base + "/"
+        try:
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.root.bucket, Prefix=key_prefix):
+                for item in page.get("Contents", []):
+                    rel = item["Key"][len(base) + 1 :] if base else item["Key"]
+                    yield FileInfo(
+                        rel, int(item["Size"]), int(item["LastModified"].timestamp() * 1e9), str(item["ETag"])
+                    )
+        except DativoError:
+            raise
+        except Exception as exc:
+            raise self._error(exc, "listing", prefix) from exc
+
+    def delete(self, path: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.root.bucket, Key=self.key(path))
+        except Exception as exc:
+            if self._code(exc) in ("NoSuchKey", "404"):
+                return
+            raise self._error(exc, "deleting", path) from exc
+
+    def delete_tree(self, prefix: str) -> None:
+        keys = [self.key(info.path) for info in self.list_files(prefix)]
+        try:
+            for start in range(0, len(keys), 1000):
+                chunk = keys[start : start + 1000]
+                self.client.delete_objects(
+                    Bucket=self.root.bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
+                )
+        except Exception as exc:
+            raise self._error(exc, "deleting", prefix) from exc
+
+    def move(self, source: str, destination: str) -> None:
+        try:
+            self.client.copy(
+                {"Bucket": self.root.bucket, "Key": self.key(source)}, self.root.bucket, self.key(destination)
+            )
+        except Exception as exc:
+            raise self._error(exc, "publishing", destination) from exc
+        self.delete(source)
+
+    def upload(self, local_file: Path, path: str) -> None:
+        try:
+            self.client.upload_file(str(local_file), self.root.bucket, self.key(path))
+        except Exception as exc:
+            raise self._error(exc, "uploading", path) from exc
+        finally:
+            with contextlib.suppress(OSError):
+                local_file.unlink()
+
+    def open_input(self, path: str) -> IO[bytes]:
+        try:
+            response = self.client.get_object(Bucket=self.root.bucket, Key=self.key(path))
+        except Exception as exc:
+            if self._code(exc) in ("NoSuchKey", "404"):
+                raise ConfigurationError(
+                    f"object {self.location(path)} does not exist", details={"uri": self.location(path)}
+                ) from None
+            raise self._error(exc, "reading", path) from exc
+        body: IO[bytes] = response["Body"]
+        return body
+
+    def check_bucket(self) -> None:
+        """Check the bucket exists and the credentials are accepted.
+
+        Raises:
+            AuthenticationError: Credentials refused.
+            DativoConnectionError: Endpoint unreachable.
+            ConfigurationError: Bucket missing.
+        """
+        try:
+            self.client.head_bucket(Bucket=self.root.bucket)
+        except Exception as exc:
+            if self._code(exc) in ("404", "NoSuchBucket", "NotFound"):
+                raise ConfigurationError(
+                    f"bucket {self.root.bucket!r} does not exist"
+                    + (f" at {self.endpoint}" if self.endpoint else "")
+                    + "; create it or fix the path",
+                    details={"uri": self.uri, "endpoint_url": self.endpoint},
+                ) from None
+            raise self._error(exc, "checking", "") from exc

@@ -2,12 +2,24 @@
 
 They are ordinary SDK plugins (``BaseReader`` / ``BaseWriter``) that job files name by
 their built-in names; :class:`ParquetDataset` reads what the parquet writer committed.
+``_registry`` declares each one (its name, kind, class, typed options from ``_options``,
+run-context settings and commit probe); the rest of the runtime asks it, never a name.
+
+The names below are imported on first use, so that the job model can read the registry
+without importing pyarrow.
 """
 
-from dativo_runtime.connectors._csv import CsvReader
-from dativo_runtime.connectors._dataset import ManifestFile, ParquetDataset, RecoveryReport, RunManifest
-from dativo_runtime.connectors._jsonl import JsonlReader
-from dativo_runtime.connectors._parquet import ParquetWriter, new_run_id
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dativo_runtime._lazy_exports import lazy_exports
+
+if TYPE_CHECKING:
+    from dativo_runtime.connectors._csv import CsvReader
+    from dativo_runtime.connectors._dataset import ManifestFile, ParquetDataset, RecoveryReport, RunManifest
+    from dativo_runtime.connectors._jsonl import JsonlReader
+    from dativo_runtime.connectors._parquet import ParquetWriter, new_run_id
 
 __all__ = [
     "CsvReader",
@@ -19,3 +31,16 @@ __all__ = [
     "RunManifest",
     "new_run_id",
 ]
+
+_EXPORTS = {
+    "CsvReader": "._csv",
+    "JsonlReader": "._jsonl",
+    "ManifestFile": "._dataset",
+    "ParquetDataset": "._dataset",
+    "ParquetWriter": "._parquet",
+    "RecoveryReport": "._dataset",
+    "RunManifest": "._dataset",
+    "new_run_id": "._parquet",
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

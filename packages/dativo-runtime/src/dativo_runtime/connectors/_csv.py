@@ -9,10 +9,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from dativo_plugin_sdk import ConfigurationError, ValidationError
+from dativo_plugin_sdk import ValidationError
 from dativo_runtime._arrow_batches import arrow_type_for
 from dativo_runtime._version import __version__
 from dativo_runtime.connectors._files import FileReader, SourceFile
+from dativo_runtime.connectors._options import CsvOptions
 
 __all__ = ["CsvReader"]
 
@@ -26,7 +27,7 @@ class CsvReader(FileReader):
     ``encoding`` (``utf8``), ``null_values`` (``[""]``: empty fields are null),
     ``invalid_rows`` (``error``, or ``skip`` to drop rows with the wrong number of fields), and
     ``column_types`` (column name to SDK type, converted straight from the text; the runtime
-    fills it from the job's ``schema``).
+    fills it from the job's ``schema``); :class:`~._options.CsvOptions` checks them.
 
     Column types are inferred from each file's first block (``discover`` reports them).
     Every block is parsed as text and then converted column by column; a column whose
@@ -36,54 +37,30 @@ class CsvReader(FileReader):
 
     __version__ = __version__
     requires_sdk = ">=1.0,<2"
-    format_name = "csv"
+    options_class = CsvOptions
     extensions = (".csv", ".tsv", ".txt")
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
-        delimiter = str(config.get("delimiter", ","))
-        if len(delimiter) != 1:
-            raise ConfigurationError(
-                f"delimiter must be one character, got {delimiter!r}", details={"field": "delimiter"}
-            )
-        self.invalid_rows = str(config.get("invalid_rows", "error"))
-        if self.invalid_rows not in ("error", "skip"):
-            raise ConfigurationError(
-                "invalid_rows must be 'error' or 'skip'", details={"field": "invalid_rows"}
-            )
+        options = self.options
+        assert isinstance(options, CsvOptions)
+        self.invalid_rows = options.invalid_rows
         self.skipped_rows = 0
-        column_names = config.get("column_names")
-        has_header = bool(config.get("has_header", True))
-        if not has_header and not column_names:
-            raise ConfigurationError(
-                "has_header is false, so column_names must list the columns",
-                details={"field": "column_names"},
-            )
         self._read_options: dict[str, Any] = {
             "block_size": self.block_size,
             "use_threads": False,
-            "skip_rows": int(config.get("skip_rows", 0)),
-            "column_names": list(column_names) if column_names else None,
+            "skip_rows": options.skip_rows,
+            "column_names": list(options.column_names) if options.column_names else None,
             "autogenerate_column_names": False,
-            "encoding": str(config.get("encoding", "utf8")),
+            "encoding": options.encoding,
         }
         self._parse_options: dict[str, Any] = {
-            "delimiter": delimiter,
-            "quote_char": str(config.get("quote_char", '"')),
-            "newlines_in_values": bool(config.get("newlines_in_values", False)),
+            "delimiter": options.delimiter,
+            "quote_char": options.quote_char,
+            "newlines_in_values": options.newlines_in_values,
         }
-        null_values = config.get("null_values", [""])
-        self._null_values = [str(v) for v in (null_values or [])]
-        column_types = config.get("column_types") or {}
-        if not isinstance(column_types, Mapping):
-            raise ConfigurationError(
-                "column_types must map column names to types (integer, decimal...)",
-                details={"field": "column_types"},
-            )
-        try:
-            self._column_types = {str(k): arrow_type_for(str(v)) for k, v in column_types.items()}
-        except ValueError as exc:
-            raise ConfigurationError(f"column_types: {exc}", details={"field": "column_types"}) from None
+        self._null_values = list(options.null_values)
+        self._column_types = {name: arrow_type_for(kind) for name, kind in options.column_types.items()}
 
     def _skip(self, row: Any) -> str:
         self.skipped_rows += 1

@@ -27,10 +27,10 @@ from dativo_plugin_sdk import (
     ValidationError,
 )
 from dativo_runtime._arrow_batches import column_type_for_arrow
-from dativo_runtime._sizes import parse_byte_size
 from dativo_runtime._storage._backends import Storage, match_glob, open_storage
-from dativo_runtime._storage._s3 import S3_OPTION_KEYS, S3Uri, is_s3_uri
+from dativo_runtime._storage._s3 import S3Uri, is_s3_uri
 from dativo_runtime.connectors._check_results import result_from_error
+from dativo_runtime.connectors._options import FileReaderOptions
 
 __all__ = ["FileReader", "SourceFile"]
 
@@ -138,46 +138,26 @@ class FileReader(BaseReader, abc.ABC):
     those), ``stream`` (stream name; default the file or folder name), ``incremental``
     (``{strategy: mtime}``, the default, or ``{strategy: cursor, cursor_field: col}``), ``block_size``
     (bytes read per batch, default ``1m``), and for S3 ``endpoint_url``, ``region`` and
-    credentials.
+    credentials; :class:`~._options.FileReaderOptions` checks them.
     """
 
     supports_incremental = True
-    format_name: ClassVar[str] = "file"
+    options_class: ClassVar[type[FileReaderOptions]] = FileReaderOptions
     extensions: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def format_name(self) -> str:
+        """The format's name (``csv``, ``jsonl``), as its options class declares it."""
+        return self.options_class.format_name
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
-        path = config.get("path")
-        if not isinstance(path, str) or not path.strip():
-            raise ConfigurationError(
-                f"the {self.format_name} reader needs 'path': a file, a glob such as "
-                f"data/*.{self.format_name} or an s3:// URI",
-                details={"field": "path"},
-            )
-        self.path = path
-        incremental = config.get("incremental") or {}
-        if not isinstance(incremental, Mapping):
-            raise ConfigurationError(
-                "incremental must be a mapping with 'strategy'", details={"field": "incremental"}
-            )
-        # Without a strategy, state (when the caller passes one) tracks files by modification time.
-        self.strategy = incremental.get("strategy") or "mtime"
-        self.cursor_field = incremental.get("cursor_field")
-        if self.strategy not in ("mtime", "cursor"):
-            raise ConfigurationError(
-                f"incremental.strategy {self.strategy!r} is not supported; use 'mtime' or 'cursor'",
-                details={"field": "incremental.strategy"},
-            )
-        if self.strategy == "cursor" and not self.cursor_field:
-            raise ConfigurationError(
-                "incremental strategy 'cursor' needs cursor_field",
-                details={"field": "incremental.cursor_field"},
-            )
-        try:
-            self.block_size = parse_byte_size(config.get("block_size", "1m"), what="block_size")
-        except ValueError as exc:
-            raise ConfigurationError(str(exc), details={"field": "block_size"}) from None
-        self.storage_options = {k: config[k] for k in S3_OPTION_KEYS if config.get(k)}
+        self.options = self.options_class.from_config(config)
+        self.path = self.options.path
+        self.strategy = self.options.strategy
+        self.cursor_field = self.options.cursor_field
+        self.block_size = self.options.block_size
+        self.storage_options = dict(self.options.storage_options)
         self._files: _FileSet | None = None
         self._inferred: pa.Schema | None = None
 
@@ -203,9 +183,8 @@ class FileReader(BaseReader, abc.ABC):
     @property
     def stream_name(self) -> str:
         """The stream's name: ``stream`` from the config, else the file or folder name."""
-        configured = self.config.get("stream")
-        if configured:
-            return str(configured)
+        if self.options.stream:
+            return self.options.stream
         parts = [p for p in re.split(r"[/\\]", self.path.rstrip("/")) if p and not _GLOB_CHARS.search(p)]
         if not parts or parts[-1].lower().startswith("s3:"):
             return self.format_name

@@ -14,6 +14,7 @@ from dativo_plugin_sdk import ValidationError
 from dativo_runtime._arrow_batches import batch_to_arrow
 from dativo_runtime._version import __version__
 from dativo_runtime.connectors._files import FileReader, SourceFile
+from dativo_runtime.connectors._options import JsonlOptions
 
 __all__ = ["JsonlReader"]
 
@@ -31,7 +32,7 @@ class JsonlReader(FileReader):
 
     __version__ = __version__
     requires_sdk = ">=1.0,<2"
-    format_name = "jsonl"
+    options_class = JsonlOptions
     extensions = (".jsonl", ".ndjson", ".json")
 
     def _blocks(self, stream: Any) -> Iterator[tuple[int, bytes]]:

@@ -7,11 +7,9 @@ import datetime as dt
 import logging
 import os
 import tempfile
-import urllib.parse
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +28,9 @@ from dativo_plugin_sdk import (
     ValidationError,
 )
 from dativo_runtime._arrow_batches import arrow_schema_for, batch_to_arrow
-from dativo_runtime._sizes import parse_byte_size
 from dativo_runtime._storage._backends import LocalStorage, S3Storage, Storage, open_storage
 from dativo_runtime._storage._locks import Lease, acquire_lease
-from dativo_runtime._storage._s3 import S3_OPTION_KEYS, is_s3_uri
+from dativo_runtime._storage._s3 import is_s3_uri
 from dativo_runtime._version import __version__
 from dativo_runtime.connectors._check_results import result_from_error
 from dativo_runtime.connectors._dataset import (
@@ -43,13 +40,13 @@ from dativo_runtime.connectors._dataset import (
     RunManifest,
     utc_now_iso,
 )
+from dativo_runtime.connectors._options import ParquetOptions
+from dativo_runtime.connectors._partitions import PartitionBuffer, StagedFile, split_by_partition
 
 __all__ = ["ParquetWriter", "new_run_id"]
 
 log = logging.getLogger("dativo.parquet")
 
-_COMPRESSIONS = ("snappy", "zstd", "gzip", "lz4", "brotli", "none")
-_HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 _INGEST_DATE = "ingest_date"
 _MAX_ROW_GROUP_BYTES = 128 * 1024 * 1024
 
@@ -65,54 +62,6 @@ def new_run_id(now: dt.datetime | None = None) -> str:
     return f"{moment.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:8]}"
 
 
-def _segment(value: Any) -> str:
-    if value is None:
-        return _HIVE_NULL
-    if isinstance(value, bool):
-        text = "true" if value else "false"
-    elif isinstance(value, (dt.datetime, dt.date, dt.time)):
-        text = value.isoformat()
-    else:
-        text = str(value)
-    return urllib.parse.quote(text, safe="-_.~ ") if text else _HIVE_NULL
-
-
-@dataclass
-class _Buffer:
-    partition: str
-    values: dict[str, str]
-    tables: list[pa.Table] = field(default_factory=list)
-    rows: int = 0
-    nbytes: int = 0
-
-    def add(self, table: pa.Table) -> None:
-        self.tables.append(table)
-        self.rows += table.num_rows
-        self.nbytes += table.nbytes
-
-    def take(self, rows: int | None) -> pa.Table:
-        table = pa.concat_tables(self.tables) if len(self.tables) != 1 else self.tables[0]
-        count = table.num_rows if rows is None else min(rows, table.num_rows)
-        head, tail = table.slice(0, count), table.slice(count)
-        self.tables = [tail] if tail.num_rows else []
-        self.rows = tail.num_rows
-        self.nbytes = tail.nbytes if tail.num_rows else 0
-        return head
-
-
-@dataclass
-class _OpenFile:
-    partition: str
-    values: dict[str, str]
-    name: str
-    staged: str
-    local_path: Path
-    sink: Any
-    writer: pq.ParquetWriter
-    rows: int = 0
-    row_groups: int = 0
-
-
 class ParquetWriter(BaseWriter):
     """Write batches as Parquet files to a local folder or an S3 prefix, committed atomically.
 
@@ -123,7 +72,8 @@ class ParquetWriter(BaseWriter):
     names), ``partition_by_ingest_date`` (adds ``ingest_date=YYYY-MM-DD/``), ``ingest_date``,
     ``run_id`` (set by the runtime), S3 options ``endpoint_url``, ``region``,
     ``aws_access_key_id``, ``aws_secret_access_key``, ``aws_session_token``, and
-    ``spool_dir``, ``max_open_files``, ``max_buffer_size``, ``lease_ttl``, ``fsync``.
+    ``spool_dir``, ``max_open_files``, ``max_buffer_size``, ``lease_ttl``, ``fsync``;
+    :class:`~._options.ParquetOptions` checks them.
 
     Files are staged under ``{path}/_dativo/staging/{run_id}/`` and published by
     :meth:`commit_files` through a run manifest (see :mod:`._dataset`); nothing is visible
@@ -135,93 +85,36 @@ class ParquetWriter(BaseWriter):
 
     def __init__(self, config: Mapping[str, Any], schema: Sequence[Column] | None = None) -> None:
         super().__init__(config, schema)
-        path = config.get("path")
-        if not isinstance(path, str) or not path.strip():
-            raise ConfigurationError(
-                "the parquet writer needs 'path': a local folder or s3://bucket/prefix",
-                details={"field": "path"},
-            )
+        self.options = options = ParquetOptions.from_config(config)
+        path = options.path
         self.location = path if is_s3_uri(path) else os.path.abspath(os.path.expanduser(path))
-        self.compression = str(config.get("compression", "snappy")).lower()
-        if self.compression not in _COMPRESSIONS:
-            raise ConfigurationError(
-                f"compression {self.compression!r} is not supported; use one of {', '.join(_COMPRESSIONS)}",
-                details={"field": "compression"},
-            )
-        self.compression_level = self._int("compression_level", None, minimum=None)
-        self.target_file_size = self._size("target_file_size", "128m")
-        self.max_buffer_bytes = self._size("max_buffer_size", "256m")
-        self.row_group_size = self._int("row_group_size", 100_000, minimum=1)
-        self.max_open_files = self._int("max_open_files", 32, minimum=1)
-        self.lease_ttl = float(config.get("lease_ttl", 120))
-        self.fsync = bool(config.get("fsync", True))
-        partition_by = config.get("partition_by") or []
-        if isinstance(partition_by, str):
-            partition_by = [p.strip() for p in partition_by.split(",") if p.strip()]
-        if not isinstance(partition_by, (list, tuple)) or not all(
-            isinstance(p, str) and p for p in partition_by
-        ):
-            raise ConfigurationError(
-                "partition_by must be a list of column names", details={"field": "partition_by"}
-            )
-        self.partition_by: tuple[str, ...] = tuple(partition_by)
-        self.partition_by_ingest_date = bool(config.get("partition_by_ingest_date", False))
-        if self.partition_by_ingest_date and _INGEST_DATE in self.partition_by:
-            raise ConfigurationError(
-                "partition_by lists 'ingest_date' and partition_by_ingest_date is true; keep one",
-                details={"field": "partition_by"},
-            )
-        ingest = config.get("ingest_date")
-        try:
-            self.ingest_date = (
-                dt.date.fromisoformat(str(ingest)) if ingest else dt.datetime.now(dt.timezone.utc).date()
-            )
-        except ValueError:
-            raise ConfigurationError(
-                f"ingest_date {ingest!r} is not a date; write YYYY-MM-DD", details={"field": "ingest_date"}
-            ) from None
-        self.run_id = str(config.get("run_id") or new_run_id())
-        if "/" in self.run_id or self.run_id.startswith("."):
-            raise ConfigurationError(
-                f"run_id {self.run_id!r} may not contain '/'", details={"field": "run_id"}
-            )
-        self.spool_dir = config.get("spool_dir")
-        self.storage_options = {k: config[k] for k in S3_OPTION_KEYS if config.get(k)}
+        self.compression = options.compression
+        self.compression_level = options.compression_level
+        self.target_file_size = options.target_file_size
+        self.max_buffer_bytes = options.max_buffer_size
+        self.row_group_size = options.row_group_size
+        self.max_open_files = options.max_open_files
+        self.lease_ttl = options.lease_ttl
+        self.fsync = options.fsync
+        self.partition_by = options.partition_by
+        self.partition_by_ingest_date = options.partition_by_ingest_date
+        self.ingest_date = options.ingest_date or dt.datetime.now(dt.timezone.utc).date()
+        self.run_id = options.run_id or new_run_id()
+        self.spool_dir = options.spool_dir
+        self.storage_options = dict(options.storage_options)
         self._arrow_schema = arrow_schema_for(schema) if schema else None
         self._file_schema: pa.Schema | None = None
         self._storage: Storage | None = None
         self._dataset: ParquetDataset | None = None
         self._lease: Lease | None = None
-        self._buffers: dict[str, _Buffer] = {}
+        self._buffers: dict[str, PartitionBuffer] = {}
         self._buffered_bytes = 0
-        self._open: OrderedDict[str, _OpenFile] = OrderedDict()
+        self._open: OrderedDict[str, StagedFile] = OrderedDict()
         self._closed: list[ManifestFile] = []
         self._sequence = 0
         self._finished = False
         self._committed = False
         self._runs = 1
-
-    def _size(self, name: str, default: str) -> int:
-        try:
-            return parse_byte_size(self.config.get(name, default), what=name)
-        except ValueError as exc:
-            raise ConfigurationError(str(exc), details={"field": name}) from None
-
-    def _int(self, key: str, default: int | None, *, minimum: int | None) -> Any:
-        value = self.config.get(key, default)
-        if value is None:
-            return None
-        try:
-            number = int(value)
-        except (TypeError, ValueError):
-            raise ConfigurationError(
-                f"{key} must be an integer, got {value!r}", details={"field": key}
-            ) from None
-        if minimum is not None and number < minimum:
-            raise ConfigurationError(
-                f"{key} must be at least {minimum}, got {number}", details={"field": key}
-            )
-        return number
 
     # Storage and session -------------------------------------------------------------
 
@@ -245,7 +138,7 @@ class ParquetWriter(BaseWriter):
         if self._finished:
             # A writer reused after a commit or an abort starts a new run with a new id.
             self._runs += 1
-            base = self.config.get("run_id")
+            base = self.options.run_id
             self.run_id = f"{base}-{self._runs}" if base else new_run_id()
             self._file_schema = None
             self._finished = False
@@ -346,21 +239,7 @@ class ParquetWriter(BaseWriter):
         base: dict[str, str] = {}
         if self.partition_by_ingest_date:
             base[_INGEST_DATE] = self.ingest_date.isoformat()
-        if not self.partition_by:
-            return [(base, table)]
-        rows = pa.array(range(table.num_rows), pa.int64())
-        keyed = table.select(list(self.partition_by)).append_column("__dativo_row", rows)
-        grouped = keyed.group_by(list(self.partition_by), use_threads=False).aggregate(
-            [("__dativo_row", "list")]
-        )
-        parts = []
-        for index in range(grouped.num_rows):
-            values = dict(base)
-            for column in self.partition_by:
-                values[column] = _segment(grouped.column(column)[index].as_py())
-            take = grouped.column("__dativo_row_list")[index].values
-            parts.append((values, table.take(take)))
-        return parts
+        return split_by_partition(table, self.partition_by, base)
 
     def write_batch(self, records: Batch, file_counter: int) -> list[dict[str, Any]]:
         """Stage one batch; rows are buffered into row groups of ``row_group_size``.
@@ -405,7 +284,7 @@ class ParquetWriter(BaseWriter):
             conformed = self._conform(part)
             buffer = self._buffers.get(rel)
             if buffer is None:
-                buffer = self._buffers[rel] = _Buffer(rel, values)
+                buffer = self._buffers[rel] = PartitionBuffer(rel, values)
             buffer.add(conformed)
             self._buffered_bytes += conformed.nbytes
             while buffer.rows >= self.row_group_size:
@@ -428,7 +307,7 @@ class ParquetWriter(BaseWriter):
             self._flush(largest, None)
         return entries
 
-    def _file_for(self, rel: str, values: dict[str, str]) -> _OpenFile:
+    def _file_for(self, rel: str, values: dict[str, str]) -> StagedFile:
         handle = self._open.get(rel)
         if handle is not None:
             self._open.move_to_end(rel)
@@ -458,11 +337,11 @@ class ParquetWriter(BaseWriter):
             compression_level=self.compression_level,
             write_statistics=True,
         )
-        handle = _OpenFile(rel, values, name, staged, local_path, sink, writer)
+        handle = StagedFile(rel, values, name, staged, local_path, sink, writer)
         self._open[rel] = handle
         return handle
 
-    def _flush(self, buffer: _Buffer, rows: int | None) -> None:
+    def _flush(self, buffer: PartitionBuffer, rows: int | None) -> None:
         before = buffer.nbytes
         table = buffer.take(rows)
         self._buffered_bytes -= before - buffer.nbytes
@@ -475,7 +354,7 @@ class ParquetWriter(BaseWriter):
         if handle.sink.tell() >= self.target_file_size:
             self._close_file(handle)
 
-    def _close_file(self, handle: _OpenFile) -> None:
+    def _close_file(self, handle: StagedFile) -> None:
         self._open.pop(handle.partition, None)
         handle.writer.close()
         handle.sink.close()

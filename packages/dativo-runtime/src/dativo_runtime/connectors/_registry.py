@@ -13,7 +13,23 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["BUILTIN_CONNECTORS", "CommitProbe", "ConnectorSpec", "builtin_connector"]
+from dativo_runtime.connectors._options import (
+    ConnectorOptions,
+    CsvOptions,
+    JobContext,
+    JsonlOptions,
+    ParquetOptions,
+)
+
+__all__ = [
+    "BUILTIN_CONNECTORS",
+    "CommitProbe",
+    "ConnectorOptions",
+    "ConnectorSpec",
+    "JobContext",
+    "builtin_connector",
+    "builtin_names",
+]
 
 CommitProbe = Callable[[str, Mapping[str, Any], str], bool]
 """``(location, storage_options, writer_run_id) -> bool``: whether that writer run committed."""
@@ -27,7 +43,9 @@ class ConnectorSpec:
         name: The name job files use (``plugin: csv``).
         kind: ``reader`` or ``writer``.
         target: The class it stands for, as ``module:Class``.
-        options: The pydantic model its ``config`` validates against, if any.
+        options: Its typed options class, which checks its ``config`` with the
+            connector's own field names and says which key names its location and
+            which settings it takes from the job file.
         run_context: Run settings the engine puts into its config when unset
             (``run_id``: the writer run's id; ``ingest_date``: the run's date).
         commit_probe: For a writer, how to tell whether a writer run committed (used to
@@ -37,9 +55,30 @@ class ConnectorSpec:
     name: str
     kind: Literal["reader", "writer"]
     target: str
-    options: type[Any] | None = None
+    options: type[ConnectorOptions] | None = None
     run_context: tuple[str, ...] = ()
     commit_probe: CommitProbe | None = None
+
+    @property
+    def location_option(self) -> str | None:
+        """The config key naming what it reads or writes (``path``), if it has one."""
+        return self.options.location_option if self.options is not None else None
+
+    @property
+    def incremental_strategies(self) -> tuple[str, ...]:
+        """The ``source.incremental.strategy`` values the runtime keeps state for with it."""
+        return self.options.incremental_strategies if self.options is not None else ()
+
+    def job_settings(self, job: JobContext) -> dict[str, Any]:
+        """Settings it takes from the job file, to put into its config where unset.
+
+        Args:
+            job: What the job file says besides the connector's config.
+
+        Returns:
+            Config keys and values (none for a connector without an options class).
+        """
+        return self.options.job_settings(job) if self.options is not None else {}
 
 
 def _parquet_committed(location: str, storage_options: Mapping[str, Any], writer_run_id: str) -> bool:
@@ -53,12 +92,13 @@ def _parquet_committed(location: str, storage_options: Mapping[str, Any], writer
 BUILTIN_CONNECTORS: Mapping[str, ConnectorSpec] = {
     spec.name: spec
     for spec in (
-        ConnectorSpec("csv", "reader", "dativo_runtime.connectors:CsvReader"),
-        ConnectorSpec("jsonl", "reader", "dativo_runtime.connectors:JsonlReader"),
+        ConnectorSpec("csv", "reader", "dativo_runtime.connectors:CsvReader", options=CsvOptions),
+        ConnectorSpec("jsonl", "reader", "dativo_runtime.connectors:JsonlReader", options=JsonlOptions),
         ConnectorSpec(
             "parquet",
             "writer",
             "dativo_runtime.connectors:ParquetWriter",
+            options=ParquetOptions,
             run_context=("run_id", "ingest_date"),
             commit_probe=_parquet_committed,
         ),
@@ -77,3 +117,22 @@ def builtin_connector(name: str) -> ConnectorSpec | None:
         Its spec, or ``None`` for anything that is not a built-in name.
     """
     return BUILTIN_CONNECTORS.get(name)
+
+
+def builtin_names(
+    kind: Literal["reader", "writer"], *, where: Callable[[ConnectorSpec], bool] | None = None
+) -> list[str]:
+    """The names of the built-in connectors of one kind, in declaration order.
+
+    Args:
+        kind: ``reader`` or ``writer``.
+        where: Keep only the connectors this returns true for.
+
+    Returns:
+        Their names, e.g. ``["csv", "jsonl"]`` for the readers.
+    """
+    return [
+        spec.name
+        for spec in BUILTIN_CONNECTORS.values()
+        if spec.kind == kind and (where is None or where(spec))
+    ]
