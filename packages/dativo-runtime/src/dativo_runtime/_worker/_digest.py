@@ -12,9 +12,6 @@ WORKER_ROOT_FILES = ("__init__.py", "_version.py", "_lazy_exports.py")
 """Files of ``dativo_runtime`` itself that importing the worker package executes."""
 
 _OUTSIDE_THE_WORKER = (
-    "_plugins/__init__.py",
-    "_plugins/_ref.py",
-    "_arrow_batches.py",
     "_observability/__init__.py",
     "_observability/_tracing.py",
     "_secrets.py",
