@@ -232,7 +232,9 @@ def _records_fast(records: Sequence[Mapping[str, Any]], schema: pyarrow.Schema) 
     return fast
 
 
-def _records_lenient(records: Sequence[Mapping[str, Any]], schema: pyarrow.Schema | None) -> pyarrow.RecordBatch:
+def _records_lenient(
+    records: Sequence[Mapping[str, Any]], schema: pyarrow.Schema | None
+) -> pyarrow.RecordBatch:
     pa = import_pyarrow()
     if schema is not None and records:
         fast = _records_fast(records, schema)

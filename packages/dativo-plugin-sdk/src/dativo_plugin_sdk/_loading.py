@@ -122,7 +122,9 @@ class PluginRef:
         builtins = builtins or {}
         text = (ref or "").strip()
         if not text:
-            raise ConfigurationError(f"a plugin reference is empty; name {_forms(builtins)} or an installed plugin")
+            raise ConfigurationError(
+                f"a plugin reference is empty; name {_forms(builtins)} or an installed plugin"
+            )
         if text in builtins:
             module, _, class_name = builtins[text].partition(":")
             return cls(ref=text, kind="builtin", target=module, class_name=class_name)
@@ -321,7 +323,7 @@ def _classes_in(module: ModuleType) -> list[str]:
         for name, value in vars(module).items()
         if inspect.isclass(value)
         and issubclass(value, (BaseReader, BaseWriter))
-        and value.__module__ == module.__name__
+        and value not in (BaseReader, BaseWriter)
     )
 
 
@@ -354,7 +356,8 @@ def resolve_plugin(ref: PluginRef, *, builtins: Mapping[str, str] | None = None)
         defined = _classes_in(module)
         hint = f"; plugin classes it defines: {', '.join(defined)}" if defined else ""
         raise ConfigurationError(
-            f"plugin reference {ref.ref!r}: {where} has no class {ref.class_name!r}{hint}; check the spelling",
+            f"plugin reference {ref.ref!r}: {where} has no class {ref.class_name!r}{hint}; "
+            "check the spelling",
             details={"ref": ref.ref, "file": getattr(module, "__file__", None)},
         )
     return obj

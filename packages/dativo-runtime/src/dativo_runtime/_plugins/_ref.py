@@ -65,7 +65,9 @@ class PluginRef(_SdkPluginRef):
         Raises:
             ConfigurationError: If ``ref`` matches none of the four forms.
         """
-        parsed = super().parse(ref, base_dir=base_dir, builtins=BUILTIN_PLUGINS if builtins is None else builtins)
+        parsed = super().parse(
+            ref, base_dir=base_dir, builtins=BUILTIN_PLUGINS if builtins is None else builtins
+        )
         assert isinstance(parsed, PluginRef)
         return parsed
 
