@@ -64,13 +64,14 @@ BUILTIN_ENTRY_POINT_GROUP = "dativo.builtins"
 """The entry-point group the runtime publishes its built-in connectors under."""
 
 FILE_MODULE_PREFIX = "dativo_plugin_"
-"""Prefix of the hidden module names plugin files are imported under."""
+"""Prefix of the hidden module names plugin files are imported under (then 12 hex digits)."""
 
 PluginKind = Literal["builtin", "file", "module", "entry_point"]
 
 _MODULE_REF = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 _ENTRY_POINT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _CLASS_NAME = re.compile(r"[A-Za-z_]\w*")
+_HIDDEN_MODULE = re.compile(re.escape(FILE_MODULE_PREFIX) + r"[0-9a-f]{12}")
 
 _WHERE_INSTALLED = (
     ". A sandboxed plugin is looked up in the sandbox's own Python: the runtime's environment "
@@ -433,7 +434,7 @@ def plugin_file(plugin_cls: type[Any]) -> str | None:
     Returns:
         The file for a class whose module is a hidden file-plugin module, else ``None``.
     """
-    if not plugin_cls.__module__.startswith(FILE_MODULE_PREFIX):
+    if not _HIDDEN_MODULE.fullmatch(plugin_cls.__module__):
         return None
     module = sys.modules.get(plugin_cls.__module__)
     file = getattr(module, "__file__", None)
