@@ -11,13 +11,12 @@ import pytest
 from dativo_plugin_sdk import BaseReader, ConfigurationError, PluginError
 from dativo_plugin_sdk._loading import (
     FILE_MODULE_PREFIX,
-    PluginInfo,
     PluginRef,
     load_plugin_class,
     plugin_file,
-    plugin_info,
     resolve_plugin,
 )
+from dativo_plugin_sdk._plugin_info import PluginInfo, plugin_info
 
 READER = (
     "from dativo_plugin_sdk import BaseReader\n\n"

@@ -17,15 +17,10 @@ from types import MappingProxyType
 from typing import Any
 
 from dativo_plugin_sdk import PLUGIN_SDK_VERSION, BaseReader, BaseWriter
-from dativo_plugin_sdk._loading import (
-    BUILTIN_ENTRY_POINT_GROUP,
-    ENTRY_POINT_GROUP,
-    PluginInfo,
-    PluginKind,
-    plugin_info,
-)
+from dativo_plugin_sdk._loading import BUILTIN_ENTRY_POINT_GROUP, ENTRY_POINT_GROUP, PluginKind
 from dativo_plugin_sdk._loading import PluginRef as _SdkPluginRef
 from dativo_plugin_sdk._loading import load_plugin_class as _load_plugin_class
+from dativo_plugin_sdk._plugin_info import PluginInfo, plugin_info
 from dativo_runtime.connectors._registry import BUILTIN_CONNECTORS
 
 __all__ = [

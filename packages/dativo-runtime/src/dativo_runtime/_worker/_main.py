@@ -55,7 +55,8 @@ from dativo_plugin_sdk import (
     State,
     is_retryable,
 )
-from dativo_plugin_sdk._loading import PluginRef, load_plugin_class, plugin_info
+from dativo_plugin_sdk._loading import PluginRef, load_plugin_class
+from dativo_plugin_sdk._plugin_info import plugin_info
 from dativo_runtime._worker._protocol import (
     DEFAULT_WINDOW,
     PROTOCOL_VERSION,
