@@ -61,7 +61,7 @@ def test_every_exported_name_exists() -> None:
 def test_version_is_the_package_version() -> None:
     from importlib.metadata import version
 
-    assert dativo_plugin_sdk.PLUGIN_SDK_VERSION == "1.0.1"
+    assert dativo_plugin_sdk.PLUGIN_SDK_VERSION == "1.0.2"
     assert dativo_plugin_sdk.__version__ == dativo_plugin_sdk.PLUGIN_SDK_VERSION
     assert version("dativo-plugin-sdk") == dativo_plugin_sdk.PLUGIN_SDK_VERSION
 
@@ -76,3 +76,30 @@ def test_public_callables_have_docstrings() -> None:
         obj = getattr(dativo_plugin_sdk, name)
         if callable(obj) and not isinstance(obj, str) and name not in ("Batch", "Record"):
             assert (obj.__doc__ or "").strip(), f"{name} has no docstring"
+
+
+def test_the_shared_loader_and_arrow_mapping_do_not_import_pyarrow() -> None:
+    code = (
+        "import sys\n"
+        "import dativo_plugin_sdk._arrow, dativo_plugin_sdk._loading\n"
+        "assert 'pyarrow' not in sys.modules, 'pyarrow imported'\n"
+        "from dativo_plugin_sdk._loading import PluginRef\n"
+        "PluginRef.parse('pkg.mod:Reader')\n"
+        "assert 'pyarrow' not in sys.modules, 'pyarrow imported by parsing'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_shared_modules_stay_private() -> None:
+    for name in ("PluginRef", "load_plugin_class", "batch_to_arrow", "arrow_type_for"):
+        assert name not in dativo_plugin_sdk.__all__
+
+
+def test_the_sdk_depends_on_packaging_alone() -> None:
+    from pathlib import Path
+
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    assert project["dependencies"] == ["packaging>=22"]
+    assert "optional-dependencies" not in project

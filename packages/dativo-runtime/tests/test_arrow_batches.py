@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dativo_plugin_sdk import Column, ColumnType, ValidationError
-from dativo_runtime._arrow_batches import _records_fast, arrow_schema_for, batch_to_arrow
+from dativo_plugin_sdk._arrow import _records_fast, arrow_schema_for, batch_to_arrow
 
 COLUMNS = [
     Column("id", ColumnType.INTEGER, nullable=False),

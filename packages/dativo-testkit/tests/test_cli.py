@@ -70,7 +70,7 @@ def test_writers_read_back_from_the_output_folder(configs: Path, capsys: pytest.
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["dativo_testkit:NoSuchReader", "--config", "{good}"], "has no attribute 'NoSuchReader'"),
+        (["dativo_testkit:NoSuchReader", "--config", "{good}"], "has no class 'NoSuchReader'"),
         (["dativo_testkit:MockReader", "--config", "{dir}/missing.json"], "cannot read config file"),
         (["dativo_testkit:MockReader", "--config", "{broken}"], "is not valid JSON"),
         (
@@ -117,10 +117,12 @@ def test_the_command_runs_as_a_process_without_tracebacks(configs: Path) -> None
         text=True,
         timeout=120,
         check=False,
+        cwd=configs,
     )
     assert unknown.returncode == 2
     assert "Traceback" not in unknown.stderr
-    assert (
-        unknown.stderr
-        == "dativo-conformance: error: plugin reference 'nowhere.py:Reader': no such file 'nowhere.py'\n"
+    assert unknown.stderr == (
+        f"dativo-conformance: error: plugin file {str(configs.resolve() / 'nowhere.py')!r} (from reference "
+        "'nowhere.py:Reader') does not exist; fix the path in the reference (a relative path starts at "
+        "the job file's folder; for dativo-conformance, at the current folder)\n"
     )

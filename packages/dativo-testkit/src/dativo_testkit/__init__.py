@@ -9,13 +9,16 @@
   command: one engine checking that a plugin honours the SDK contract.
 """
 
-from ._arrow import arrow_schema, records_to_arrow
+from dativo_plugin_sdk._arrow import arrow_schema_for as arrow_schema
+from dativo_plugin_sdk._arrow import records_to_arrow
+
 from ._checks import ConformanceCheck
+from ._config_files import load_config_file, load_schema_file
 from ._conformance import DEFAULT_CHECK_TIMEOUT, list_checks, run_conformance
 from ._mock_api import MockApiServer, RecordedRequest
 from ._mock_reader import MockReader
 from ._mock_writer import MockTarget, MockWriter
-from ._plugin_loading import load_config_file, load_plugin_class, load_schema_file
+from ._plugin_loading import load_plugin_class
 from ._pytest_factory import conformance_test_class
 from ._read_back import compare_records, read_output_folder, values_match
 from ._record_validation import SchemaViolation, find_schema_violations

@@ -5,7 +5,6 @@ from __future__ import annotations
 import inspect
 import json
 import pickle
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
@@ -20,9 +19,9 @@ from dativo_plugin_sdk import (
     PluginVersionError,
     check_compatibility,
 )
+from dativo_plugin_sdk._loading import plugin_file
 
 from ._json_values import to_json_safe
-from ._plugin_loading import FILE_MODULE_PREFIX
 from ._resources import Leaks, ResourceSnapshot, wait_for_leaks
 
 __all__ = [
@@ -81,9 +80,8 @@ def plugin_name(plugin_class: Any) -> str:
     """
     if not isinstance(plugin_class, type):
         return repr(plugin_class)
-    module = sys.modules.get(plugin_class.__module__)
-    file = getattr(module, "__file__", None)
-    if plugin_class.__module__.startswith(FILE_MODULE_PREFIX) and file:
+    file = plugin_file(plugin_class)
+    if file:
         return f"{file}:{plugin_class.__qualname__}"
     return f"{plugin_class.__module__}.{plugin_class.__qualname__}"
 

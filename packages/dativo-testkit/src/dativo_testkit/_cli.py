@@ -12,8 +12,9 @@ from collections.abc import Sequence
 
 from dativo_plugin_sdk import ConfigurationError, PluginError
 
+from ._config_files import load_config_file, load_schema_file
 from ._conformance import DEFAULT_CHECK_TIMEOUT, DEFAULT_HYPOTHESIS_EXAMPLES, run_conformance
-from ._plugin_loading import load_config_file, load_plugin_class, load_schema_file
+from ._plugin_loading import load_plugin_class
 from ._version import __version__
 
 __all__ = ["build_parser", "main"]

@@ -29,8 +29,8 @@ from dativo_plugin_sdk import (
     State,
     TransientError,
 )
+from dativo_plugin_sdk._arrow import records_to_arrow
 
-from ._arrow import records_to_arrow
 from ._records import ALL_TYPES_SCHEMA, WRONG_VALUES, build_record, sequential_index, sequential_value
 from ._version import __version__
 

@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dativo_plugin_sdk import Column, ColumnType, Record
-
-from ._arrow import import_pyarrow
+from dativo_plugin_sdk._arrow import import_pyarrow
 
 __all__ = [
     "RecordComparison",

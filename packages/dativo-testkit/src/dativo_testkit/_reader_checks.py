@@ -20,8 +20,8 @@ from dativo_plugin_sdk import (
     is_arrow_batch,
     records_from_batch,
 )
+from dativo_plugin_sdk._arrow import as_arrow_table
 
-from ._arrow import as_arrow_table
 from ._checks import (
     CheckFailedError,
     CheckSkippedError,

@@ -11,8 +11,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from dativo_plugin_sdk import Batch, Column, ColumnType, is_arrow_batch
-
-from ._arrow import as_arrow_table, import_pyarrow
+from dativo_plugin_sdk._arrow import as_arrow_table, import_pyarrow
 
 __all__ = ["SchemaViolation", "find_schema_violations", "value_problem"]
 

@@ -171,7 +171,7 @@ class WriterSession(PluginSession):
         ]
         shaped: list[Any] = list(records)
         if _arrow_available():
-            from ._arrow import records_to_arrow
+            from dativo_plugin_sdk._arrow import records_to_arrow
 
             shaped[1] = records_to_arrow(records[1], self.schema)
         return records, shaped

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dativo_plugin_sdk import (
@@ -21,6 +22,7 @@ from dativo_plugin_sdk import (
     ConfigurationError,
     ConnectionTestResult,
     ValidationError,
+    is_arrow_batch,
     records_from_batch,
 )
 from dativo_testkit import find_schema_violations, records_to_arrow
@@ -52,7 +54,10 @@ class ParquetWriter(BaseWriter):
             raise ValidationError(str(violations[0]))
         self.staging.mkdir(parents=True, exist_ok=True)
         target = self.staging / f"part-{file_counter:06d}.parquet"
-        pq.write_table(records_to_arrow(rows, self.schema), target)
+        # An Arrow batch is written as it came (its json column already holds JSON text);
+        # dict records are typed by the SDK's mapping, which turns json values into JSON text.
+        table = pa.table(records) if is_arrow_batch(records) else records_to_arrow(rows, self.schema)
+        pq.write_table(table, target)
         return [{"path": str(target), "record_count": len(rows), "size_bytes": target.stat().st_size}]
 
     def commit_files(self, file_metadata: list[dict[str, Any]]) -> dict[str, Any]:

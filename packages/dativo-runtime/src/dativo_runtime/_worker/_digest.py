@@ -11,13 +11,6 @@ __all__ = ["WORKER_ROOT_FILES", "worker_digest", "worker_files"]
 WORKER_ROOT_FILES = ("__init__.py", "_version.py", "_lazy_exports.py")
 """Files of ``dativo_runtime`` itself that importing the worker package executes."""
 
-_OUTSIDE_THE_WORKER = (
-    "_plugins/__init__.py",
-    "_plugins/_ref.py",
-    "_arrow_batches.py",
-)
-"""Runtime modules the worker still imports from outside its folder (being moved into it)."""
-
 
 def _walk(folder: Traversable, prefix: str) -> list[tuple[str, Traversable]]:
     found: list[tuple[str, Traversable]] = []
@@ -39,7 +32,7 @@ def worker_files() -> list[tuple[str, Traversable]]:
         modules its import runs, and all of the plugin SDK.
     """
     runtime = resources.files("dativo_runtime")
-    files = [(f"dativo_runtime/{name}", runtime / name) for name in WORKER_ROOT_FILES + _OUTSIDE_THE_WORKER]
+    files = [(f"dativo_runtime/{name}", runtime / name) for name in WORKER_ROOT_FILES]
     files += _walk(runtime / "_worker", "dativo_runtime/_worker/")
     files += _walk(resources.files("dativo_plugin_sdk"), "dativo_plugin_sdk/")
     return sorted(files, key=lambda pair: pair[0])

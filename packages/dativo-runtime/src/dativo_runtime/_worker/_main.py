@@ -14,8 +14,11 @@ with it) at the session's deadline (``timeout_s`` in ``hello``, plus a grace so 
 own timeout normally wins and reports it), and shortly after its protocol stdin hangs up
 (the host died or closed it), even while the plugin is busy and nobody reads the protocol.
 
-Only the standard library, the SDK, ``dativo_runtime._plugins._ref`` and this package's
-protocol module are imported at start; pyarrow is imported on the first Arrow request.
+Only the standard library, the SDK (whose shared loader, :mod:`dativo_plugin_sdk._loading`,
+imports the plugin) and this package's protocol module are imported at start; pyarrow is
+imported on the first Arrow request, for the SDK's shared mapping
+(:mod:`dativo_plugin_sdk._arrow`). Built-in connectors never run in a worker, so the worker
+needs no registry of them.
 
 When the host traces the run, ``hello`` and each request carry its W3C trace context
 (``trace``): the worker then starts a :class:`~dativo_runtime._observability.SpanRelay`
@@ -52,7 +55,8 @@ from dativo_plugin_sdk import (
     State,
     is_retryable,
 )
-from dativo_runtime._plugins._ref import PluginRef, load_plugin_class, plugin_info
+from dativo_plugin_sdk._loading import PluginRef, load_plugin_class
+from dativo_plugin_sdk._plugin_info import plugin_info
 from dativo_runtime._worker._protocol import (
     DEFAULT_WINDOW,
     PROTOCOL_VERSION,
@@ -330,7 +334,7 @@ class _Worker:
 
     def extract(self, message: Mapping[str, Any]) -> None:
         """Stream the plugin's batches as Arrow, within the host's credit window."""
-        from dativo_runtime._arrow_batches import batch_to_arrow
+        from dativo_plugin_sdk._arrow import batch_to_arrow
 
         schema = schema_from_text(message.get("schema"))
         state = State(message.get("state") or {}, stream=message.get("stream"))
@@ -429,7 +433,9 @@ def _serve(reader: FrameReader, writer: FrameWriter, protocol_fd: int) -> int:
 def _preload_arrow() -> None:
     """Import pyarrow while the plugin starts; a failure here shows again, in full, on first use."""
     try:
-        import dativo_runtime._arrow_batches  # noqa: F401  (imports pyarrow)
+        from dativo_plugin_sdk._arrow import import_pyarrow
+
+        import_pyarrow()
     except Exception:
         pass
 
