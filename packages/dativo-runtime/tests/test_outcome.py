@@ -156,5 +156,6 @@ def test_a_child_run_hands_back_its_result_not_metrics_text(tmp_path: Path) -> N
         "batches": 1,
     }
     assert result.bytes_written > 0
-    assert result.metrics_text and "dativo_records_read_total" in result.metrics_text
+    assert result.metrics_text
+    assert "dativo_records_read_total" in result.metrics_text
     assert list(result.to_dict()) == RUN_JSON_FIELDS

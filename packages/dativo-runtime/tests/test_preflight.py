@@ -98,7 +98,9 @@ CASES = [
         _plugin_folder_holds_the_output,
         2,
         id="plugin-folder-holds-the-output",
-        marks=pytest.mark.skipif(not _bubblewrap_works(), reason="the process sandbox (bubblewrap) is not available"),
+        marks=pytest.mark.skipif(
+            not _bubblewrap_works(), reason="the process sandbox (bubblewrap) is not available"
+        ),
     ),
 ]
 

@@ -4,7 +4,10 @@
 process, so a crash, a leak or a hung plugin cannot take the server down, and aborting
 a run is ``SIGTERM`` to the child, which aborts the target and exits without committing
 (``SIGKILL`` to its process group if it ignores that for ``kill_after`` seconds). The
-child writes its metrics with ``--metrics-file``; the scheduler adds them to its own.
+child writes its metrics with ``--metrics-file`` (the caller adds them to its own) and its
+:class:`RunResult` with ``--result-file``, read back with :meth:`RunResult.from_dict`:
+the counts come from there, never from the metrics text. ``run --job-dir --parallel``
+starts its children the same way.
 
 :class:`CallableJobRunner` runs a function in the scheduler's worker thread; it suits
 tests and embedding. A thread cannot be killed, so aborting relies on the function

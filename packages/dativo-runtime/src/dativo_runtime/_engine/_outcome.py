@@ -23,8 +23,8 @@ COUNT_KEYS = ("records_read", "records_written", "records_quarantined", "bytes_w
 """The counts of a run, in the order ``serve``'s status API shows them."""
 
 
-class RunStatus(enum.StrEnum):
-    """Where a run is, or how it ended.
+class RunStatus(str, enum.Enum):
+    """Where a run is, or how it ended (a string enum: ``RunStatus.FAILED == "failed"``).
 
     The value is the word ``run --json`` prints; :attr:`label` is the word of the
     ``status`` label of ``dativo_job_runs_total`` and of ``serve``'s status API.
@@ -34,6 +34,9 @@ class RunStatus(enum.StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     ABORTED = "aborted"
+
+    def __str__(self) -> str:
+        return self.value
 
     @property
     def label(self) -> str:
