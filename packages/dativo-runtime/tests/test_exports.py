@@ -20,6 +20,7 @@ EXPECTED = [
     "ProgressEvent",
     "RetryPolicy",
     "RunResult",
+    "RunStatus",
     "StateStore",
     "ValidationPlan",
     "ValidationReport",

@@ -287,7 +287,7 @@ def test_commit_interrupted_after_the_manifest_is_never_retried(
 
 def test_a_quarantine_configuration_error_names_its_role(tmp_path: Path) -> None:
     from dativo_plugin_sdk import ConfigurationError
-    from dativo_runtime._engine._pipeline import _in_role
+    from dativo_runtime._engine._sessions import in_role as _in_role
 
     quarantined = job(tmp_path, schema=SCHEMA, validation="quarantine")
     error = _in_role(ConfigurationError("bad path", details={"field": "path"}), "quarantine", quarantined)

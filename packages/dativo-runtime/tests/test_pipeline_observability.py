@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dativo_plugin_sdk import ConfigurationError, SandboxError
 from dativo_runtime import parse_job, run_job
-from dativo_runtime._engine._pipeline import open_reader_session
+from dativo_runtime._engine._sessions import open_reader_session
 from dativo_runtime._observability import RunMetrics, sandbox_failure_reason
 from dativo_runtime._sandbox import OperatorPolicy
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from dativo_runtime import RunStatus
 from dativo_runtime._serve import CallableJobRunner, ReadinessCheck, RunResult, ScheduledJob, ServeApp
 
 
@@ -25,7 +26,7 @@ def app(secrets):
 
     def run_one(path: Path) -> RunResult:
         ran.set()
-        return RunResult("success", 0, {"records_read": 4, "records_written": 4})
+        return RunResult(status=RunStatus.SUCCEEDED, records_read=4, records_written=4, batches=1)
 
     def state_store() -> None:
         raise ConnectionError(f"state store refused credentials {secrets[0]}")
@@ -101,7 +102,13 @@ def test_api_jobs_shows_schedule_next_run_and_last_runs(app, http, wait_for):
     orders = http(f"{app.url}/api/jobs/acme/orders").json()
     last = orders["last_runs"][0]
     assert last["status"] == "success"
-    assert last["counts"] == {"records_read": 4, "records_written": 4}
+    assert last["counts"] == {
+        "records_read": 4,
+        "records_written": 4,
+        "records_quarantined": 0,
+        "bytes_written": 0,
+        "batches": 1,
+    }
     assert last["exit_code"] == 0
     assert http(f"{app.url}/api/jobs/users").json()["id"] == "beta/users"
 

@@ -53,7 +53,7 @@ def serve_process(tmp_path, data_dir):
             str(data_dir / "serve_main.py"),
             str(jobs),
             str(port_file),
-            str(data_dir / "fake_dativo_run.py"),
+            str(data_dir / "fake_run_with_result.py"),
             "1.0",
         ],
         env=env,

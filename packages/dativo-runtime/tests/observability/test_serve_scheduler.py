@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dativo_plugin_sdk import ConfigurationError
+from dativo_plugin_sdk import ConfigurationError, DativoError
+from dativo_runtime import RunStatus
 from dativo_runtime._observability import RunMetrics
 from dativo_runtime._serve import (
     CallableJobRunner,
@@ -67,8 +68,10 @@ class GatedRunner:
             self.running.discard(job.job_id)
         self.finished.release()
         if cancel.is_set() and not gate.is_set():
-            return RunResult("aborted", 143, error="aborted by shutdown")
-        return self.results.get(job.job_id, RunResult("success", 0, {"records_written": 7}))
+            return RunResult(
+                status=RunStatus.ABORTED, exit_code=143, error=DativoError("aborted by shutdown")
+            )
+        return self.results.get(job.job_id, RunResult(status=RunStatus.SUCCEEDED, records_written=7))
 
     def wait_finished(self, count: int = 1) -> None:
         for _ in range(count):
@@ -154,7 +157,7 @@ def test_results_and_failures_are_recorded_with_redacted_errors(wait_for, secret
     def run_one(path: Path):
         if "bad" in path.name:
             raise RuntimeError(f"could not log in with {secrets[0]}")
-        return {"status": "succeeded", "exit_code": 0, "counts": {"records_read": 3, "records_written": 3}}
+        return {"status": "succeeded", "exit_code": 0, "records_read": 3, "records_written": 3}
 
     jobs = [_job("a", "good"), _job("b", "bad")]
     scheduler = _scheduler(jobs, CallableJobRunner(run_one), clock)
@@ -165,7 +168,7 @@ def test_results_and_failures_are_recorded_with_redacted_errors(wait_for, secret
     assert (good["status"], good["exit_code"], good["counts"]) == (
         "success",
         0,
-        {"records_read": 3, "records_written": 3},
+        {"records_read": 3, "records_written": 3, "records_quarantined": 0, "bytes_written": 0, "batches": 0},
     )
     assert bad["status"] == "failed"
     assert bad["exit_code"] == 1
@@ -200,7 +203,9 @@ def test_the_runners_metrics_text_is_added_to_the_servers():
 
     text = generate_latest(child.registry).decode()
     scheduler = _scheduler(
-        [_job("a", "j")], CallableJobRunner(lambda p: RunResult("success", 0, metrics_text=text)), clock
+        [_job("a", "j")],
+        CallableJobRunner(lambda p: RunResult(status=RunStatus.SUCCEEDED, metrics_text=text)),
+        clock,
     )
     scheduler.tick(clock.advance(1))
     scheduler.shutdown(grace_period=10)
@@ -272,35 +277,47 @@ def test_limits_must_be_positive():
         (None, ("success", 0)),
         (0, ("success", 0)),
         (75, ("failed", 75)),
-        ({"status": "cancelled", "exit_code": 143}, ("aborted", 143)),
+        ({"status": "aborted", "exit_code": 143}, ("aborted", 143)),
         ({"status": "weird", "exit_code": 2}, ("failed", 2)),
-        ({"status": "ok"}, ("success", 0)),
+        ({"status": "success"}, ("success", 0)),
+        ({"status": "succeeded"}, ("success", 0)),
         ({"status": "failed"}, ("failed", 1)),
     ],
 )
 def test_normalise_result(value, expected):
     result = normalise_result(value)
-    assert (result.status, result.exit_code) == expected
+    assert (result.status.label, result.exit_code) == expected
 
 
-def test_normalise_result_reads_the_pipelines_result_attributes():
-    class PipelineResult:
-        status = "succeeded"
-        exit_code = 0
-        records_read = 10
-        records_written = 9
-        records_quarantined = 1
-        bytes_written = 2048
-        error = None
-
-    result = normalise_result(PipelineResult())
-    assert result.status == "success"
+def test_normalise_result_reads_a_run_result_document():
+    document = RunResult(
+        run_id="r1",
+        tenant="a",
+        job="j",
+        status=RunStatus.SUCCEEDED,
+        records_read=10,
+        records_written=9,
+        records_quarantined=1,
+        bytes_written=2048,
+        batches=2,
+    ).to_record()
+    result = normalise_result(document)
+    assert result.status is RunStatus.SUCCEEDED
     assert result.counts == {
         "records_read": 10,
         "records_written": 9,
         "records_quarantined": 1,
         "bytes_written": 2048,
+        "batches": 2,
     }
+
+
+def test_a_runner_that_returns_a_running_result_counts_as_failed(wait_for):
+    clock = FakeClock()
+    scheduler = _scheduler([_job("a", "j")], CallableJobRunner(lambda p: RunResult()), clock)
+    scheduler.tick(clock.advance(1))
+    _wait_idle(scheduler, wait_for)
+    assert scheduler.job_status("a/j")["last_runs"][0]["status"] == "failed"
 
 
 # Loading job files -------------------------------------------------------------------------

@@ -7,7 +7,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from dativo_runtime._sandbox._commands import diagnose, sandbox_app
+from dativo_runtime._cli._sandbox import sandbox_app
+from dativo_runtime._sandbox._doctor import diagnose
 from dativo_runtime._sandbox.docker import _image as _docker_image
 
 

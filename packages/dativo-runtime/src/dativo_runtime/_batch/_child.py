@@ -4,7 +4,10 @@
 process, so a crash, a leak or a hung plugin cannot take the server down, and aborting
 a run is ``SIGTERM`` to the child, which aborts the target and exits without committing
 (``SIGKILL`` to its process group if it ignores that for ``kill_after`` seconds). The
-child writes its metrics with ``--metrics-file``; the scheduler adds them to its own.
+child writes its metrics with ``--metrics-file`` (the caller adds them to its own) and its
+:class:`RunResult` with ``--result-file``, read back with :meth:`RunResult.from_dict`:
+the counts come from there, never from the metrics text. ``run --job-dir --parallel``
+starts its children the same way.
 
 :class:`CallableJobRunner` runs a function in the scheduler's worker thread; it suits
 tests and embedding. A thread cannot be killed, so aborting relies on the function
@@ -25,77 +28,44 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from prometheus_client.parser import text_string_to_metric_families
-
+from dativo_plugin_sdk import DativoError
+from dativo_runtime._engine._outcome import RunResult, RunStatus
+from dativo_runtime._exit_codes import ExitCode, exit_code_for
 from dativo_runtime._observability import RunMetrics
 from dativo_runtime._secrets import REDACTOR
 
 __all__ = [
-    "COUNT_METRICS",
     "RUN_COMMAND",
     "CallableJobRunner",
     "JobFile",
     "JobRunner",
-    "RunResult",
     "SubprocessJobRunner",
-    "counts_from_metrics",
     "normalise_result",
     "run_recorded",
 ]
 
-logger = logging.getLogger("dativo_runtime.serve")
+logger = logging.getLogger("dativo.serve")
 
 RUN_COMMAND = (sys.executable, "-m", "dativo_runtime", "run", "--no-progress")
 """``dativo-run run`` with this interpreter: how one run starts as a child process."""
 
-COUNT_METRICS = {
-    "dativo_records_read": "records_read",
-    "dativo_records_written": "records_written",
-    "dativo_records_quarantined": "records_quarantined",
-    "dativo_bytes_written": "bytes_written",
-    "dativo_batches": "batches",
-}
-"""Counter families summed into a run's ``counts``, by the key they get."""
-
-_STATUS_WORDS = {
-    "success": "success",
-    "succeeded": "success",
-    "ok": "success",
-    "completed": "success",
-    "failed": "failed",
-    "failure": "failed",
-    "error": "failed",
-    "aborted": "aborted",
-    "cancelled": "aborted",
-    "canceled": "aborted",
-}
+RESULT_FILE_OPTION = "--result-file"
+"""The (hidden) ``run`` option a child writes its :meth:`RunResult.to_record` to."""
 
 
-@dataclass
-class RunResult:
-    """How one run ended.
-
-    Args:
-        status: ``success``, ``failed`` or ``aborted``.
-        exit_code: The ``dativo-run`` exit code (``128 + n`` when killed by signal ``n``).
-        counts: ``records_read``, ``records_written``, ``records_quarantined``,
-            ``bytes_written``, ``batches`` (what is known).
-        error: A one-line, redacted reason when it did not succeed.
-        metrics_text: The run's metrics in the Prometheus text format, to add to the
-            server's (``None`` when the runner recorded them directly).
-        summary: What ``dativo-run run --json`` printed (the run's result), when asked for.
-    """
-
-    status: str
-    exit_code: int
-    counts: dict[str, int] = field(default_factory=dict)
-    error: str | None = None
-    metrics_text: str | None = None
-    summary: dict[str, Any] | None = None
+def _failed(job: JobFile, message: str, exit_code: int, *, status: RunStatus = RunStatus.FAILED) -> RunResult:
+    """The result of a run that left none of its own (it crashed, was killed or could not start)."""
+    return RunResult(
+        tenant=job.tenant,
+        job=job.name,
+        job_file=str(job.path),
+        status=status,
+        exit_code=exit_code,
+        error=DativoError(REDACTOR.redact_text(message), error_code="RUN_FAILED"),
+    )
 
 
 class JobFile(Protocol):
@@ -145,92 +115,56 @@ def run_recorded(
     try:
         result = runner.run(job, cancel)
     except Exception as exc:  # A runner bug must not kill the caller's loop.
-        result = RunResult("failed", 1, error=REDACTOR.redact_text(f"{type(exc).__name__}: {exc}"))
+        result = _failed(job, f"{type(exc).__name__}: {exc}", int(ExitCode.FAILURE))
         logger.exception("the runner failed on %s/%s", job.tenant, job.name)
     duration = time.perf_counter() - start
+    if result.status is RunStatus.RUNNING:  # A runner bug: a run that returned has ended.
+        result.status = RunStatus.FAILED
     if result.metrics_text:
         try:
             metrics.absorb(result.metrics_text)
         except ValueError:
             logger.warning("the run of %s/%s left unreadable metrics; ignored", job.tenant, job.name)
-    handle.run_finished(result.status, duration)
+    handle.run_finished(result.status.label, duration)
     return result, duration
 
 
-def normalise_result(value: Any) -> RunResult:
+def normalise_result(value: Any, job: JobFile | None = None) -> RunResult:
     """Turn what a run function returned into a :class:`RunResult`.
 
-    Accepts a :class:`RunResult`, an object or mapping with ``status``/``exit_code``/
-    ``counts`` (``error``, ``metrics_text`` optional; without ``counts``, attributes named
-    ``records_read``, ``records_written``... as the pipeline's result has), an ``int`` exit
-    code, or ``None`` (success).
-    """
-    if isinstance(value, RunResult):
-        return value
-    if value is None:
-        return RunResult("success", 0)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return RunResult("success" if value == 0 else "failed", value)
-
-    def get(name: str) -> Any:
-        return value.get(name) if isinstance(value, Mapping) else getattr(value, name, None)
-
-    raw_code = get("exit_code")
-    exit_code = int(raw_code) if isinstance(raw_code, int) else None
-    raw_status = str(get("status") or "").strip().lower()
-    status = _STATUS_WORDS.get(raw_status)
-    if status is None:
-        status = "success" if exit_code in (0, None) else "failed"
-    if exit_code is None:
-        exit_code = 0 if status == "success" else 1
-    counts_value = get("counts")
-    if counts_value is None:
-        # The pipeline's own RunResult keeps its counts as attributes.
-        counts_value = {key: get(key) for key in COUNT_METRICS.values()}
-    counts = {
-        str(k): int(v)
-        for k, v in dict(counts_value).items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool)
-    }
-    error = get("error")
-    return RunResult(
-        status,
-        exit_code,
-        counts,
-        None if error is None else REDACTOR.redact_text(str(error)),
-        get("metrics_text"),
-    )
-
-
-def counts_from_metrics(text: str, *, tenant: str, job: str) -> dict[str, int]:
-    """Sum a run's record, byte and batch counters (see :data:`COUNT_METRICS`) for one job.
+    Accepts a :class:`RunResult`, a mapping :meth:`RunResult.from_dict` reads (its
+    ``status`` either spelling: ``succeeded`` or ``success``; without one, the exit code
+    decides), an ``int`` exit code, or ``None`` (success).
 
     Args:
-        text: Prometheus text exposition.
-        tenant: The job's tenant.
-        job: The job's name.
-
-    Returns:
-        The counts found (keys absent when the run wrote no such counter).
+        value: What the function returned.
+        job: The job it ran, to name the result by.
     """
-    counts: dict[str, int] = {}
-    try:
-        families = list(text_string_to_metric_families(text))
-    except ValueError:
-        return counts
-    for family in families:
-        key = COUNT_METRICS.get(family.name)
-        if key is None:
-            continue
-        for sample in family.samples:
-            labels = sample.labels
-            if (
-                sample.name.endswith("_total")
-                and labels.get("tenant") == tenant
-                and labels.get("dativo_job") == job
-            ):
-                counts[key] = counts.get(key, 0) + int(sample.value)
-    return counts
+    if isinstance(value, RunResult):
+        result = value
+    elif isinstance(value, Mapping):
+        data = dict(value)
+        try:
+            RunStatus.parse(str(data.get("status")))
+        except ValueError:
+            code = data.get("exit_code")
+            ok = code in (0, None)
+            data["status"] = RunStatus.SUCCEEDED.value if ok else RunStatus.FAILED.value
+        result = RunResult.from_dict(data)
+        if "exit_code" not in data:
+            result.exit_code = int(ExitCode.OK if result.succeeded else ExitCode.FAILURE)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        result = RunResult(status=RunStatus.SUCCEEDED if value == 0 else RunStatus.FAILED, exit_code=value)
+    elif value is None:
+        result = RunResult(status=RunStatus.SUCCEEDED, exit_code=int(ExitCode.OK))
+    else:
+        raise TypeError(
+            f"a run function returned {type(value).__name__}, not a RunResult, mapping or exit code"
+        )
+    if job is not None:
+        result.tenant = result.tenant or job.tenant
+        result.job = result.job or job.name
+    return result
 
 
 class CallableJobRunner:
@@ -253,19 +187,18 @@ class CallableJobRunner:
         try:
             value = self._run_one(job.path, cancel) if self._takes_cancel else self._run_one(job.path)
         except Exception as exc:
-            from dativo_runtime._exit_codes import exit_code_for
-
-            return RunResult(
-                "failed", int(exit_code_for(exc)), error=REDACTOR.redact_text(f"{type(exc).__name__}: {exc}")
-            )
-        result = normalise_result(value)
-        if cancel.is_set() and result.status == "failed":
-            result.status = "aborted"
+            return _failed(job, f"{type(exc).__name__}: {exc}", int(exit_code_for(exc)))
+        result = normalise_result(value, job)
+        if cancel.is_set() and result.status is RunStatus.FAILED:
+            result.status = RunStatus.ABORTED
         return result
 
 
 class SubprocessJobRunner:
-    """Runs ``<command> --config JOB --metrics-file TMP`` as a child process.
+    """Runs ``<command> --config JOB --metrics-file TMP --result-file TMP`` as a child process.
+
+    The child writes its metrics and its :class:`RunResult` (:meth:`RunResult.to_record`)
+    to the two files; the result is read back with :meth:`RunResult.from_dict`.
 
     Args:
         command: The command before ``--config``; :data:`RUN_COMMAND` (``python -m
@@ -273,8 +206,8 @@ class SubprocessJobRunner:
         kill_after: Seconds between ``SIGTERM`` and ``SIGKILL`` once a run is cancelled.
         env: The child's environment; this process's by default.
         poll_interval: Seconds between checks of the child and the cancel event.
-        json_summary: Also pass ``--json`` and keep what the child prints
-            (:attr:`RunResult.summary`, and the error's message in :attr:`RunResult.error`).
+        json_summary: Also pass ``--json`` (the child prints its summary as JSON, not for
+            people), and keep that output off this process's stdout.
     """
 
     def __init__(
@@ -305,42 +238,49 @@ class SubprocessJobRunner:
 
     def run(self, job: JobFile, cancel: threading.Event) -> RunResult:
         """Run the job in a child process; on ``cancel``, ``SIGTERM`` it, then ``SIGKILL``."""
-        with tempfile.TemporaryDirectory(prefix="dativo-serve-") as folder:
+        with tempfile.TemporaryDirectory(prefix="dativo-run-") as folder:
             metrics_file = Path(folder) / "run.prom"
-            summary_file = Path(folder) / "summary.json"
+            result_file = Path(folder) / "result.json"
             config = str(Path(job.path).resolve())  # The child runs in the job file's folder.
             argv = [*self.command, "--config", config, "--metrics-file", str(metrics_file)]
+            argv += [RESULT_FILE_OPTION, str(result_file)]
             if self.json_summary:
                 argv.append("--json")
-            # A file, not a pipe: a large summary cannot block the child while nobody reads.
-            with summary_file.open("wb") as stdout:
-                try:
-                    child = subprocess.Popen(
-                        argv,
-                        stdin=subprocess.DEVNULL,
-                        stdout=stdout if self.json_summary else None,
-                        env=self.env,
-                        start_new_session=True,
-                        cwd=job.path.parent,
-                    )
-                except OSError as exc:
-                    return RunResult("failed", 127, error=f"cannot start {argv[0]}: {exc.strerror or exc}")
-                returncode = self._wait(child, cancel)
+            try:
+                child = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL if self.json_summary else None,
+                    env=self.env,
+                    start_new_session=True,
+                    cwd=job.path.parent,
+                )
+            except OSError as exc:
+                return _failed(job, f"cannot start {argv[0]}: {exc.strerror or exc}", 127)
+            returncode = self._wait(child, cancel)
             text = None
             if metrics_file.is_file():
                 text = metrics_file.read_text(encoding="utf-8", errors="replace")
-            summary = _read_summary(summary_file) if self.json_summary else None
+            result = _read_result(result_file)
         exit_code = 128 - returncode if returncode < 0 else returncode
-        counts = counts_from_metrics(text, tenant=job.tenant, job=job.name) if text else {}
-        if returncode == 0:
-            return RunResult("success", 0, counts, metrics_text=text, summary=summary)
-        if cancel.is_set():
-            return RunResult("aborted", exit_code, counts, "aborted by shutdown", text, summary)
-        reason = f"killed by signal {-returncode}" if returncode < 0 else f"exited with code {returncode}"
-        error = (summary or {}).get("error")
-        if isinstance(error, Mapping) and error.get("message"):
-            reason = REDACTOR.redact_text(str(error["message"]))
-        return RunResult("failed", exit_code, counts, reason, text, summary)
+        if result is None:
+            if returncode == 0:
+                result = RunResult(
+                    tenant=job.tenant, job=job.name, job_file=str(job.path), status=RunStatus.SUCCEEDED
+                )
+            else:
+                reason = (
+                    f"killed by signal {-returncode}" if returncode < 0 else f"exited with code {returncode}"
+                )
+                result = _failed(job, reason, exit_code)
+        result.exit_code = exit_code
+        if returncode != 0 and cancel.is_set():
+            result.status = RunStatus.ABORTED
+            result.error = DativoError("aborted by shutdown", error_code="RUN_FAILED")
+        elif returncode != 0 and result.succeeded:
+            result.status = RunStatus.FAILED
+        result.metrics_text = text
+        return result
 
     def _wait(self, child: subprocess.Popen[bytes], cancel: threading.Event) -> int:
         terminated_at: float | None = None
@@ -356,12 +296,13 @@ class SubprocessJobRunner:
                 _signal(child, signal.SIGKILL, group=True)
 
 
-def _read_summary(path: Path) -> dict[str, Any] | None:
+def _read_result(path: Path) -> RunResult | None:
+    """The result a child wrote, or ``None`` when it wrote none (or something unreadable)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return RunResult.from_dict(data) if isinstance(data, dict) else None
+    except (OSError, ValueError, TypeError):
         return None
-    return data if isinstance(data, dict) else None
 
 
 def _signal(child: subprocess.Popen[bytes], signum: signal.Signals, *, group: bool) -> None:

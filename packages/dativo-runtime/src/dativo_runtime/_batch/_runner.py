@@ -24,9 +24,10 @@ from typing import Any
 
 from dativo_plugin_sdk import DativoError
 from dativo_runtime._batch._child import RUN_COMMAND, SubprocessJobRunner, run_recorded
-from dativo_runtime._batch._child import RunResult as ChildResult
 from dativo_runtime._batch._concurrency import ConcurrencyLimits
-from dativo_runtime._engine._pipeline import ProgressEvent, RunResult, run_job
+from dativo_runtime._engine._attempt import ProgressEvent
+from dativo_runtime._engine._outcome import RunResult, RunStatus
+from dativo_runtime._engine._run import run_job
 from dativo_runtime._engine._termination import raise_if_requested
 from dativo_runtime._exit_codes import ExitCode, exit_code_for, worst_exit_code
 from dativo_runtime._jobs._model import JobConfig, load_job
@@ -38,7 +39,6 @@ __all__ = ["JobOutcome", "JobsReport", "run_jobs"]
 log = logging.getLogger("dativo.run")
 
 _DOCUMENTED_CODES = frozenset(int(code) for code in ExitCode)
-_STATUSES = {"success": "succeeded", "failed": "failed", "aborted": "aborted"}
 
 ProgressFactory = Callable[
     [JobConfig], contextlib.AbstractContextManager[Callable[[ProgressEvent], None] | None]
@@ -57,17 +57,20 @@ class JobOutcome:
         exit_code: The job's exit code (a child killed by a signal counts as 1).
         summary: The run's result as ``run --json`` prints it, or the job file's error.
         duration_s: Wall-clock seconds.
-        result: The :class:`RunResult`, for jobs run in this process.
+        result: The :class:`RunResult` (read back from the child process for parallel
+            runs); ``None`` when the job file did not load.
+        in_process: Whether the job ran in this process (``parallel=1``).
     """
 
     path: Path
     tenant: str | None
     job: str | None
-    status: str
+    status: RunStatus
     exit_code: int
     summary: dict[str, Any]
     duration_s: float = 0.0
     result: RunResult | None = None
+    in_process: bool = False
 
     @property
     def error_message(self) -> str | None:
@@ -108,8 +111,13 @@ class _JobFile:
 
 def _unloadable(path: Path, exc: DativoError) -> JobOutcome:
     code = int(exit_code_for(exc))
-    summary = {"job_file": str(path), "status": "failed", "exit_code": code, "error": exc.to_dict()}
-    return JobOutcome(path, None, None, "failed", code, summary)
+    summary = {
+        "job_file": str(path),
+        "status": RunStatus.FAILED.value,
+        "exit_code": code,
+        "error": exc.to_dict(),
+    }
+    return JobOutcome(path, None, None, RunStatus.FAILED, code, summary)
 
 
 def _load(path: Path) -> JobConfig | JobOutcome:
@@ -217,31 +225,27 @@ def _run_here(
             result.to_dict(),
             result.duration_s,
             result,
+            in_process=True,
         )
         outcomes.append(outcome)
         _finish(outcome, None, on_outcome)
     return outcomes
 
 
-def _child_outcome(path: Path, job: _JobFile, result: ChildResult, duration: float) -> JobOutcome:
-    status = _STATUSES.get(result.status, "failed")
+def _child_outcome(path: Path, job: _JobFile, result: RunResult, duration: float) -> JobOutcome:
     code = result.exit_code if result.exit_code in _DOCUMENTED_CODES else int(ExitCode.FAILURE)
-    summary = dict(result.summary or {})
-    if not summary:
+    if result.run_id:
+        summary = result.to_dict()
+    else:  # The child left no result of its own (it crashed or was stopped): say what is known.
         summary = {
             "job_file": str(path),
             "tenant": job.tenant,
             "job": job.name,
-            "status": status,
+            "status": result.status.value,
             "exit_code": code,
-            **result.counts,
-            "error": None
-            if status == "succeeded"
-            else {"error_code": "RUN_FAILED", "message": result.error or f"exit code {result.exit_code}"},
+            "error": None if result.error is None else result.error.to_dict(),
         }
-    if status == "aborted":
-        summary["status"] = "aborted"
-    return JobOutcome(path, job.tenant, job.name, status, code, summary, duration)
+    return JobOutcome(path, job.tenant, job.name, result.status, code, summary, duration, result)
 
 
 def _run_children(
@@ -263,9 +267,9 @@ def _run_children(
         else:
             waiting.append(_JobFile(path, loaded.tenant, loaded.name))
     cancel = threading.Event()
-    running: dict[concurrent.futures.Future[tuple[ChildResult, float]], _JobFile] = {}
+    running: dict[concurrent.futures.Future[tuple[RunResult, float]], _JobFile] = {}
 
-    def collect(future: concurrent.futures.Future[tuple[ChildResult, float]]) -> None:
+    def collect(future: concurrent.futures.Future[tuple[RunResult, float]]) -> None:
         job = running.pop(future)
         result, duration = future.result()
         outcome = _child_outcome(job.path, job, result, duration)

@@ -1,7 +1,7 @@
 """The long-running mode, ``dativo-run serve``: scheduled jobs, probes, metrics and a status API.
 
 Importing the package is cheap: each name is imported on first use, so ``dativo-run run``
-(which needs only :mod:`._runner`) does not pay for the HTTP app or the cron parser.
+(which needs none of it) does not pay for the HTTP app or the cron parser.
 """
 
 from __future__ import annotations
@@ -12,24 +12,21 @@ from dativo_runtime._lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from dativo_runtime._batch._child import (
-        COUNT_METRICS,
         RUN_COMMAND,
         CallableJobRunner,
         JobFile,
         JobRunner,
-        RunResult,
         SubprocessJobRunner,
-        counts_from_metrics,
         normalise_result,
         run_recorded,
     )
+    from dativo_runtime._engine._outcome import RunResult
     from dativo_runtime._serve._app import ReadinessCheck, ServeApp, serve
     from dativo_runtime._serve._jobs import ScheduledJob, load_scheduled_jobs, read_scheduled_job
     from dativo_runtime._serve._readiness import NotReadyError, job_readiness_checks
     from dativo_runtime._serve._scheduler import RunRecord, Scheduler, ShutdownReport
 
 __all__ = [
-    "COUNT_METRICS",
     "RUN_COMMAND",
     "CallableJobRunner",
     "JobFile",
@@ -43,7 +40,6 @@ __all__ = [
     "ServeApp",
     "ShutdownReport",
     "SubprocessJobRunner",
-    "counts_from_metrics",
     "job_readiness_checks",
     "load_scheduled_jobs",
     "normalise_result",
@@ -53,7 +49,6 @@ __all__ = [
 ]
 
 _EXPORTS = {
-    "COUNT_METRICS": "dativo_runtime._batch._child",
     "CallableJobRunner": "dativo_runtime._batch._child",
     "JobFile": "dativo_runtime._batch._child",
     "JobRunner": "dativo_runtime._batch._child",
@@ -61,13 +56,12 @@ _EXPORTS = {
     "RUN_COMMAND": "dativo_runtime._batch._child",
     "ReadinessCheck": "._app",
     "RunRecord": "._scheduler",
-    "RunResult": "dativo_runtime._batch._child",
+    "RunResult": "dativo_runtime._engine._outcome",
     "ScheduledJob": "._jobs",
     "Scheduler": "._scheduler",
     "ServeApp": "._app",
     "ShutdownReport": "._scheduler",
     "SubprocessJobRunner": "dativo_runtime._batch._child",
-    "counts_from_metrics": "dativo_runtime._batch._child",
     "job_readiness_checks": "._readiness",
     "load_scheduled_jobs": "._jobs",
     "normalise_result": "dativo_runtime._batch._child",

@@ -40,7 +40,7 @@ from dativo_runtime._serve._scheduler import Scheduler, ShutdownReport
 
 __all__ = ["ReadinessCheck", "ServeApp", "serve"]
 
-logger = logging.getLogger("dativo_runtime.serve")
+logger = logging.getLogger("dativo.serve")
 
 
 @dataclass(frozen=True)

@@ -28,12 +28,13 @@ from prometheus_client import Counter, Gauge
 
 from dativo_runtime._batch._child import JobRunner, run_recorded
 from dativo_runtime._batch._concurrency import ConcurrencyLimits
+from dativo_runtime._engine._outcome import RunStatus
 from dativo_runtime._observability import RunMetrics, log_context
 from dativo_runtime._serve._jobs import ScheduledJob
 
 __all__ = ["RunRecord", "Scheduler", "ShutdownReport"]
 
-logger = logging.getLogger("dativo_runtime.serve")
+logger = logging.getLogger("dativo.serve")
 
 Clock = Callable[[], datetime.datetime]
 
@@ -44,13 +45,17 @@ def _iso(moment: datetime.datetime | None) -> str | None:
 
 @dataclass
 class RunRecord:
-    """One run of a job, running or finished, as the status API shows it."""
+    """One run of a job, running or finished, as the status API shows it.
+
+    ``status`` is a :attr:`RunStatus.label` (``running``, ``success``, ``failed``,
+    ``aborted``): the status API speaks the metrics' words.
+    """
 
     run: int
     scheduled_for: datetime.datetime
     started_at: datetime.datetime
     finished_at: datetime.datetime | None = None
-    status: str = "running"
+    status: str = RunStatus.RUNNING.label
     exit_code: int | None = None
     counts: dict[str, int] = field(default_factory=dict)
     error: str | None = None
@@ -238,19 +243,19 @@ class Scheduler:
         with log_context(tenant=job.tenant, job=job.name, run_id=f"serve-{record.run}"):
             logger.info("run %d of %s started", record.run, job.job_id)
             result, duration = run_recorded(self.runner, job, cancel, self.metrics)
-            record.status = result.status
+            record.status = result.status.label
             record.exit_code = result.exit_code
-            record.counts = dict(result.counts)
-            record.error = result.error
+            record.counts = result.counts
+            record.error = result.error_message
             record.duration_s = duration
             record.finished_at = self.clock()
-            level = logging.INFO if result.status == "success" else logging.WARNING
+            level = logging.INFO if result.succeeded else logging.WARNING
             logger.log(
                 level,
                 "run %d of %s ended: %s (exit code %d) in %.1f s",
                 record.run,
                 job.job_id,
-                result.status,
+                result.status.label,
                 result.exit_code,
                 duration,
                 extra={"counts": record.counts, "run_error": record.error},

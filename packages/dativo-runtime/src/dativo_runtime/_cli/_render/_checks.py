@@ -1,0 +1,64 @@
+"""How a person sees ``check``'s connection reports, ``validate``'s plan and ``discover``'s streams."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from dativo_runtime._cli._render._console import console
+
+if TYPE_CHECKING:
+    from dativo_runtime._engine._checks import CheckReport
+    from dativo_runtime._engine._validation_plan import ValidationPlan
+
+__all__ = ["render_checks", "render_discovery", "render_validation"]
+
+
+def render_checks(job_id: str, reports: list[CheckReport]) -> None:
+    """Print one row per side of the job: plugin, result, message."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=f"{job_id}: connection checks", title_justify="left")
+    for column in ("side", "plugin", "result", "message"):
+        table.add_column(column)
+    for report in reports:
+        mark = "[green]ok[/green]" if report.result.success else f"[red]{report.result.error_code}[/red]"
+        table.add_row(report.role, report.plugin, mark, Text(report.result.message))
+    console().print(table)
+
+
+def render_validation(job_id: str, plan: ValidationPlan) -> None:
+    """Print one row per step of the plan: whether it passed and what it found."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=f"{job_id}: validation", title_justify="left")
+    for column in ("step", "ok", "details"):
+        table.add_column(column)
+    for step in plan.steps:
+        table.add_row(
+            step["step"],
+            "[green]yes[/green]" if step["ok"] else "[red]no[/red]",
+            Text(str(step["message"])),
+        )
+    console().print(table)
+
+
+def render_discovery(result: dict[str, Any]) -> None:
+    """Print the plugin, then one table of columns per discovered stream."""
+    from rich.table import Table
+    from rich.text import Text
+
+    out = console()
+    info = result["plugin"]
+    out.print(Text(f"{info['class_name']} {info.get('plugin_version') or ''} ({info['ref']})"))
+    for stream in result.get("objects", []):
+        chosen = " (selected)" if result.get("selected_stream") == stream["name"] else ""
+        table = Table(title=f"stream {stream['name']}{chosen} [{stream['type']}]", title_justify="left")
+        for column in ("column", "type", "nullable"):
+            table.add_column(column)
+        for col in stream["schema"]:
+            table.add_row(col["name"], col["type"], "yes" if col["nullable"] else "no")
+        out.print(table)
+    if not result.get("objects"):
+        out.print("no streams discovered")

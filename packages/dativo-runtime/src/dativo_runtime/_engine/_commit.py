@@ -1,0 +1,190 @@
+"""Where a run commits: the two-phase commit of data and state, and settling a dead run's.
+
+A run's data and its state live in different places (the target, the state store), so
+committing both is two steps, made safe by a third record:
+
+1. the state the run is about to commit is saved as *pending* (:class:`PendingCommit`);
+2. the target commits its staged files (``commit_files``; for ``parquet``, an atomic run
+   manifest: its commit point);
+3. the state is saved and the pending record cleared.
+
+A run that dies between 2 and 3 leaves the pending record; the next run of the job
+settles it (:meth:`CommitProtocol.settle_pending`) by asking the target's connector
+whether that writer run committed (its :attr:`ConnectorSpec.commit_probe`): if it did,
+the pending state is saved; if not, it is dropped. A target that cannot tell keeps its
+state unsaved (its records may be delivered again), which is logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from dativo_plugin_sdk import DativoError
+from dativo_runtime._jobs._model import JobConfig
+from dativo_runtime._sandbox import WriterSession
+from dativo_runtime._storage._s3 import S3_OPTION_KEYS
+from dativo_runtime._storage._state_store import JobState, PendingCommit, StateStore
+from dativo_runtime.connectors._dataset import utc_now_iso
+from dativo_runtime.connectors._registry import builtin_connector
+
+__all__ = ["CommitProtocol", "StagedRun", "run_context", "target_storage_options"]
+
+log = logging.getLogger("dativo.run")
+
+
+def target_storage_options(job: JobConfig) -> dict[str, Any]:
+    """The storage settings (S3 credentials, endpoint...) the job's target config holds."""
+    config = job.target_config()
+    return {key: config[key] for key in S3_OPTION_KEYS if config.get(key)}
+
+
+@dataclass
+class StagedRun:
+    """What an attempt staged and hands to the commit.
+
+    Attributes:
+        writer: The target's session, holding the staged files.
+        metadata: What the target returned for each batch, in order.
+        writer_run_id: The id the target's writer run uses (its manifest's name).
+        saved: The state the attempt started from.
+        state_key: The key of the job's stream in the state.
+        state: The state the reader reported last, if any.
+        commit: What the target's ``commit_files`` returned, once it did.
+    """
+
+    writer: WriterSession
+    metadata: list[dict[str, Any]]
+    writer_run_id: str
+    saved: JobState
+    state_key: str
+    state: dict[str, Any] | None = None
+    commit: dict[str, Any] = field(default_factory=dict)
+
+
+class CommitProtocol:
+    """Commits a run's data and state, and settles what a dead run left.
+
+    Args:
+        job: The job.
+        run_id: The run's id.
+        store: The job's state store.
+        with_retry: Calls a state-store write within the job's retry budget.
+    """
+
+    def __init__(
+        self,
+        job: JobConfig,
+        run_id: str,
+        store: StateStore,
+        *,
+        with_retry: Callable[[Callable[[], Any], str], Any],
+    ) -> None:
+        self.job = job
+        self.run_id = run_id
+        self.store = store
+        self.with_retry = with_retry
+        self.connector = builtin_connector(job.target.plugin)
+        self.storage_options = target_storage_options(job)
+
+    def _probes_commits(self) -> bool:
+        return self.connector is not None and self.connector.commit_probe is not None
+
+    def was_committed(self, location: str | None, writer_run_id: str | None) -> bool | None:
+        """Ask the target's connector whether writer run ``writer_run_id`` committed.
+
+        Returns:
+            ``True`` or ``False``, or ``None`` when the target cannot tell.
+        """
+        if not location or not writer_run_id or not self._probes_commits():
+            return None
+        assert self.connector is not None
+        assert self.connector.commit_probe is not None
+        return self.connector.commit_probe(location, self.storage_options, writer_run_id)
+
+    def settle_pending(self, pending: PendingCommit | None) -> None:
+        """Finish or drop what a run that died between its commit and saving its state left."""
+        job = self.job
+        if pending is None:
+            return
+        committed = self.was_committed(pending.target, pending.writer_run_id)
+        if committed:
+            self.store.save(job.tenant, job.name, pending.state)
+            log.warning(
+                "run %s committed its data but stopped before saving its state; saved that state now",
+                pending.run_id,
+            )
+        elif committed is False:
+            log.info("run %s stopped before committing; nothing of it was kept", pending.run_id)
+        else:
+            log.warning(
+                "run %s stopped between its commit and saving its state, and target %r cannot tell "
+                "whether it committed; its state was not saved, so its records may be delivered again",
+                pending.run_id,
+                job.target.plugin,
+            )
+        self.store.clear_pending(job.tenant, job.name)
+
+    def commit(self, staged: StagedRun) -> None:
+        """Commit the staged files, then the state (see the module's three steps).
+
+        On return ``staged.commit`` holds what the target committed and ``staged.state``
+        the stream's new state.
+
+        Raises:
+            DativoError: If the commit failed before its commit point (nothing committed).
+        """
+        job = self.job
+        new_state: JobState | None = None
+        if job.source.incremental is not None:
+            streams = dict(staged.saved.streams)
+            streams[staged.state_key] = dict(staged.state or staged.saved.streams.get(staged.state_key, {}))
+            new_state = JobState(streams=streams, run_id=self.run_id, updated_at=utc_now_iso())
+            pending = PendingCommit(
+                run_id=self.run_id,
+                writer_run_id=staged.writer_run_id if self._probes_commits() else None,
+                target=job.target_location(),
+                state=new_state,
+            )
+            self.with_retry(
+                lambda: self.store.save_pending(job.tenant, job.name, pending), "recording the pending state"
+            )
+        try:
+            staged.commit = staged.writer.commit_files(staged.metadata)
+        except DativoError:
+            # The commit point may have passed before the failure (manifest written,
+            # publishing interrupted). If it did, the run is committed: keep going, and
+            # never retry it (that would commit its records twice).
+            committed = False
+            with contextlib.suppress(DativoError):
+                committed = bool(self.was_committed(job.target_location(), staged.writer_run_id))
+            if not committed:
+                if new_state is not None:
+                    with contextlib.suppress(DativoError):
+                        self.store.clear_pending(job.tenant, job.name)
+                raise
+            log.warning(
+                "the commit failed after its commit point; the run is committed and the next run "
+                "finishes publishing its files"
+            )
+            staged.commit = {
+                "files_committed": None,
+                "note": "publishing interrupted; finished by the next run",
+            }
+        if new_state is not None:
+            saved_state = new_state
+            self.with_retry(lambda: self.store.save(job.tenant, job.name, saved_state), "saving the state")
+            self.with_retry(
+                lambda: self.store.clear_pending(job.tenant, job.name), "clearing the pending state"
+            )
+            staged.state = new_state.streams.get(staged.state_key)
+
+
+def run_context(job: JobConfig, *, writer_run_id: str, ingest_date: str) -> Mapping[str, Any]:
+    """The run settings the target's connector asks for (its ``run_context``), by key."""
+    connector = builtin_connector(job.target.plugin)
+    values = {"run_id": writer_run_id, "ingest_date": ingest_date}
+    return {key: values[key] for key in (connector.run_context if connector else ()) if key in values}

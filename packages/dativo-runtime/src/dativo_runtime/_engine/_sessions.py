@@ -1,0 +1,202 @@
+"""Opening the plugins of a job in their sandboxes, and choosing the stream to read.
+
+Errors name the side of the job they are about (``source.config.path (csv): ...``), so a
+user knows which setting to change; see :func:`in_role`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from dativo_plugin_sdk import Column, ConfigurationError, DativoError, DiscoveredStream, from_dict
+from dativo_runtime._engine._mounts import check_plugin_folder, writable_output_dir
+from dativo_runtime._engine._retry import RetryPolicy, call_with_retry
+from dativo_runtime._jobs._model import JobConfig
+from dativo_runtime._observability._tracing import Tracing, active_tracing
+from dativo_runtime._plugins._ref import PluginRef
+from dativo_runtime._sandbox import ReaderSession, WriterSession, choose_sandbox
+from dativo_runtime._sandbox._policy import OperatorPolicy
+
+__all__ = [
+    "QUARANTINE_WRITER",
+    "abort_quietly",
+    "close_quietly",
+    "in_role",
+    "open_reader_session",
+    "open_writer_session",
+    "resolve_stream",
+    "writer_columns",
+]
+
+log = logging.getLogger("dativo.run")
+
+QUARANTINE_WRITER = "parquet"
+"""The built-in writer that writes a job's quarantine dataset (the quarantine names no plugin)."""
+
+
+def in_role(exc: DativoError, role: str, job: JobConfig) -> DativoError:
+    """Say which side of which job a configuration error is about (``source.config.path``).
+
+    Errors about a job-level setting (``details["setting"]``, such as ``sandbox.memory``
+    from the sandbox policy) name that setting rather than a plugin's config field.
+    """
+    if not isinstance(exc, ConfigurationError) or exc.details.get("role"):
+        return exc
+    setting = exc.details.get("setting")
+    field_name = exc.details.get("field")
+    where = f"{role}.config.{field_name}" if field_name else role
+    if setting:
+        where = str(setting)
+    # The quarantine has no plugin of its own: it is written by the built-in quarantine writer.
+    plugin = getattr(getattr(job, role, None), "plugin", None) or QUARANTINE_WRITER
+    data = exc.to_dict()
+    data["message"] = f"{job.display_name}: {where} ({plugin}): {exc.message}"
+    data["details"] = {**exc.details, "role": role, "file": job.display_name}
+    return from_dict(data)
+
+
+def open_reader_session(job: JobConfig, *, policy: OperatorPolicy | None = None) -> tuple[ReaderSession, str]:
+    """Start the job's source plugin in the sandbox the job and the mode call for.
+
+    Returns:
+        The session and the name of the backend running it.
+
+    Raises:
+        DativoError: Loading, version or sandbox errors (configuration errors name ``source``).
+    """
+    try:
+        ref = job.source_ref()
+        limits = job.sandbox.to_limits()
+        sandbox = choose_sandbox(job.mode, job.sandbox.backend, ref, policy, limits=limits)
+        if sandbox.isolated:
+            check_plugin_folder(job, ref)
+        return sandbox.open_reader(ref, job.source_config(), limits=limits), sandbox.name
+    except DativoError as exc:
+        raise in_role(exc, "source", job) from exc
+
+
+def open_writer_session(
+    job: JobConfig,
+    *,
+    config: dict[str, Any] | None = None,
+    schema: list[Column] | None = None,
+    policy: OperatorPolicy | None = None,
+    ref: PluginRef | None = None,
+    role: str = "target",
+) -> tuple[WriterSession, str]:
+    """Start the job's target plugin (or another writer, such as the quarantine's).
+
+    A sandboxed target may write to its ``path`` folder only (see
+    :func:`writable_output_dir`); the quarantine writer is the built-in parquet writer
+    and gets no folder.
+
+    Returns:
+        The session and the name of the backend running it.
+
+    Raises:
+        DativoError: Loading, version or sandbox errors (configuration errors name ``target``).
+    """
+    try:
+        writer_ref = ref or job.target_ref()
+        limits = job.sandbox.to_limits()
+        sandbox = choose_sandbox(job.mode, job.sandbox.backend, writer_ref, policy, limits=limits)
+        output_dir = None
+        if sandbox.isolated:
+            check_plugin_folder(job, writer_ref, role=role)
+        if role == "target":
+            output_dir = writable_output_dir(job) if sandbox.isolated else job.output_dir()
+        session = sandbox.open_writer(
+            writer_ref,
+            config if config is not None else job.target_config(),
+            schema=schema,
+            limits=limits,
+            output_dir=output_dir,
+        )
+        return session, sandbox.name
+    except DativoError as exc:
+        raise in_role(exc, role, job) from exc
+
+
+def resolve_stream(
+    job: JobConfig,
+    reader: ReaderSession,
+    *,
+    retry: RetryPolicy | None = None,
+    tracing: Tracing | None = None,
+    on_retry: Callable[[int, BaseException, float], None] | None = None,
+) -> tuple[str | None, list[Column] | None, DiscoveredStream | None]:
+    """Pick the stream to read and the columns to validate against.
+
+    The job's ``schema`` wins; otherwise the discovered stream's schema when the reader
+    discovers one; otherwise ``None`` (the data's own types).
+
+    Returns:
+        ``(stream name, columns, discovered stream)``.
+
+    Args:
+        job: The job.
+        reader: Its source session.
+        retry: The budget for retrying ``discover``.
+        tracing: Where the ``dativo.discover`` span goes; the active tracing by default.
+        on_retry: Called before each retry of ``discover`` (metrics).
+
+    Raises:
+        ConfigurationError: If ``source.stream`` names no discovered stream, or the source
+            has several streams and the job names none.
+    """
+    columns = job.columns()
+    wanted = job.source.stream
+    if columns is not None or "discover" not in reader.info.capabilities:
+        return wanted, columns, None
+    with (tracing or active_tracing()).discover():
+        discovery = call_with_retry(
+            reader.discover,
+            retry or RetryPolicy(max_attempts=1),
+            what="discovering the source",
+            on_retry=on_retry,
+        )
+    streams = discovery.objects
+    if not streams:
+        return wanted, None, None
+    if wanted is not None:
+        match = next((s for s in streams if s.name == wanted), None)
+        if match is None:
+            raise ConfigurationError(
+                f"{job.display_name}: source.stream {wanted!r} is not offered by {job.source.plugin!r}; "
+                f"available streams: {', '.join(s.name for s in streams)}",
+                details={"field": "source.stream", "role": "source", "streams": [s.name for s in streams]},
+            )
+    elif len(streams) == 1:
+        match = streams[0]
+    else:
+        raise ConfigurationError(
+            f"{job.display_name}: the source offers several streams ({', '.join(s.name for s in streams)}); "
+            "set source.stream to the one this job reads",
+            details={"field": "source.stream", "role": "source", "streams": [s.name for s in streams]},
+        )
+    return match.name, (list(match.schema) or None), match
+
+
+def writer_columns(columns: list[Column] | None, mode: str) -> list[Column] | None:
+    if columns is None:
+        return None
+    if mode != "warn":
+        return columns
+    # In warn mode an invalid value becomes null, so no column can be declared required.
+    return [Column(c.name, c.type, nullable=True, description=c.description) for c in columns]
+
+
+def close_quietly(session: ReaderSession | WriterSession, role: str) -> None:
+    try:
+        session.close()
+    except Exception as exc:
+        log.warning("closing the %s plugin failed: %s", role, exc)
+
+
+def abort_quietly(session: WriterSession, role: str) -> None:
+    try:
+        session.abort()
+    except Exception as exc:
+        log.warning("discarding the %s's staged files failed: %s (the next run cleans them up)", role, exc)
