@@ -54,7 +54,7 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
 fi
 
 sandbox() {
-  "$PYTHON" -c 'import sys; from dativo_runtime._sandbox._commands import sandbox_app; sandbox_app(prog_name="dativo-run sandbox")' "$@"
+  "$PYTHON" -c 'import sys; from dativo_runtime._cli._sandbox import sandbox_app; sandbox_app(prog_name="dativo-run sandbox")' "$@"
 }
 
 # The image is current when the docker backend reports itself available (the image exists

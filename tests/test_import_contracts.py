@@ -57,7 +57,7 @@ def test_the_contracts_hold(source_tree: Path) -> None:
     [
         (
             "dativo-runtime/src/dativo_runtime/_worker/_main.py",
-            "import dativo_runtime._engine._pipeline",
+            "import dativo_runtime._engine._run",
             "inside a sandbox",
         ),
         (
@@ -68,7 +68,7 @@ def test_the_contracts_hold(source_tree: Path) -> None:
         ("dativo-plugin-sdk/src/dativo_plugin_sdk/_errors.py", "import pydantic", "The SDK imports nothing"),
         (
             "dativo-runtime/src/dativo_runtime/_storage/_backends.py",
-            "import dativo_runtime._engine._pipeline",
+            "import dativo_runtime._engine._run",
             "The runtime's layers",
         ),
         (

@@ -68,7 +68,7 @@ def test_importing_the_package_does_not_import_the_cli_stack() -> None:
 def test_worker_modules_import_only_stdlib_sdk_and_pyarrow() -> None:
     code = (
         "import sys\n"
-        "import dativo_runtime._plugins._ref, dativo_runtime._arrow_batches\n"
+        "import dativo_runtime._worker._main\n"
         "heavy = [m for m in ('typer', 'rich', 'pydantic', 'boto3', 'yaml') if m in sys.modules]\n"
         "print(','.join(heavy))"
     )

@@ -8,7 +8,7 @@ import pytest
 
 from dativo_plugin_sdk import ConfigurationError
 from dativo_runtime import load_job
-from dativo_runtime._engine._pipeline import check_plugin_folder
+from dativo_runtime._engine._mounts import check_plugin_folder
 
 PLUGIN = "from dativo_plugin_sdk import BaseReader\n\nclass R(BaseReader):\n    def extract(self, state=None):\n        yield []\n"
 

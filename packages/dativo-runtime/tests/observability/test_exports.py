@@ -44,7 +44,6 @@ EXPECTED = {
         "write_metrics_file",
     ],
     "dativo_runtime._serve": [
-        "COUNT_METRICS",
         "RUN_COMMAND",
         "CallableJobRunner",
         "JobFile",
@@ -58,7 +57,6 @@ EXPECTED = {
         "ServeApp",
         "ShutdownReport",
         "SubprocessJobRunner",
-        "counts_from_metrics",
         "job_readiness_checks",
         "load_scheduled_jobs",
         "normalise_result",

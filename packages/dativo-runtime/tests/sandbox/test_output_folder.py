@@ -9,7 +9,7 @@ import pytest
 
 from dativo_plugin_sdk import ConfigurationError
 from dativo_runtime import load_job, run_job
-from dativo_runtime._engine._pipeline import writable_output_dir
+from dativo_runtime._engine._mounts import writable_output_dir
 from dativo_runtime._sandbox import DockerSandbox
 from dativo_runtime._sandbox.docker import _backend as docker_backend
 

@@ -23,8 +23,8 @@ from dativo_runtime._cli._options import (
 )
 from dativo_runtime._cli._render import emit_json, render_checks, render_discovery, render_validation
 from dativo_runtime._exit_codes import ExitCode
-from dativo_runtime._plugins._ref import BUILTIN_PLUGINS
 from dativo_runtime._secrets import interpolate
+from dativo_runtime.connectors._registry import builtin_names
 
 __all__ = ["check", "discover", "parse_settings", "validate"]
 
@@ -136,7 +136,7 @@ def discover(
         if config is not None:
             result = discover_job(load(config))
         else:
-            readers = sorted(n for n, target in BUILTIN_PLUGINS.items() if not target.endswith("Writer"))
+            readers = sorted(builtin_names("reader"))
             if connector is not None and connector not in readers:
                 raise ConfigurationError(
                     f"--connector {connector!r} is not a built-in reader; use one of "

@@ -26,7 +26,7 @@ from typing import Any
 from dativo_plugin_sdk import DativoError
 from dativo_runtime._jobs._model import JobConfig
 from dativo_runtime._sandbox import WriterSession
-from dativo_runtime._storage._s3 import S3_OPTION_KEYS
+from dativo_runtime._storage._s3 import s3_options
 from dativo_runtime._storage._state_store import JobState, PendingCommit, StateStore
 from dativo_runtime.connectors._dataset import utc_now_iso
 from dativo_runtime.connectors._registry import builtin_connector
@@ -39,7 +39,7 @@ log = logging.getLogger("dativo.run")
 def target_storage_options(job: JobConfig) -> dict[str, Any]:
     """The storage settings (S3 credentials, endpoint...) the job's target config holds."""
     config = job.target_config()
-    return {key: config[key] for key in S3_OPTION_KEYS if config.get(key)}
+    return s3_options(config)
 
 
 @dataclass

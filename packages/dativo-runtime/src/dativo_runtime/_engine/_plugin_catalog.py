@@ -13,8 +13,9 @@ from dativo_plugin_sdk import (
     PluginVersionError,
     check_compatibility,
 )
-from dativo_runtime._plugins._ref import BUILTIN_PLUGINS, ENTRY_POINT_GROUP, PluginRef
+from dativo_runtime._plugins._ref import ENTRY_POINT_GROUP, PluginRef
 from dativo_runtime._sandbox._inprocess import describe_plugin
+from dativo_runtime.connectors._registry import BUILTIN_CONNECTORS
 
 __all__ = ["inspect_plugin", "list_plugins"]
 
@@ -28,7 +29,7 @@ def list_plugins() -> list[dict[str, Any]]:
     """
     plugins: list[dict[str, Any]] = [
         {"name": name, "kind": "builtin", "target": target, "distribution": "dativo-runtime"}
-        for name, target in sorted(BUILTIN_PLUGINS.items())
+        for name, target in sorted((spec.name, spec.target) for spec in BUILTIN_CONNECTORS.values())
     ]
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         dist = getattr(ep, "dist", None)

@@ -23,7 +23,7 @@ from dativo_runtime._jobs._model import JobConfig, load_job
 from dativo_runtime._sandbox._policy import OperatorPolicy, choose_sandbox
 from dativo_runtime._serve._app import ReadinessCheck
 from dativo_runtime._storage._backends import S3Storage, open_storage
-from dativo_runtime._storage._s3 import S3_OPTION_KEYS
+from dativo_runtime._storage._s3 import s3_options
 
 __all__ = ["NotReadyError", "job_readiness_checks"]
 
@@ -104,7 +104,7 @@ def _target(job: JobConfig) -> tuple[str, Mapping[str, Any], str] | None:
     location = job.target_location()
     if location is not None:
         config = job.target.config
-        return location, {k: config[k] for k in S3_OPTION_KEYS if config.get(k)}, "_dativo/"
+        return location, s3_options(config), "_dativo/"
     folder = job.output_dir()
     return None if folder is None else (str(folder), {}, "")
 

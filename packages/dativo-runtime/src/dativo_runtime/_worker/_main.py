@@ -21,7 +21,7 @@ imported on the first Arrow request, for the SDK's shared mapping
 needs no registry of them.
 
 When the host traces the run, ``hello`` and each request carry its W3C trace context
-(``trace``): the worker then starts a :class:`~dativo_runtime._observability.SpanRelay`
+(``trace``): the worker then starts a :class:`~dativo_runtime._worker._span_relay.SpanRelay`
 (importing OpenTelemetry only then), makes each request's context current while it runs,
 so spans the plugin creates join the host's trace, and returns the finished spans with
 its answers (``spans`` in ``ready``, ``result``, ``end`` and ``error``).
