@@ -79,7 +79,7 @@ class RedactingExporter:
                 inner.shutdown()
 
             def force_flush(self, timeout_millis: int = 30000) -> bool:
-                return inner.force_flush(timeout_millis)
+                return bool(inner.force_flush(timeout_millis))
 
         return RedactingSpanExporter()
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 from importlib import resources
-from importlib.resources.abc import Traversable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # importlib.resources.abc is new in 3.11; the runtime supports 3.10
+    from importlib.abc import Traversable
 
 __all__ = ["WORKER_ROOT_FILES", "worker_digest", "worker_files"]
 
