@@ -112,3 +112,19 @@ def test_time_limit_returns_raises_and_abandons() -> None:
     with pytest.raises(CheckTimeoutError, match=r"did not finish within 0\.1s"):
         call_with_time_limit(release.wait, 0.1, name="hangs")
     release.set()
+
+
+def test_calls_share_one_thread_until_one_overruns() -> None:
+    """Regression: a thread per check made pyarrow 26's CSV reader abort the process at exit."""
+    first = call_with_time_limit(threading.current_thread, 5, name="first")
+    assert call_with_time_limit(threading.current_thread, 5, name="second") is first
+    with pytest.raises(KeyError):
+        call_with_time_limit(lambda: {}["x"], 5, name="raises")
+    assert call_with_time_limit(threading.current_thread, 5, name="after an error") is first
+    release = threading.Event()
+    with pytest.raises(CheckTimeoutError):
+        call_with_time_limit(release.wait, 0.1, name="hangs")
+    fresh = call_with_time_limit(threading.current_thread, 5, name="after a timeout")
+    release.set()
+    assert fresh is not first
+    assert call_with_time_limit(threading.current_thread, 5, name="again") is fresh
