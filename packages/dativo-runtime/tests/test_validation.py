@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dativo_plugin_sdk import Column, ValidationError
+from dativo_plugin_sdk._arrow import arrow_schema_for
 from dativo_runtime import BatchValidator
-from dativo_runtime._arrow_batches import arrow_schema_for
 
 SCHEMA = arrow_schema_for(
     [

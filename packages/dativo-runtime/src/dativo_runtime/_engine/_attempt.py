@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from dativo_runtime._arrow_batches import arrow_schema_for
+from dativo_plugin_sdk._arrow import arrow_schema_for
 from dativo_runtime._engine._commit import CommitProtocol, StagedRun, run_context, target_storage_options
 from dativo_runtime._engine._observer import RunObserver, StageClock
 from dativo_runtime._engine._preflight import Preflight

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dativo_plugin_sdk import DativoError
-from dativo_runtime._arrow_batches import arrow_type_for
+from dativo_plugin_sdk._arrow import arrow_type_for
 from dativo_runtime._engine._checks import check_with_retry, close_session, failed_check
 from dativo_runtime._engine._preflight import Preflight, StreamChoice
 from dativo_runtime._engine._retry import RetryPolicy, call_with_retry

@@ -27,7 +27,7 @@ from dativo_plugin_sdk import (
     State,
     is_retryable,
 )
-from dativo_runtime._arrow_batches import batch_to_arrow
+from dativo_plugin_sdk._arrow import batch_to_arrow
 from dativo_runtime._plugins._ref import PluginInfo, PluginRef, load_plugin_class, plugin_info
 from dativo_runtime._sandbox._base import ExtractedBatch, ReaderSession, Sandbox, SandboxLimits, WriterSession
 from dativo_runtime._secrets import RedactingStream

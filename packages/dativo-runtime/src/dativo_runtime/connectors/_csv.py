@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from dativo_plugin_sdk import ValidationError
-from dativo_runtime._arrow_batches import arrow_type_for
+from dativo_plugin_sdk._arrow import arrow_type_for
 from dativo_runtime._version import __version__
 from dativo_runtime.connectors._files import FileReader, SourceFile
 from dativo_runtime.connectors._options import CsvOptions

@@ -26,7 +26,7 @@ from dativo_plugin_sdk import (
     State,
     ValidationError,
 )
-from dativo_runtime._arrow_batches import column_type_for_arrow
+from dativo_plugin_sdk._arrow import column_type_for_arrow
 from dativo_runtime._storage._backends import Storage, match_glob, open_storage
 from dativo_runtime._storage._s3 import S3Uri, is_s3_uri
 from dativo_runtime.connectors._check_results import result_from_error

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.json as pajson
 
 from dativo_plugin_sdk import ValidationError
-from dativo_runtime._arrow_batches import batch_to_arrow
+from dativo_plugin_sdk._arrow import batch_to_arrow
 from dativo_runtime._version import __version__
 from dativo_runtime.connectors._files import FileReader, SourceFile
 from dativo_runtime.connectors._options import JsonlOptions

@@ -27,7 +27,7 @@ from dativo_plugin_sdk import (
     TransientError,
     ValidationError,
 )
-from dativo_runtime._arrow_batches import arrow_schema_for, batch_to_arrow
+from dativo_plugin_sdk._arrow import arrow_schema_for, batch_to_arrow
 from dativo_runtime._storage._backends import LocalStorage, S3Storage, Storage, open_storage
 from dativo_runtime._storage._locks import Lease, acquire_lease
 from dativo_runtime._storage._s3 import is_s3_uri
