@@ -208,11 +208,20 @@ class JobConfig(JobSection):
         return config
 
     def target_config(self) -> dict[str, Any]:
-        """The writer's configuration: a built-in writer (parquet) gets its resolved path."""
+        """The writer's configuration, its output folder resolved against the job file's folder.
+
+        A built-in writer (parquet) gets its resolved location. Any other writer with a local
+        ``path`` gets :meth:`output_dir`, the absolute folder a sandbox mounts for it, so the
+        plugin writes where it may on every backend, wherever the command runs from.
+        """
         config = dict(self.target.config)
         spec = builtin_of_kind(self.target.plugin, "writer")
         if spec is not None and spec.location_option is not None:
             config[spec.location_option] = self.resolve_path(str(config[spec.location_option]))
+        elif spec is None:
+            folder = self.output_dir()
+            if folder is not None:
+                config["path"] = str(folder)
         return config
 
     def target_location(self) -> str | None:
@@ -239,7 +248,8 @@ class JobConfig(JobSection):
             location = self.resolve_path(str(path)) if isinstance(path, str) and path else None
         if location is None or is_remote_uri(location):
             return None
-        return Path(location)
+        # Resolved like the folder a sandbox mounts (symlinks too), so a plugin finds it there.
+        return Path(location).resolve()
 
     def columns(self) -> list[Column] | None:
         """The job's schema as SDK columns, or ``None`` when it has none."""
