@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dativo_plugin_sdk._arrow import arrow_schema_for
-from dativo_runtime._engine._commit import CommitProtocol, StagedRun, run_context, target_storage_options
+from dativo_runtime._engine._commit import (
+    CommitProtocol,
+    CommittedFiles,
+    StagedRun,
+    committed_files_of,
+    run_context,
+    target_storage_options,
+)
 from dativo_runtime._engine._observer import RunObserver, StageClock
 from dativo_runtime._engine._preflight import Preflight
 from dativo_runtime._engine._sessions import (
@@ -70,6 +77,7 @@ class AttemptOutcome:
     batches: int = 0
     state: dict[str, Any] | None = None
     commit: dict[str, Any] = field(default_factory=dict)
+    files: CommittedFiles = field(default_factory=CommittedFiles)
     quarantine_commit: dict[str, Any] = field(default_factory=dict)
     report: ValidationReport | None = None
     stream: str | None = None
@@ -187,7 +195,7 @@ class Attempt:
                 self.observer.committed(
                     stream.name,
                     written=outcome.records_written,
-                    bytes_written=int(outcome.commit.get("bytes") or 0),
+                    bytes_written=outcome.files.bytes_written,
                     quarantined=outcome.records_quarantined,
                 )
             except BaseException:
@@ -315,6 +323,7 @@ class Attempt:
         )
         self.commits.commit(staged)
         outcome.commit = staged.commit
+        outcome.files = committed_files_of(staged.commit, staged.metadata, self.job.output_dir())
         if self.job.source.incremental is not None:
             outcome.state = staged.state
 

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from dativo_plugin_sdk import DativoError
@@ -31,7 +33,7 @@ from dativo_runtime._storage._state_store import JobState, PendingCommit, StateS
 from dativo_runtime.connectors._dataset import utc_now_iso
 from dativo_runtime.connectors._registry import builtin_connector
 
-__all__ = ["CommitProtocol", "StagedRun", "run_context", "target_storage_options"]
+__all__ = ["CommitProtocol", "CommittedFiles", "StagedRun", "committed_files_of", "run_context", "target_storage_options"]
 
 log = logging.getLogger("dativo.run")
 
@@ -40,6 +42,56 @@ def target_storage_options(job: JobConfig) -> dict[str, Any]:
     """The storage settings (S3 credentials, endpoint...) the job's target config holds."""
     config = job.target_config()
     return s3_options(config)
+
+
+@dataclass(frozen=True)
+class CommittedFiles:
+    """The files a run's target committed and their size, for the run's summary.
+
+    Attributes:
+        paths: Each file's location, once, in the order the writer reported it.
+        bytes_written: Their total size in bytes.
+    """
+
+    paths: list[str] = field(default_factory=list)
+    bytes_written: int = 0
+
+
+def _size(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def committed_files_of(
+    commit: Mapping[str, Any], metadata: Sequence[Mapping[str, Any]], output_dir: Path | None
+) -> CommittedFiles:
+    """What a target committed, from its ``commit_files`` summary, else from its ``write_batch`` metadata.
+
+    The built-in parquet writer's summary lists the final ``paths`` and their ``bytes``; a
+    plugin's summary may say nothing of them (the SDK's default is ``files_committed``), so
+    the files are the ``path`` of each entry ``write_batch`` returned (relative ones are
+    inside the writer's output folder) and their size is each file's last ``size_bytes``.
+
+    Args:
+        commit: What ``commit_files`` returned.
+        metadata: What ``write_batch`` returned for each batch, in order.
+        output_dir: The writer's local output folder, if it has one.
+
+    Returns:
+        The committed files and their total size.
+    """
+    sizes: dict[str, int] = {}
+    for entry in metadata:
+        path = entry.get("path")
+        if not isinstance(path, str) or not path:
+            continue
+        if output_dir is not None and "://" not in path and not os.path.isabs(path):
+            path = str(output_dir / path)
+        size = _size(entry.get("size_bytes"))
+        sizes[path] = size if size is not None else sizes.get(path, 0)
+    paths = commit.get("paths")
+    files = [str(p) for p in paths] if isinstance(paths, list) else list(sizes)
+    total = _size(commit.get("bytes"))
+    return CommittedFiles(files, total if total is not None else sum(sizes.values()))
 
 
 @dataclass
@@ -172,6 +224,7 @@ class CommitProtocol:
             )
             staged.commit = {
                 "files_committed": None,
+                "paths": [],  # Not known here: the staged files are not the published ones.
                 "note": "publishing interrupted; finished by the next run",
             }
         if new_state is not None:

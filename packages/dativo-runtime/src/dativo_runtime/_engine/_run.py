@@ -33,7 +33,7 @@ from dativo_runtime._engine._preflight import Preflight
 from dativo_runtime._engine._retry import RetryPolicy, call_with_retry
 from dativo_runtime._engine._termination import raise_if_requested
 from dativo_runtime._exit_codes import exit_code_for
-from dativo_runtime._jobs._model import JobConfig
+from dativo_runtime._jobs._model import JobConfig, is_remote_uri
 from dativo_runtime._observability._logging import log_context
 from dativo_runtime._observability._metrics import RunMetrics
 from dativo_runtime._observability._tracing import Tracing, active_tracing
@@ -136,8 +136,8 @@ def _fill_success(result: RunResult, outcome: AttemptOutcome, job: JobConfig) ->
     result.records_quarantined = outcome.records_quarantined
     result.batches = outcome.batches
     result.commit = outcome.commit
-    result.files = [str(p) for p in outcome.commit.get("paths") or []]
-    result.bytes_written = int(outcome.commit.get("bytes") or 0)
+    result.files = list(outcome.files.paths)
+    result.bytes_written = outcome.files.bytes_written
     result.manifest = outcome.commit.get("manifest")
     result.state = outcome.state if job.source.incremental is not None else None
     result.sandbox = outcome.sandbox
@@ -163,6 +163,15 @@ def _fill_failure(result: RunResult, error: DativoError, last: AttemptOutcome | 
         result.validation = validation
         result.records_invalid = int(validation.get("records_invalid", 0))
     result.attempts = max(result.attempts, 1)
+
+
+def _output_of(job: JobConfig) -> str | None:
+    """A plugin target's output: its local folder, or the URI its ``path`` names."""
+    folder = job.output_dir()
+    if folder is not None:
+        return str(folder)
+    path = job.target.config.get("path")
+    return path if isinstance(path, str) and is_remote_uri(path) else None
 
 
 def _internal_error(exc: Exception) -> DativoError:
@@ -239,7 +248,7 @@ def run_job(
         started_at=utc_now_iso(),
         source=job.source.plugin,
         target=job.target.plugin,
-        output=job.target_location(),
+        output=job.target_location() or _output_of(job),
     )
     mode = run_mode(job.mode, policy)
     with log_context(tenant=job.tenant, job=job.name, run_id=run_id), observer.run(result, mode) as span:

@@ -24,8 +24,8 @@ def _size(count: int) -> str:
 
 
 def _read_hint(result: RunResult) -> str | None:
-    if not result.output or not result.files:
-        return None
+    if not result.output or not result.files or not result.manifest:
+        return None  # Only a parquet dataset (its runs have manifests) is read this way.
     if result.output.startswith("s3://"):
         return f"pyarrow.dataset.dataset('{result.output}', format='parquet', partitioning='hive')"
     query = f"SELECT count(*) FROM read_parquet('{result.output}/**/*.parquet', hive_partitioning=true)"
