@@ -23,6 +23,7 @@ from dativo_runtime._sandbox.host._remote import (
 )
 from dativo_runtime._worker._protocol import (
     MAX_FRAME_BYTES,
+    PROTOCOL_VERSION,
     FrameReader,
     FrameWriter,
     ProtocolError,
@@ -100,19 +101,21 @@ def test_worker_sends_at_most_its_credit_window(example_ref):
     worker = _worker._Worker(
         FrameReader(worker_file.readinto), FrameWriter(worker_file.write, worker_file.flush)
     )
-    worker.open(
-        {
-            "protocol": 1,
-            "role": "reader",
-            "ref": example_ref("arrow_reader.py", "ArrowNumbersReader").to_dict(),
-            "config": {"count": 50, "batch_size": 5},
-        }
-    )
-    thread = threading.Thread(target=worker.extract, args=({"op": "extract", "window": 2},), daemon=True)
-    thread.start()
     host_file = host.makefile("rwb")
     reader = FrameReader(host_file.readinto)
     writer = FrameWriter(host_file.write, host_file.flush)
+    # The config follows the worker's "loaded"; sent ahead, it waits in the socket.
+    writer.send_control({"op": "configure", "config": {"count": 50, "batch_size": 5}})
+    worker.open(
+        {
+            "protocol": PROTOCOL_VERSION,
+            "role": "reader",
+            "ref": example_ref("arrow_reader.py", "ArrowNumbersReader").to_dict(),
+        }
+    )
+    assert reader.read_control()["op"] == "loaded"
+    thread = threading.Thread(target=worker.extract, args=({"op": "extract", "window": 2},), daemon=True)
+    thread.start()
     received = []
     for _ in range(2):
         assert reader.read_control()["op"] == "batch"

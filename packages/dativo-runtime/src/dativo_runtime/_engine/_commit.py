@@ -33,7 +33,14 @@ from dativo_runtime._storage._state_store import JobState, PendingCommit, StateS
 from dativo_runtime.connectors._dataset import utc_now_iso
 from dativo_runtime.connectors._registry import builtin_connector
 
-__all__ = ["CommitProtocol", "CommittedFiles", "StagedRun", "committed_files_of", "run_context", "target_storage_options"]
+__all__ = [
+    "CommitProtocol",
+    "CommittedFiles",
+    "StagedRun",
+    "committed_files_of",
+    "run_context",
+    "target_storage_options",
+]
 
 log = logging.getLogger("dativo.run")
 

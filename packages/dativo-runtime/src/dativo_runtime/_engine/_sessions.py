@@ -15,6 +15,7 @@ from dativo_runtime._engine._mounts import check_plugin_folder, writable_output_
 from dativo_runtime._engine._retry import RetryPolicy, call_with_retry
 from dativo_runtime._jobs._model import JobConfig
 from dativo_runtime._observability._tracing import Tracing, active_tracing
+from dativo_runtime._plugins._config_spec import describe_problems
 from dativo_runtime._plugins._ref import PluginRef
 from dativo_runtime._sandbox import ReaderSession, WriterSession, choose_sandbox
 from dativo_runtime._sandbox._policy import OperatorPolicy
@@ -53,6 +54,14 @@ def in_role(exc: DativoError, role: str, job: JobConfig) -> DativoError:
     plugin = getattr(getattr(job, role, None), "plugin", None) or QUARANTINE_WRITER
     data = exc.to_dict()
     data["message"] = f"{job.display_name}: {where} ({plugin}): {exc.message}"
+    problems = exc.details.get("problems")
+    if exc.details.get("reason") == "config_schema" and isinstance(problems, list):
+        # A config the plugin's config_schema refuses: each problem at its full key path.
+        count = len(problems)
+        data["message"] = (
+            f"{job.display_name}: {role}.config ({plugin}) does not match the plugin's config_schema "
+            f"({count} problem{'s' if count != 1 else ''}): {describe_problems(problems, f'{role}.config')}"
+        )
     data["details"] = {**exc.details, "role": role, "file": job.display_name}
     return from_dict(data)
 

@@ -28,6 +28,7 @@ from dativo_plugin_sdk import (
     is_retryable,
 )
 from dativo_plugin_sdk._arrow import batch_to_arrow
+from dativo_runtime._plugins._config_spec import check_plugin_config, read_config_schema
 from dativo_runtime._plugins._ref import PluginInfo, PluginRef, load_plugin_class, plugin_info
 from dativo_runtime._sandbox._base import ExtractedBatch, ReaderSession, Sandbox, SandboxLimits, WriterSession
 from dativo_runtime._secrets import RedactingStream
@@ -255,10 +256,11 @@ class InProcessSandbox(Sandbox):
         *,
         limits: SandboxLimits = SandboxLimits(),  # noqa: B008
     ) -> ReaderSession:
-        """Load the reader class here, check it, and instantiate it with ``config``."""
+        """Load the reader class here, check it and ``config`` (its ``config_schema``), and build it."""
         _PluginOutput.hold()
         try:
             cls = load_plugin_class(ref, expected=BaseReader)
+            check_plugin_config(ref.ref, read_config_schema(cls, ref.ref), config)
             return _InProcessReader(ref, _instantiate(ref, cls, config=dict(config)))
         except BaseException:
             _PluginOutput.release()
@@ -273,10 +275,11 @@ class InProcessSandbox(Sandbox):
         limits: SandboxLimits = SandboxLimits(),  # noqa: B008
         output_dir: Path | None = None,
     ) -> WriterSession:
-        """Load the writer class here, check it, and instantiate it with ``config`` and ``schema``."""
+        """Load the writer class here, check it and ``config``, and build it with ``schema``."""
         _PluginOutput.hold()
         try:
             cls = load_plugin_class(ref, expected=BaseWriter)
+            check_plugin_config(ref.ref, read_config_schema(cls, ref.ref), config)
             return _InProcessWriter(ref, _instantiate(ref, cls, config=dict(config), schema=schema))
         except BaseException:
             _PluginOutput.release()

@@ -5,8 +5,9 @@ stdout. Before any plugin code runs it moves the protocol to private file descri
 fd 0 becomes ``/dev/null`` and fd 1 a copy of stderr, so a plugin's ``print()`` or
 ``input()`` cannot corrupt or read the protocol. It applies the rlimits the host asked
 for, then imports the plugin (class lookup and SDK compatibility check happen here, never
-in the host), builds it with the configuration from the first message, and answers
-requests until ``close`` or the end of its stdin.
+in the host), tells the host what it declares (``loaded``: its info and ``config_schema``),
+builds it with the configuration the host then sends (``configure``, once the host checked
+it against that schema), and answers requests until ``close`` or the end of its stdin.
 
 The worker never outlives its host: right after ``hello`` a watchdog thread ends it
 (``os._exit``; the sandbox's pid namespace then takes every process the plugin started
@@ -57,6 +58,7 @@ from dativo_plugin_sdk import (
 )
 from dativo_plugin_sdk._loading import PluginRef, load_plugin_class
 from dativo_plugin_sdk._plugin_info import plugin_info
+from dativo_runtime._worker._config_schema import read_config_schema
 from dativo_runtime._worker._protocol import (
     DEFAULT_WINDOW,
     PROTOCOL_VERSION,
@@ -259,7 +261,11 @@ class _Worker:
         self.writer.send_control(message)
 
     def open(self, hello: Mapping[str, Any]) -> dict[str, Any]:
-        """Load and build the plugin named in ``hello``; return the ``ready`` message."""
+        """Load the plugin named in ``hello``, say ``loaded``, build it with the ``configure``d config.
+
+        Returns:
+            The ``ready`` message.
+        """
         if hello.get("protocol") != PROTOCOL_VERSION:
             raise ProtocolError(f"host speaks protocol {hello.get('protocol')!r}, worker {PROTOCOL_VERSION}")
         role = hello.get("role")
@@ -269,7 +275,15 @@ class _Worker:
         self.ref = ref.ref
         plugin_cls = load_plugin_class(ref, expected=BaseReader if role == "reader" else BaseWriter)
         info = plugin_info(plugin_cls, ref)
-        config = hello.get("config") or {}
+        # The host checks the config against the plugin's config_schema before it sends it.
+        self.reply(
+            {"op": "loaded", "info": info.to_dict(), "config_schema": read_config_schema(plugin_cls, ref.ref)}
+        )
+        configure = self.reader.read_control()
+        if configure.get("op") != "configure":
+            raise ProtocolError(f"expected 'configure', got {configure.get('op')!r}")
+        config = configure.get("config") or {}
+        configure = {}  # Drop the message (and its secrets) once the plugin holds the config.
         if role == "reader":
             self.plugin = plugin_cls(config=config)
         else:
@@ -388,7 +402,7 @@ def _serve(reader: FrameReader, writer: FrameWriter, protocol_fd: int) -> int:
         worker.reply({"op": "error", "error": _error_payload(exc, worker.ref, worker.method)})
         return 0
     finally:
-        hello = {}  # Drop the configuration (and its secrets) as soon as the plugin holds it.
+        hello = {}
     worker.reply(ready)
     # Import pyarrow while the host prepares its first request: the handshake stays fast and
     # the first batch does not wait for it.

@@ -9,7 +9,11 @@ as JSON.
 A session::
 
     host                                         worker
-    CONTROL {"op": "hello", role, ref, config, limits, schema?}   (config only ever here)
+    CONTROL {"op": "hello", role, ref, limits, schema?}
+                                                 CONTROL {"op": "loaded", info, config_schema}
+                                                 | CONTROL {"op": "error", error}
+    CONTROL {"op": "configure", config}          (config only ever here, once the host
+                                                  checked it against config_schema)
                                                  CONTROL {"op": "ready", info, seccomp, ...}
                                                  | CONTROL {"op": "error", error}
     CONTROL {"op": "check_connection" | "discover" | "estimate"}
@@ -66,7 +70,7 @@ __all__ = [
     "schema_to_text",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 FRAME_CONTROL = 1
 FRAME_DATA = 2
 MAX_FRAME_BYTES = 512 * 1024 * 1024

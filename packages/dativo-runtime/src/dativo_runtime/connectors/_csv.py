@@ -12,6 +12,7 @@ import pyarrow.csv as pacsv
 from dativo_plugin_sdk import ValidationError
 from dativo_plugin_sdk._arrow import arrow_type_for
 from dativo_runtime._version import __version__
+from dativo_runtime.connectors._config_schemas import CSV_CONFIG_SCHEMA
 from dativo_runtime.connectors._files import FileReader, SourceFile
 from dativo_runtime.connectors._options import CsvOptions
 
@@ -37,6 +38,7 @@ class CsvReader(FileReader):
 
     __version__ = __version__
     requires_sdk = ">=1.0,<2"
+    config_schema = CSV_CONFIG_SCHEMA
     options_class = CsvOptions
     extensions = (".csv", ".tsv", ".txt")
 

@@ -13,6 +13,7 @@ import pyarrow.json as pajson
 from dativo_plugin_sdk import ValidationError
 from dativo_plugin_sdk._arrow import batch_to_arrow
 from dativo_runtime._version import __version__
+from dativo_runtime.connectors._config_schemas import JSONL_CONFIG_SCHEMA
 from dativo_runtime.connectors._files import FileReader, SourceFile
 from dativo_runtime.connectors._options import JsonlOptions
 
@@ -32,6 +33,7 @@ class JsonlReader(FileReader):
 
     __version__ = __version__
     requires_sdk = ">=1.0,<2"
+    config_schema = JSONL_CONFIG_SCHEMA
     options_class = JsonlOptions
     extensions = (".jsonl", ".ndjson", ".json")
 

@@ -33,6 +33,7 @@ from dativo_runtime._storage._locks import Lease, acquire_lease
 from dativo_runtime._storage._s3 import is_s3_uri
 from dativo_runtime._version import __version__
 from dativo_runtime.connectors._check_results import result_from_error
+from dativo_runtime.connectors._config_schemas import PARQUET_CONFIG_SCHEMA
 from dativo_runtime.connectors._dataset import (
     STAGED_SUFFIX,
     ManifestFile,
@@ -82,6 +83,7 @@ class ParquetWriter(BaseWriter):
 
     __version__ = __version__
     requires_sdk = ">=1.0,<2"
+    config_schema = PARQUET_CONFIG_SCHEMA
 
     def __init__(self, config: Mapping[str, Any], schema: Sequence[Column] | None = None) -> None:
         super().__init__(config, schema)

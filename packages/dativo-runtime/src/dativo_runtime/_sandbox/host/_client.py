@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from dativo_plugin_sdk import DativoError, SandboxError, from_dict
@@ -239,27 +239,64 @@ class WorkerClient:
             raise self._dead(ProtocolError(f"expected a result, got {message['op']!r}"))
         return message.get("value")
 
-    def handshake(self, hello: dict[str, Any]) -> PluginInfo:
-        """Send the configuration and wait until the plugin is loaded and built."""
+    def _expect(self, op: str) -> dict[str, Any]:
+        """Receive the handshake's next message, ``op``; on anything else stop the worker and raise."""
         try:
-            self.send({**hello, "op": "hello", "protocol": PROTOCOL_VERSION})
             message = self.receive()
         except DativoError:
             self.close(graceful=False)
             raise
-        if message["op"] != "ready":
-            error = self._dead(ProtocolError(f"expected 'ready', got {message['op']!r}"))
+        if message["op"] != op:
+            error = self._dead(ProtocolError(f"expected {op!r}, got {message['op']!r}"))
             self.close(graceful=False)
             raise error
-        self.started = True
-        self.startup_seconds = time.monotonic() - self._began
-        self.sandbox_facts = dict(message.get("sandbox") or {})
+        return message
+
+    def _info(self, message: Mapping[str, Any]) -> PluginInfo:
         try:
             return PluginInfo.from_dict(message["info"])
         except (KeyError, TypeError) as exc:
             error = self._dead(ProtocolError(f"invalid handshake: {exc}"))
             self.close(graceful=False)
             raise error from None
+
+    def handshake(
+        self,
+        hello: dict[str, Any],
+        config_for: Callable[[PluginInfo, dict[str, Any] | None], Mapping[str, Any]],
+    ) -> PluginInfo:
+        """Load the plugin, check its config, build it: ``hello``, ``loaded``, ``configure``, ``ready``.
+
+        Args:
+            hello: The plugin to load and how (no config: it is sent only once checked).
+            config_for: Called with what the loaded plugin declares (its info and its
+                ``config_schema``); returns the config to build it with, or raises (the
+                config does not match), which stops the worker before the plugin is built.
+
+        Returns:
+            The plugin's info.
+
+        Raises:
+            DativoError: What loading, ``config_for`` or building raised, or a ``SandboxError``.
+        """
+        try:
+            self.send({**hello, "op": "hello", "protocol": PROTOCOL_VERSION})
+        except DativoError:
+            self.close(graceful=False)
+            raise
+        loaded = self._expect("loaded")
+        info = self._info(loaded)
+        try:
+            config = config_for(info, loaded.get("config_schema"))
+            self.send({"op": "configure", "config": dict(config)})
+        except BaseException:
+            self.close(graceful=False)
+            raise
+        message = self._expect("ready")
+        self.started = True
+        self.startup_seconds = time.monotonic() - self._began
+        self.sandbox_facts = dict(message.get("sandbox") or {})
+        return self._info(message)
 
     def require_seccomp(self) -> None:
         """Refuse to go on when the worker reports no seccomp filter (never silently downgraded)."""

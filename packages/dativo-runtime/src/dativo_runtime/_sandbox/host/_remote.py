@@ -34,6 +34,7 @@ from dativo_plugin_sdk import (
     SandboxError,
     ValidationError,
 )
+from dativo_runtime._plugins._config_spec import check_plugin_config
 from dativo_runtime._plugins._ref import PluginInfo, PluginRef
 from dativo_runtime._sandbox._base import ExtractedBatch, ReaderSession, Sandbox, SandboxLimits, WriterSession
 from dativo_runtime._sandbox._limits import (
@@ -397,6 +398,9 @@ def open_remote_session(
 ) -> RemoteReaderSession | RemoteWriterSession:
     """Handshake with a started worker and wrap it in a reader or writer session.
 
+    The worker loads the plugin and sends its ``config_schema``; the config is checked
+    against it here (:func:`check_plugin_config`) and only then sent to build the plugin.
+
     Raises:
         DativoError: The plugin's loading or construction error, or a ``SandboxError``.
     """
@@ -406,14 +410,19 @@ def open_remote_session(
     hello: dict[str, Any] = {
         "role": role,
         "ref": client.ref.to_dict(),
-        "config": dict(config),
         "rlimits": rlimits,
         # The worker enforces the wall clock too, so a worker outlives no crashed host.
         "timeout_s": client.limits.timeout_s,
     }
     if role == "writer":
         hello["schema"] = None if schema is None else [c.to_dict() for c in schema]
-    info = client.handshake(hello)
+
+    def checked_config(info: PluginInfo, config_schema: dict[str, Any] | None) -> Mapping[str, Any]:
+        del info
+        check_plugin_config(client.ref.ref, config_schema, config)
+        return config
+
+    info = client.handshake(hello, checked_config)
     if require_seccomp:
         client.require_seccomp()
     if role == "reader":

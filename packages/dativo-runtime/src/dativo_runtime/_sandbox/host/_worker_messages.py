@@ -51,6 +51,7 @@ def data_frame_limit(limits: SandboxLimits) -> int:
 
 _OPTIONAL = type(None)
 _MESSAGE_FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
+    "loaded": {"info": (dict,), "config_schema": (dict, _OPTIONAL)},
     "ready": {"info": (dict,), "sandbox": (dict, _OPTIONAL)},
     "result": {},
     "error": {"error": (dict,)},
@@ -58,7 +59,7 @@ _MESSAGE_FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
     "batch": {"rows": (int,), "state": (dict, _OPTIONAL)},
     "end": {"state": (dict, _OPTIONAL), "changed": (bool, _OPTIONAL), "cancelled": (bool, _OPTIONAL)},
 }
-_REQUIRED_FIELDS = {"ready": ("info",), "error": ("error",), "batch": ("rows",)}
+_REQUIRED_FIELDS = {"loaded": ("info",), "ready": ("info",), "error": ("error",), "batch": ("rows",)}
 
 
 def check_message(message: Mapping[str, Any], size: int) -> None:

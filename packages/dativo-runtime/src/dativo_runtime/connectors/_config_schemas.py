@@ -1,0 +1,179 @@
+"""The config specs of the built-in connectors: a JSON Schema (draft 2020-12) of each one's ``config``.
+
+Each built-in declares one as its ``config_schema``, like any plugin, so that a typo in its
+config (``delimeter``) fails before it runs, with a did-you-mean, and so that ``plugins
+inspect`` and ``schema --plugin`` show its keys. The schemas list exactly the keys the
+options classes of :mod:`._options` read, those the runtime adds from the job file
+(``incremental``, ``stream``, ``column_types``, ``run_id``, ``ingest_date``), and mark the
+S3 credentials secret. Values are checked loosely where the options classes convert them
+(``"10"`` is a fine ``skip_rows``, ``512m`` a fine size); their own checks stay the ones that
+tell a bad value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dativo_plugin_sdk import ColumnType
+
+__all__ = ["CSV_CONFIG_SCHEMA", "JSONL_CONFIG_SCHEMA", "PARQUET_CONFIG_SCHEMA"]
+
+_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+_COMPRESSIONS = ["snappy", "zstd", "gzip", "lz4", "brotli", "none"]
+
+_SIZE: dict[str, Any] = {
+    "type": ["integer", "string"],
+    "pattern": r"^\s*\d+(\.\d+)?\s*[kmgtKMGT]?([iI]?[bB])?\s*$",
+}
+_COUNT: dict[str, Any] = {"type": ["integer", "string"], "pattern": r"^\s*-?\d+\s*$"}
+
+
+def _size(description: str) -> dict[str, Any]:
+    return {**_SIZE, "description": description}
+
+
+def _count(description: str, minimum: int | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {**_COUNT, "description": description}
+    if minimum is not None:
+        schema["minimum"] = minimum
+    return schema
+
+
+_S3: dict[str, Any] = {
+    "endpoint_url": {"type": ["string", "null"], "description": "S3-compatible endpoint (MinIO...)."},
+    "region": {"type": ["string", "null"], "description": "The bucket's region."},
+    "aws_access_key_id": {"type": ["string", "null"], "secret": True, "description": "S3 access key id."},
+    "aws_secret_access_key": {
+        "type": ["string", "null"],
+        "secret": True,
+        "description": "S3 secret access key.",
+    },
+    "aws_session_token": {"type": ["string", "null"], "secret": True, "description": "S3 session token."},
+}
+
+_FILE_READER: dict[str, Any] = {
+    "path": {
+        "type": "string",
+        "minLength": 1,
+        "description": "A file, a folder, a glob with * or **, or an s3:// URI of any of those "
+        "(relative to the job file).",
+    },
+    "stream": {
+        "type": ["string", "null"],
+        "description": "The stream's name; default the file or folder name.",
+    },
+    "incremental": {
+        "type": ["object", "null"],
+        "description": "Set by the runtime from source.incremental.",
+        "properties": {
+            "strategy": {"enum": ["mtime", "cursor", None]},
+            "cursor_field": {"type": ["string", "null"]},
+        },
+        "additionalProperties": False,
+    },
+    "block_size": _size("Bytes read per batch (default 1m)."),
+    **_S3,
+}
+
+
+def _reader(title: str, extra: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "$schema": _DIALECT,
+        "title": title,
+        "type": "object",
+        "properties": {**_FILE_READER, **extra},
+        "required": ["path"],
+        "additionalProperties": False,
+    }
+
+
+JSONL_CONFIG_SCHEMA: dict[str, Any] = _reader("jsonl reader config", {})
+"""The ``jsonl`` reader's config: the file-reader keys only."""
+
+CSV_CONFIG_SCHEMA: dict[str, Any] = _reader(
+    "csv reader config",
+    {
+        "delimiter": {"type": "string", "minLength": 1, "maxLength": 1, "description": "One character (,)."},
+        "quote_char": {"type": "string", "description": 'The quote character (").'},
+        "has_header": {"type": "boolean", "description": "Whether the first row names the columns (true)."},
+        "column_names": {
+            "type": ["array", "null"],
+            "items": {"type": "string"},
+            "description": "The columns, when there is no header.",
+        },
+        "skip_rows": _count("Rows skipped before the header (0).", minimum=0),
+        "encoding": {"type": "string", "description": "The files' encoding (utf8)."},
+        "null_values": {
+            "type": ["array", "null"],
+            "items": {"type": "string"},
+            "description": 'Texts read as null ([""]: empty fields are null).',
+        },
+        "invalid_rows": {
+            "enum": ["error", "skip"],
+            "description": "error, or skip rows with the wrong field count.",
+        },
+        "newlines_in_values": {
+            "type": "boolean",
+            "description": "Whether quoted values may hold line breaks.",
+        },
+        "column_types": {
+            "type": ["object", "null"],
+            "additionalProperties": {"enum": [t.value for t in ColumnType]},
+            "description": "Column name to type, converted from the text; set from the job's schema.",
+        },
+    },
+)
+"""The ``csv`` reader's config: the file-reader keys and the CSV dialect."""
+
+PARQUET_CONFIG_SCHEMA: dict[str, Any] = {
+    "$schema": _DIALECT,
+    "title": "parquet writer config",
+    "type": "object",
+    "properties": {
+        "path": {
+            "type": "string",
+            "minLength": 1,
+            "description": "A local folder (relative to the job file) or s3://bucket/prefix.",
+        },
+        "compression": {
+            "enum": _COMPRESSIONS + [c.upper() for c in _COMPRESSIONS],
+            "description": "The codec (snappy).",
+        },
+        "compression_level": {
+            **_COUNT,
+            "type": ["integer", "string", "null"],
+            "description": "The codec's level.",
+        },
+        "target_file_size": _size("Bytes after which a file is closed (128m)."),
+        "max_buffer_size": _size("Bytes of rows buffered across partitions (256m)."),
+        "row_group_size": _count("Rows per row group (100000).", minimum=1),
+        "max_open_files": _count("Files open at once across partitions (32).", minimum=1),
+        "lease_ttl": {
+            "type": ["number", "string"],
+            "description": "Seconds an S3 lease lives unrenewed (120).",
+        },
+        "fsync": {"type": "boolean", "description": "Whether local files and folders are fsynced (true)."},
+        "partition_by": {
+            "type": ["array", "string", "null"],
+            "items": {"type": "string", "minLength": 1},
+            "description": "Hive partition columns, outermost first (a list, or names separated by commas).",
+        },
+        "partition_by_ingest_date": {
+            "type": "boolean",
+            "description": "Whether ingest_date=YYYY-MM-DD/ comes first.",
+        },
+        "ingest_date": {
+            "type": ["string", "null"],
+            "description": "The run's date, YYYY-MM-DD (set by the runtime).",
+        },
+        "run_id": {"type": ["string", "null"], "description": "The writer run's id (set by the runtime)."},
+        "spool_dir": {
+            "type": ["string", "null"],
+            "description": "Where files bound for S3 are written first.",
+        },
+        **_S3,
+    },
+    "required": ["path"],
+    "additionalProperties": False,
+}
+"""The ``parquet`` writer's config."""
