@@ -17,10 +17,26 @@ from dativo_runtime._jobs._model import job_json_schema
 __all__ = ["files", "schema", "state_reset", "state_show"]
 
 
-def schema(as_json: JsonOption = False) -> None:
+def schema(
+    plugin: Annotated[
+        str | None,
+        typer.Option(
+            "--plugin",
+            help="Embed this plugin's config_schema at source.config (a reader) or target.config (a "
+            "writer), for editor completion. Imports the plugin's module in this process.",
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
     """Print the JSON Schema of job files (for editors and linters); always JSON."""
-    del as_json
-    sys.stdout.write(json.dumps(job_json_schema(), indent=2) + "\n")
+    if plugin is None:
+        sys.stdout.write(json.dumps(job_json_schema(), indent=2) + "\n")
+        return
+    from dativo_runtime._engine._plugin_catalog import plugin_job_schema
+
+    with errors(as_json):
+        data = plugin_job_schema(plugin)
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
 def files(config: ConfigOption = None, as_json: JsonOption = False) -> None:

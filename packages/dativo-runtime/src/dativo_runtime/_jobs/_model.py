@@ -286,11 +286,49 @@ class JobConfig(JobSection):
         return options
 
 
-def job_json_schema() -> dict[str, Any]:
-    """Return the JSON Schema of a job file (what ``dativo-run schema`` prints)."""
+_PLUGIN_CONFIG_DEF = "PluginConfig"
+
+
+def _rebased(value: Any, base: str) -> Any:
+    """A copy of a schema whose local ``$ref``s (``#...``) point under ``base`` instead of its root."""
+    if isinstance(value, Mapping):
+        copy = {key: _rebased(item, base) for key, item in value.items()}
+        ref = copy.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#"):
+            copy["$ref"] = base + ref[1:]
+        return copy
+    if isinstance(value, list):
+        return [_rebased(item, base) for item in value]
+    return value
+
+
+def job_json_schema(
+    config_schema: Mapping[str, Any] | None = None, *, role: Literal["source", "target"] = "source"
+) -> dict[str, Any]:
+    """Return the JSON Schema of a job file (what ``dativo-run schema`` prints).
+
+    Args:
+        config_schema: A plugin's ``config_schema``, to embed at ``source.config`` or
+            ``target.config`` (``schema --plugin``), so an editor completes its keys.
+        role: Where to embed it: ``source`` for a reader, ``target`` for a writer.
+
+    Returns:
+        The JSON Schema (draft 2020-12).
+    """
     schema = JobConfig.model_json_schema(by_alias=True, mode="validation")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Dativo job file"
+    if config_schema is not None:
+        base = f"#/$defs/{_PLUGIN_CONFIG_DEF}"
+        embedded = _rebased({k: v for k, v in config_schema.items() if k != "$schema"}, base)
+        schema["$defs"][_PLUGIN_CONFIG_DEF] = embedded
+        section = "SourceSpec" if role == "source" else "TargetSpec"
+        schema["$defs"][section]["properties"]["config"] = {
+            "$ref": base,
+            "description": embedded.get("description")
+            or embedded.get("title")
+            or "The plugin's config, as its config_schema describes it.",
+        }
     return schema
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from dativo_runtime._cli._render._console import console
@@ -42,3 +43,49 @@ def render_plugin(data: dict[str, Any]) -> None:
         table.add_row(key, Text(str(value)))
     table.add_row("compatible", compat)
     console().print(table)
+    _render_config_spec(data.get("config_schema"), data.get("secrets") or [])
+
+
+def _type_of(schema: Any) -> str:
+    if not isinstance(schema, dict):
+        return ""
+    if "enum" in schema and isinstance(schema["enum"], list):
+        return " | ".join(json.dumps(v) for v in schema["enum"])
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        return " | ".join(str(k) for k in kind)
+    return str(kind or ("$ref" if "$ref" in schema else ""))
+
+
+def _render_config_spec(config_schema: dict[str, Any] | None, secrets: list[str]) -> None:
+    """Print the plugin's config keys: type, required, secret, default, description."""
+    from rich.table import Table
+    from rich.text import Text
+
+    out = console()
+    if config_schema is None:
+        out.print(Text("config spec: none declared (config_schema); the config is passed as is"))
+        return
+    declared = config_schema.get("properties")
+    properties: dict[str, Any] = declared if isinstance(declared, dict) else {}
+    required = set(config_schema.get("required") or [])
+    closed = config_schema.get("additionalProperties") is False
+    title = "config spec (config_schema)" + ("; no other keys" if closed else "; other keys allowed")
+    table = Table(title=title, title_justify="left")
+    for column in ("key", "type", "required", "secret", "default", "description"):
+        table.add_column(column)
+    for key, schema in properties.items():
+        sub = schema if isinstance(schema, dict) else {}
+        table.add_row(
+            Text(str(key)),
+            Text(_type_of(sub)),
+            "yes" if key in required else "",
+            "yes" if key in secrets else "",
+            Text("" if "default" not in sub or key in secrets else json.dumps(sub["default"])),
+            Text(str(sub.get("description") or "")),
+        )
+    out.print(table)
+    nested = [path for path in secrets if path not in properties]
+    if nested:
+        out.print(Text(f"nested secrets: {', '.join(nested)}"))
+    out.print(Text("the whole JSON Schema: dativo-run plugins inspect REF --json"))
