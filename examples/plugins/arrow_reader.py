@@ -21,6 +21,14 @@ class ArrowNumbersReader(BaseReader):
 
     __version__ = "1.0.0"
     supports_incremental = True
+    config_schema = {
+        "type": "object",
+        "properties": {
+            "count": {"type": "integer", "minimum": 0, "default": 1000, "description": "Rows in all."},
+            "batch_size": {"type": "integer", "minimum": 1, "default": 100, "description": "Rows per batch."},
+        },
+        "additionalProperties": False,
+    }
 
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__(config)

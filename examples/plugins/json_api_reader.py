@@ -51,6 +51,26 @@ class JsonApiReader(BaseReader):
     __version__ = "1.0.0"
     requires_sdk = ">=1.0,<2"
     supports_incremental = True
+    # The config spec: dativo-run checks every config against it before building the reader,
+    # and masks the value of each "secret" key in every message.
+    config_schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "properties": {
+            "base_url": {"type": "string", "minLength": 1, "description": "The API's root URL."},
+            "token": {"type": "string", "minLength": 1, "secret": True, "description": "Bearer token."},
+            "resource": {"type": "string", "default": "items", "description": "The resource to read."},
+            "page_size": {
+                "type": "integer",
+                "minimum": 1,
+                "default": 100,
+                "description": "Records per page.",
+            },
+            "timeout": {"type": "number", "exclusiveMinimum": 0, "default": 10, "description": "Seconds."},
+        },
+        "required": ["base_url", "token"],
+        "additionalProperties": False,
+    }
 
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__(config)

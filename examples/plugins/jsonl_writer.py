@@ -54,6 +54,18 @@ class JsonlWriter(BaseWriter):
 
     __version__ = "1.0.0"
     requires_sdk = ">=1.0,<2"
+    config_schema = {
+        "type": "object",
+        "properties": {
+            "path": {
+                "type": "string",
+                "minLength": 1,
+                "description": "The output folder (dativo-run resolves it against the job file).",
+            }
+        },
+        "required": ["path"],
+        "additionalProperties": False,
+    }
 
     def __init__(self, config: dict[str, Any], schema: Sequence[Column] | None = None) -> None:
         super().__init__(config, schema)

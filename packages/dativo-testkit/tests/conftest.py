@@ -44,6 +44,12 @@ def broken_writers() -> Iterator[ModuleType]:
     module.release_leaks()
 
 
+@pytest.fixture(scope="session")
+def broken_specs() -> ModuleType:
+    """Readers and writers whose config_schema is broken, and two whose spec is good."""
+    return _load("broken_specs")
+
+
 @pytest.fixture
 def plugins_dir() -> Path:
     """The folder holding the broken plugin files."""

@@ -21,6 +21,7 @@ from ._checks import (
 from ._reader_checks import READER_CHECKS, ReaderSession
 from ._records import ALL_TYPES_SCHEMA
 from ._report import CheckResult, CheckStatus, ConformanceReport
+from ._spec_checks import READER_SPEC_CHECKS, WRITER_SPEC_CHECKS
 from ._time_limit import CheckTimeoutError, call_with_time_limit
 from ._version import __version__
 from ._writer_checks import WRITER_CHECKS, ReadBack, WriterSession, read_back_hook
@@ -51,9 +52,9 @@ def list_checks(kind: Literal["reader", "writer"]) -> tuple[ConformanceCheck, ..
         ValueError: For another ``kind``.
     """
     if kind == "reader":
-        return tuple(c.check for c in READER_CHECKS)
+        return tuple(c.check for c in READER_CHECKS + READER_SPEC_CHECKS)
     if kind == "writer":
-        return tuple(c.check for c in WRITER_CHECKS)
+        return tuple(c.check for c in WRITER_CHECKS + WRITER_SPEC_CHECKS)
     raise ValueError(f"kind must be 'reader' or 'writer', got {kind!r}")
 
 
@@ -139,7 +140,9 @@ def run_conformance(
     if hypothesis_examples <= 0:
         raise ValueError(f"hypothesis_examples must be positive, got {hypothesis_examples!r}")
     kind = plugin_kind(plugin_class)
-    registry: Sequence[RegisteredCheck[Any]] = WRITER_CHECKS if kind == "writer" else READER_CHECKS
+    registry: Sequence[RegisteredCheck[Any]] = (
+        WRITER_CHECKS + WRITER_SPEC_CHECKS if kind == "writer" else READER_CHECKS + READER_SPEC_CHECKS
+    )
     known = {r.check.name for r in registry}
     unknown = sorted(set(skip) - known)
     if unknown:

@@ -32,6 +32,12 @@ class ParquetWriter(BaseWriter):
     """Stages one Parquet file per batch under ``{path}/_staging/{run}``; commit moves them into ``path``."""
 
     __version__ = "1.0.0"
+    config_schema = {
+        "type": "object",
+        "properties": {"path": {"type": "string", "minLength": 1, "description": "The output folder."}},
+        "required": ["path"],
+        "additionalProperties": False,
+    }
 
     def __init__(self, config: dict[str, Any], schema: Sequence[Column] | None = None) -> None:
         super().__init__(config, schema)
