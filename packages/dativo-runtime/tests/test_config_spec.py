@@ -321,3 +321,20 @@ def test_schema_with_a_plugin_embeds_its_config_schema_for_editors(tmp_path: Pat
     ]
     failed = runner.invoke(app, ["schema", "--plugin", "no-such-plugin"])
     assert failed.exit_code == 2
+
+
+def test_a_schema_nested_too_deep_is_refused_before_the_validator_recurses() -> None:
+    schema: dict[str, Any] = {"type": "object"}
+    for _ in range(200):
+        schema = {"type": "object", "properties": {"a": schema}}
+    with pytest.raises(PluginError, match="nested more than 64 levels deep"):
+        check_plugin_config("deep.py:R", schema, {})
+
+
+def test_a_ref_out_of_the_schema_is_the_plugin_s_error_and_nothing_is_fetched() -> None:
+    for schema in (
+        {"$ref": "https://example.invalid/spec.json"},
+        {"properties": {"a": {"$ref": "#/$defs/nope"}}},
+    ):
+        with pytest.raises(PluginError, match="declares a config_schema that cannot be applied"):
+            check_plugin_config("r.py:R", schema, {"a": "x"})

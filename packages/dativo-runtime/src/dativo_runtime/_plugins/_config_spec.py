@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import referencing.exceptions
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, best_match
 from jsonschema.exceptions import ValidationError as SchemaValidationError
@@ -43,7 +44,26 @@ JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 """The JSON Schema dialect a ``config_schema`` is read as."""
 
 _MAX_PROBLEMS = 20
+_MAX_SCHEMA_DEPTH = 64
 _MAX_VALUE_CHARS = 60
+
+
+def _depth(value: Any) -> int:
+    """How deeply ``value`` nests dicts and lists (iteratively: it may be deeper than Python recurses)."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        node, level = pending.pop()
+        if isinstance(node, Mapping):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > _MAX_SCHEMA_DEPTH:
+            return deepest
+        pending.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def check_config_schema(schema: Mapping[str, Any], ref: str) -> None:
@@ -56,6 +76,14 @@ def check_config_schema(schema: Mapping[str, Any], ref: str) -> None:
     Raises:
         PluginError: Naming the plugin, where in the schema the problem is, and what it is.
     """
+    if _depth(schema) > _MAX_SCHEMA_DEPTH:
+        # A sandboxed plugin's schema is untrusted input: the validator recurses through it.
+        raise PluginError(
+            f"plugin {ref!r} declares an invalid config_schema: it is nested more than "
+            f"{_MAX_SCHEMA_DEPTH} levels deep; config_schema must be a JSON Schema (draft 2020-12) of "
+            "the plugin's config",
+            details={"ref": ref, "reason": "invalid_config_schema"},
+        )
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
@@ -421,7 +449,15 @@ def check_plugin_config(ref: str, schema: Mapping[str, Any] | None, config: Mapp
         return
     check_config_schema(schema, ref)
     register_secrets(schema, config)
-    problems = config_problems(schema, config)
+    try:
+        problems = config_problems(schema, config)
+    except (SchemaError, RecursionError, referencing.exceptions.Unresolvable) as exc:
+        # A $ref to nowhere (or to another document: nothing is fetched) shows only when applied.
+        raise PluginError(
+            f"plugin {ref!r} declares a config_schema that cannot be applied: {type(exc).__name__}: "
+            f"{str(exc)[:300]}; keep every $ref inside the schema (#/$defs/...)",
+            details={"ref": ref, "reason": "invalid_config_schema"},
+        ) from None
     if not problems:
         return
     count = len(problems)

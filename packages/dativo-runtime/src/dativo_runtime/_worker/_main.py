@@ -401,8 +401,6 @@ def _serve(reader: FrameReader, writer: FrameWriter, protocol_fd: int) -> int:
     except BaseException as exc:
         worker.reply({"op": "error", "error": _error_payload(exc, worker.ref, worker.method)})
         return 0
-    finally:
-        hello = {}
     worker.reply(ready)
     # Import pyarrow while the host prepares its first request: the handshake stays fast and
     # the first batch does not wait for it.
