@@ -50,6 +50,14 @@ class CrashyReader(BaseReader):
         lookup({"id": 2})
 
 
+class BlindReader(BaseReader):
+    def discover(self):
+        return lookup({"id": 3})
+
+    def extract(self, state=None):
+        yield []
+
+
 def refuse(config):
     raise ConfigurationError("config needs 'base_url'")
 
@@ -302,3 +310,17 @@ def test_conformance_reports_show_the_frames_of_each_failed_check(plugin, tmp_pa
     assert checks["reader.check_connection"]["traceback"] == connection
     assert checks["reader.extract_yields_batches"]["traceback"] == extract
     assert all(c["traceback"] == [] for c in checks.values() if c["status"] != "failed")
+
+
+@pytest.mark.parametrize("backend", ["none", "process"])
+def test_discover_names_the_frames_of_a_failing_discover(backend, plugin, tmp_path):
+    _require(backend)
+    expected = _expected(plugin, 'return lookup({"id": 3})', "discover")
+    args = ("discover", "--plugin", "plugins/crashy.py:BlindReader", "--sandbox", backend)
+    human = _dativo_run(*args, cwd=tmp_path)
+    assert human.returncode == 1, human.stderr
+    assert f"raised KeyError in discover(): 'missing'\n{_block(expected)}" in human.stderr
+    machine = _dativo_run(*args, "--json", cwd=tmp_path)
+    details = json.loads(machine.stdout)["error"]["details"]
+    assert details["traceback"] == expected
+    assert "full_traceback" not in details
