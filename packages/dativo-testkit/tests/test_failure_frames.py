@@ -106,3 +106,20 @@ def test_the_text_report_puts_frames_under_their_check() -> None:
     assert report.to_text().endswith(
         "FAIL  reader.a  extract raised KeyError: 'a'\n      at r.py:3 in extract\n          x = row['a']\n"
     )
+
+
+def test_frames_a_sandboxed_plugin_sent_in_its_error_are_reported(crashy_reader: type) -> None:
+    from dativo_plugin_sdk import PluginError
+    from dativo_testkit._checks import CheckFailedError, PluginSession
+    from dativo_testkit._conformance import _plugin_frames
+
+    # What a session that runs the plugin in a sandbox worker raises: the frames come in the details.
+    sent = [{"file": "crashy.py", "line": 14, "function": "extract", "code": 'lookup({"id": 2})', "x": 1}]
+    try:
+        try:
+            raise PluginError("plugin raised KeyError in extract(): 'missing'", details={"traceback": sent})
+        except PluginError as exc:
+            raise CheckFailedError(f"extract raised {exc}") from None
+    except CheckFailedError as failure:
+        frames = _plugin_frames(failure, PluginSession(crashy_reader, {}, None, 1.0))
+    assert frames == ({"file": "crashy.py", "line": 14, "function": "extract", "code": 'lookup({"id": 2})'},)

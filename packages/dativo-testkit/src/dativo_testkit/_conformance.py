@@ -8,7 +8,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Literal
 
 from dativo_plugin_sdk import PLUGIN_SDK_VERSION, BaseWriter, Column
-from dativo_plugin_sdk._frames import PluginScope, with_frames
+from dativo_plugin_sdk._frames import PluginScope, check_frames, exception_chain, with_frames
 
 from ._checks import (
     CheckFailedError,
@@ -59,10 +59,24 @@ def list_checks(kind: Literal["reader", "writer"]) -> tuple[ConformanceCheck, ..
 
 
 def _plugin_frames(failure: BaseException, session: PluginSession) -> tuple[dict[str, Any], ...]:
-    """Where the plugin raised the exception behind ``failure`` (itself, its cause or its context)."""
+    """Where the plugin raised the exception behind ``failure`` (itself, its cause or its context).
+
+    The frames are read from the tracebacks when the plugin ran in this process; a plugin
+    that ran elsewhere (a sandbox worker) sent them as its error's ``details.traceback``.
+    """
     try:
         scope = PluginScope.of_class(session.plugin_class) if isinstance(session.plugin_class, type) else None
         frames = with_frames({}, failure, scope, plugin_only=True).get("traceback", [])
+        if not frames:
+            carried = (getattr(e, "details", None) for e in exception_chain(failure))
+            frames = next(
+                (
+                    check_frames(d["traceback"])
+                    for d in carried
+                    if isinstance(d, Mapping) and check_frames(d.get("traceback"))
+                ),
+                [],
+            )
     except Exception:  # Where a failure came from must never fail the report.
         return ()
     return tuple(frames)
