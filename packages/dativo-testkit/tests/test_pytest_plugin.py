@@ -65,7 +65,7 @@ def test_a_failure_the_plugin_raised_shows_where(pytester: pytest.Pytester) -> N
         [
             "*reader.discover: discover raised KeyError: 'missing'",
             "  at test_crashy.py:4 in pick",
-            "      return row[\"missing\"]",
+            '      return row["missing"]',
             "  at test_crashy.py:8 in discover",
             "      return pick({})",
         ]
