@@ -249,3 +249,10 @@ def test_hostile_frames_are_escaped_and_cut() -> None:
     assert frames[0]["line"] is None
     assert frames[0]["function"] == "?"
     assert frames[0]["code"] == "\\u202eevil"
+
+
+def test_a_builtin_connector_has_no_plugin_frames() -> None:
+    ref = PluginRef.parse("csv", builtins={"csv": "json.decoder:JSONDecoder"})
+    assert PluginScope.of_ref(ref) is None
+    exc = _raised(lambda: importlib.import_module("json").loads("{"))
+    assert with_frames({}, exc, PluginScope.of_ref(ref), plugin_only=True) == {}

@@ -127,14 +127,13 @@ class PluginScope:
 
         Returns:
             The folder of a file plugin, the package of a module plugin or of the loaded
-            class; ``None`` when nothing tells where the plugin lives.
+            class; ``None`` for a built-in connector (the runtime's own code, whose frames
+            are shown only with the runtime's) and when nothing tells where the plugin lives.
         """
         if ref.kind == "file":
             return cls.of_path(os.path.dirname(ref.target))
         if ref.kind == "builtin":
-            # A built-in connector is one module of the runtime: its own file is its code.
-            file = getattr(sys.modules.get(ref.target), "__file__", None)
-            return cls.of_path(file, os.path.dirname(file)) if isinstance(file, str) else None
+            return None
         if plugin_cls is not None:
             return cls.of_class(plugin_cls)
         return cls.of_module(ref.target) if ref.kind == "module" else None
