@@ -45,6 +45,33 @@ def test_failures_and_skips_carry_the_reason(pytester: pytest.Pytester) -> None:
     )
 
 
+def test_a_failure_the_plugin_raised_shows_where(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_crashy="""
+        from dativo_testkit import MockReader, conformance_test_class
+
+        def pick(row):
+            return row["missing"]
+
+        class Crashy(MockReader):
+            def discover(self):
+                return pick({})
+
+        TestCrashy = conformance_test_class(Crashy, config={"records": 30})
+        """
+    )
+    result = pytester.runpytest("--strict-markers")
+    result.stdout.fnmatch_lines(
+        [
+            "*reader.discover: discover raised KeyError: 'missing'",
+            "  at test_crashy.py:4 in pick",
+            '      return row["missing"]',
+            "  at test_crashy.py:8 in discover",
+            "      return pick({})",
+        ]
+    )
+
+
 def test_configs_may_come_from_fixtures(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_writer="""

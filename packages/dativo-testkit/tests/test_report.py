@@ -57,5 +57,6 @@ def test_json_round_trips() -> None:
         "offending": {"at": "2024-01-01T00:00:00"},
         "description": "",
         "duration_seconds": 0.0,
+        "traceback": [],
     }
     assert str(CheckStatus.SKIPPED) == "skipped"

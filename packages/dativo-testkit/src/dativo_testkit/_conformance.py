@@ -8,6 +8,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Literal
 
 from dativo_plugin_sdk import PLUGIN_SDK_VERSION, BaseWriter, Column
+from dativo_plugin_sdk._frames import PluginScope, check_frames, exception_chain, with_frames
 
 from ._checks import (
     CheckFailedError,
@@ -58,15 +59,41 @@ def list_checks(kind: Literal["reader", "writer"]) -> tuple[ConformanceCheck, ..
     raise ValueError(f"kind must be 'reader' or 'writer', got {kind!r}")
 
 
+def _plugin_frames(failure: BaseException, session: PluginSession) -> tuple[dict[str, Any], ...]:
+    """Where the plugin raised the exception behind ``failure`` (itself, its cause or its context).
+
+    The frames are read from the tracebacks when the plugin ran in this process; a plugin
+    that ran elsewhere (a sandbox worker) sent them as its error's ``details.traceback``.
+    """
+    try:
+        scope = PluginScope.of_class(session.plugin_class) if isinstance(session.plugin_class, type) else None
+        frames = with_frames({}, failure, scope, plugin_only=True).get("traceback", [])
+        if not frames:
+            carried = (getattr(e, "details", None) for e in exception_chain(failure))
+            frames = next(
+                (
+                    check_frames(d["traceback"])
+                    for d in carried
+                    if isinstance(d, Mapping) and check_frames(d.get("traceback"))
+                ),
+                [],
+            )
+    except Exception:  # Where a failure came from must never fail the report.
+        return ()
+    return tuple(frames)
+
+
 def _run_one(registered: RegisteredCheck[Any], session: PluginSession, timeout: float) -> CheckResult:
     check = registered.check
     started = time.monotonic()
     offending: Any = None
+    frames: tuple[dict[str, Any], ...] = ()
     try:
         reason = call_with_time_limit(lambda: registered.run(session), timeout, name=check.name)
         status = CheckStatus.PASSED
     except CheckFailedError as failure:
         status, reason, offending = CheckStatus.FAILED, failure.reason, failure.offending
+        frames = _plugin_frames(failure, session)
     except CheckSkippedError as skipped:
         status, reason = CheckStatus.SKIPPED, skipped.reason
     except CheckTimeoutError:
@@ -78,6 +105,7 @@ def _run_one(registered: RegisteredCheck[Any], session: PluginSession, timeout: 
     except Exception as exc:
         status = CheckStatus.FAILED
         reason = f"the plugin raised {describe_exception(exc)} during the check"
+        frames = _plugin_frames(exc, session)
     return CheckResult(
         name=check.name,
         status=status,
@@ -85,6 +113,7 @@ def _run_one(registered: RegisteredCheck[Any], session: PluginSession, timeout: 
         offending=offending,
         description=check.description,
         duration_seconds=time.monotonic() - started,
+        traceback=frames,
     )
 
 

@@ -9,6 +9,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dativo_plugin_sdk import Column
+from dativo_plugin_sdk._frames import format_frames
 
 from ._conformance import (
     DEFAULT_CHECK_TIMEOUT,
@@ -115,7 +116,8 @@ def conformance_test_class(
                     offending = "\noffending: " + json.dumps(
                         result.offending, ensure_ascii=False, default=str
                     )
-                pytest.fail(f"{name}: {result.reason}{offending}", pytrace=False)
+                where = "".join(f"\n{line}" for line in format_frames(result.traceback))
+                pytest.fail(f"{name}: {result.reason}{offending}{where}", pytrace=False)
 
         test.__name__ = "test_" + name.replace(".", "_")
         test.__doc__ = description

@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from dativo_plugin_sdk._frames import format_frames
+
 from ._json_values import to_json_safe
 
 __all__ = ["CheckResult", "CheckStatus", "ConformanceReport"]
@@ -35,6 +37,10 @@ class CheckResult:
         offending: The record or value that failed the check, as JSON data, or ``None``.
         description: One line on what the check verifies.
         duration_seconds: How long the check ran.
+        traceback: Where the plugin raised the exception that failed the check: its own
+            frames (``file`` relative to the plugin's folder, ``line``, ``function``,
+            ``code``), innermost first; empty when the failure was not an exception
+            raised in plugin code.
     """
 
     name: str
@@ -43,6 +49,7 @@ class CheckResult:
     offending: Any = None
     description: str = ""
     duration_seconds: float = 0.0
+    traceback: tuple[dict[str, Any], ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -68,6 +75,7 @@ class CheckResult:
             "offending": to_json_safe(self.offending),
             "description": self.description,
             "duration_seconds": round(self.duration_seconds, 4),
+            "traceback": [dict(frame) for frame in self.traceback],
         }
 
 
@@ -154,4 +162,5 @@ class ConformanceReport:
             if result.offending is not None:
                 offending = json.dumps(to_json_safe(result.offending), ensure_ascii=False)
                 lines.append(f"      offending: {offending}")
+            lines.extend(format_frames(result.traceback, indent="      "))
         return "\n".join(lines) + "\n"

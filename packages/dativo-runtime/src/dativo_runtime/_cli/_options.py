@@ -17,6 +17,7 @@ from dativo_runtime._cli._render import emit_json, error_console
 from dativo_runtime._exit_codes import ExitCode, exit_code_for
 from dativo_runtime._jobs._model import JobConfig, load_job
 from dativo_runtime._observability._logging import configure_logging
+from dativo_runtime._observability._plugin_frames import frame_lines
 from dativo_runtime._secrets import REDACTOR
 
 __all__ = [
@@ -98,7 +99,8 @@ def _fail(exc: DativoError, as_json: bool) -> NoReturn:
     if as_json:
         emit_json({"ok": False, "exit_code": int(code), "error": exc.to_dict()})
     else:
-        error_console().print(Text(f"error: {REDACTOR.redact_text(exc.message)}"))
+        lines = [f"error: {exc.message}", *frame_lines(exc.details)]
+        error_console().print(Text(REDACTOR.redact_text("\n".join(lines))))
     raise typer.Exit(int(code))
 
 

@@ -36,6 +36,7 @@ from dativo_runtime._exit_codes import exit_code_for
 from dativo_runtime._jobs._model import JobConfig, is_remote_uri
 from dativo_runtime._observability._logging import log_context
 from dativo_runtime._observability._metrics import RunMetrics
+from dativo_runtime._observability._plugin_frames import shown_frames
 from dativo_runtime._observability._tracing import Tracing, active_tracing
 from dativo_runtime._sandbox._policy import OperatorPolicy, run_mode
 from dativo_runtime.connectors._dataset import utc_now_iso
@@ -199,11 +200,11 @@ def _log_end(result: RunResult) -> None:
         )
     else:
         assert result.error is not None
-        log.error(
-            "run failed: %s",
-            result.error.message,
-            extra={"error_code": result.error.error_code, "exit_code": int(result.exit_code)},
-        )
+        extra: dict[str, Any] = {"error_code": result.error.error_code, "exit_code": int(result.exit_code)}
+        frames = shown_frames(result.error.details)
+        if frames:
+            extra["traceback"] = frames  # Where the plugin failed (every frame at debug level).
+        log.error("run failed: %s", result.error.message, extra=extra)
 
 
 def run_job(

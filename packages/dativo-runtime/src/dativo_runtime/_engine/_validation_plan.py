@@ -8,7 +8,7 @@ exit code and message.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,7 @@ from dativo_runtime._engine._preflight import Preflight, StreamChoice
 from dativo_runtime._engine._retry import RetryPolicy, call_with_retry
 from dativo_runtime._exit_codes import ExitCode, exit_code_for, exit_code_for_code, worst_exit_code
 from dativo_runtime._jobs._model import JobConfig
+from dativo_runtime._observability._plugin_frames import FULL_TRACEBACK, TRACEBACK
 from dativo_runtime._sandbox._policy import OperatorPolicy, run_mode
 from dativo_runtime._secrets import REDACTOR
 
@@ -67,7 +68,7 @@ def validate_job(
     preflight = Preflight(job, policy=policy)
 
     def failed(step: str, exc: DativoError) -> None:
-        plan.add(step, False, exc.message, error_code=exc.error_code)
+        plan.add(step, False, exc.message, error_code=exc.error_code, **_where(exc.details))
         codes.append(exit_code_for(exc))
 
     reader = writer = None
@@ -126,6 +127,11 @@ def validate_job(
     return plan
 
 
+def _where(details: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Where a plugin's error was raised (its frames), for the step it failed."""
+    return {k: v for k, v in (details or {}).items() if k in (TRACEBACK, FULL_TRACEBACK)}
+
+
 def _loads(info: Any) -> str:
     return f"{info.class_name} {info.plugin_version or ''} loads"
 
@@ -143,7 +149,13 @@ def _check_connection(
         result, _ = check_with_retry(session.check_connection, retry, f"checking the {role}", sleep)
     except DativoError as exc:
         result = failed_check(exc)
-    plan.add(f"{role} connection", result.success, result.message, error_code=result.error_code)
+    plan.add(
+        f"{role} connection",
+        result.success,
+        result.message,
+        error_code=result.error_code,
+        **_where(result.details),
+    )
     if not result.success:
         codes.append(exit_code_for_code(result.error_code, retryable=result.retryable))
 

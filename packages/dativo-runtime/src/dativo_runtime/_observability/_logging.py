@@ -14,7 +14,10 @@ logger:
 
 A JSON line holds ``ts``, ``level``, ``logger``, ``message``, the context ids that are
 set, the record's ``extra`` fields, and ``error`` (type, message, traceback, and
-``error_code``/``retryable`` for Dativo errors) when an exception is attached.
+``error_code``/``retryable`` for Dativo errors) when an exception is attached. A
+``traceback`` extra that is a list of frames (where a plugin failed, see
+:mod:`._plugin_frames`) stays a list in a JSON line and becomes ``  | at FILE:LINE in
+FUNCTION`` continuation lines in a human one.
 
 Log text is untrusted: a plugin's messages and errors reach these records. So redaction
 costs time linear in the text (every pattern has bounded repetitions, and a key is tried
@@ -39,6 +42,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import IO, Any, Literal
 
 from dativo_plugin_sdk import DativoError
+from dativo_plugin_sdk._frames import format_frames
 from dativo_runtime._observability._tracing import current_trace_ids
 from dativo_runtime._secrets import MASK, REDACTOR, RedactingStream, Redactor, is_secret_key
 
@@ -388,6 +392,10 @@ class JsonLogFormatter(logging.Formatter):
         return json.dumps(event, ensure_ascii=False, default=str).translate(_JSON_ESCAPES)
 
 
+def _are_frames(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, Mapping) and "file" in v for v in value)
+
+
 class HumanLogFormatter(logging.Formatter):
     """``12:00:01 INFO  acme/orders [run r-1] message key=value`` for a terminal.
 
@@ -405,9 +413,13 @@ class HumanLogFormatter(logging.Formatter):
             parts.append(f"[run {run}]")
         parts.append(record.getMessage())
         extras = _extras(record)
+        frames = extras.pop("traceback", None) if _are_frames(extras.get("traceback")) else None
         if extras:
             parts.append(" ".join(f"{k}={v}" for k, v in extras.items()))
         line = escape_control(" ".join(parts))
+        if frames:
+            # Where a plugin failed, one continuation line per frame and per source line.
+            line += "".join(f"\n  | {escape_control(part)}" for part in format_frames(frames, indent=""))
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:

@@ -28,6 +28,7 @@ from dativo_plugin_sdk import (
     is_retryable,
 )
 from dativo_plugin_sdk._arrow import batch_to_arrow
+from dativo_plugin_sdk._frames import PluginScope, with_frames
 from dativo_runtime._plugins._config_spec import check_plugin_config, read_config_schema
 from dativo_runtime._plugins._ref import PluginInfo, PluginRef, load_plugin_class, plugin_info
 from dativo_runtime._sandbox._base import ExtractedBatch, ReaderSession, Sandbox, SandboxLimits, WriterSession
@@ -70,23 +71,39 @@ class _PluginOutput:
 
 
 def _plugin_error(exc: BaseException, ref: PluginRef, method: str) -> PluginError:
+    """The PluginError for an exception a plugin raised, with where it was raised (as a worker sends it)."""
+    details = {
+        "ref": ref.ref,
+        "method": method,
+        "exception_type": type(exc).__name__,
+        "exception": str(exc),
+    }
     return PluginError(
         f"plugin {ref.ref!r} raised {type(exc).__name__} in {method}(): {exc}",
         retryable=is_retryable(exc),
-        details={
-            "ref": ref.ref,
-            "method": method,
-            "exception_type": type(exc).__name__,
-            "exception": str(exc),
-        },
+        details=with_frames(details, exc, _scope(ref)),
     )
+
+
+def _scope(ref: PluginRef) -> PluginScope | None:
+    cls = None
+    if ref.kind == "entry_point":
+        with contextlib.suppress(Exception):
+            cls = load_plugin_class(ref, check_sdk=False)
+    return PluginScope.of_ref(ref, cls)
+
+
+def _located(exc: DativoError, ref: PluginRef) -> None:
+    """Give a DativoError the plugin raised (or its import did) where it was raised."""
+    exc.details = with_frames(exc.details, exc, _scope(ref), plugin_only=True)
 
 
 def _call(ref: PluginRef, method: str, function: Callable[..., T], **kwargs: Any) -> T:
     """Call a plugin method, letting Dativo errors through and wrapping anything else."""
     try:
         return function(**kwargs)
-    except DativoError:
+    except DativoError as exc:
+        _located(exc, ref)
         raise
     except Exception as exc:
         raise _plugin_error(exc, ref, method) from exc
@@ -157,7 +174,8 @@ class _InProcessReader(ReaderSession):
                     batch = next(iterator)
                 except StopIteration:
                     break
-                except DativoError:
+                except DativoError as exc:
+                    _located(exc, self.ref)
                     raise
                 except Exception as exc:
                     raise _plugin_error(exc, self.ref, "extract") from exc
@@ -232,7 +250,8 @@ class _InProcessWriter(WriterSession):
 def _instantiate(ref: PluginRef, cls: type[Any], **kwargs: Any) -> Any:
     try:
         return cls(**kwargs)
-    except DativoError:
+    except DativoError as exc:
+        _located(exc, ref)
         raise
     except Exception as exc:
         raise _plugin_error(exc, ref, "__init__") from exc
@@ -262,8 +281,10 @@ class InProcessSandbox(Sandbox):
             cls = load_plugin_class(ref, expected=BaseReader)
             check_plugin_config(ref.ref, read_config_schema(cls, ref.ref), config)
             return _InProcessReader(ref, _instantiate(ref, cls, config=dict(config)))
-        except BaseException:
+        except BaseException as exc:
             _PluginOutput.release()
+            if isinstance(exc, DativoError):
+                _located(exc, ref)
             raise
 
     def open_writer(
@@ -281,8 +302,10 @@ class InProcessSandbox(Sandbox):
             cls = load_plugin_class(ref, expected=BaseWriter)
             check_plugin_config(ref.ref, read_config_schema(cls, ref.ref), config)
             return _InProcessWriter(ref, _instantiate(ref, cls, config=dict(config), schema=schema))
-        except BaseException:
+        except BaseException as exc:
             _PluginOutput.release()
+            if isinstance(exc, DativoError):
+                _located(exc, ref)
             raise
 
 

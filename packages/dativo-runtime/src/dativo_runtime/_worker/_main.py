@@ -56,6 +56,7 @@ from dativo_plugin_sdk import (
     State,
     is_retryable,
 )
+from dativo_plugin_sdk._frames import PluginScope, with_frames
 from dativo_plugin_sdk._loading import PluginRef, load_plugin_class
 from dativo_plugin_sdk._plugin_info import plugin_info
 from dativo_runtime._worker._config_schema import read_config_schema
@@ -195,27 +196,30 @@ class _LogForwarder(logging.Handler):
             self.handleError(record)
 
 
-def _error_payload(exc: BaseException, ref: str, method: str) -> dict[str, Any]:
+def _error_payload(exc: BaseException, ref: str, method: str, scope: PluginScope | None) -> dict[str, Any]:
     """The error to send for ``exc``: a DativoError as is, anything else as a PluginError.
 
     The PluginError matches what the in-process backend raises for the same exception.
+    Either way its details carry where it was raised (``traceback``: the plugin's own
+    frames; ``full_traceback``: every frame), read here, inside the sandbox.
     """
     if isinstance(exc, DativoError):
-        return exc.to_dict()
+        data = exc.to_dict()
+        data["details"] = with_frames(data["details"], exc, scope, plugin_only=True)
+        return data
     if isinstance(exc, SystemExit):
         message = f"plugin {ref!r} called sys.exit({exc.code!r}) in {method}(); plugins must return or raise"
     else:
         traceback.print_exception(exc, file=sys.stderr)
         message = f"plugin {ref!r} raised {type(exc).__name__} in {method}(): {exc}"
+    details = {
+        "ref": ref,
+        "method": method,
+        "exception_type": type(exc).__name__,
+        "exception": str(exc)[:2000],
+    }
     return PluginError(
-        message,
-        retryable=is_retryable(exc),
-        details={
-            "ref": ref,
-            "method": method,
-            "exception_type": type(exc).__name__,
-            "exception": str(exc)[:2000],
-        },
+        message, retryable=is_retryable(exc), details=with_frames(details, exc, scope)
     ).to_dict()
 
 
@@ -245,12 +249,17 @@ class _Worker:
         self.plugin: Any = None
         self.ref = "?"
         self.method = "__init__"
+        self.scope: PluginScope | None = None
 
     def traced(self, message: Mapping[str, Any]) -> contextlib.AbstractContextManager[Any]:
         """Make the host's trace context of ``message`` current (nothing when not traced)."""
         if self.relay is None:
             return contextlib.nullcontext()
         return self.relay.attached(self.relay, message.get("trace"))
+
+    def error_payload(self, exc: BaseException) -> dict[str, Any]:
+        """The ``error`` message's payload for ``exc``, raised by the current request."""
+        return _error_payload(exc, self.ref, self.method, self.scope)
 
     def reply(self, message: dict[str, Any]) -> None:
         """Send ``message`` with the plugin's spans that ended since the last reply."""
@@ -273,7 +282,9 @@ class _Worker:
             raise ProtocolError(f"unknown role {role!r}")
         ref = PluginRef.from_dict(hello["ref"])
         self.ref = ref.ref
+        self.scope = PluginScope.of_ref(ref)
         plugin_cls = load_plugin_class(ref, expected=BaseReader if role == "reader" else BaseWriter)
+        self.scope = PluginScope.of_ref(ref, plugin_cls)
         info = plugin_info(plugin_cls, ref)
         # The host checks the config against the plugin's config_schema before it sends it.
         self.reply(
@@ -399,7 +410,7 @@ def _serve(reader: FrameReader, writer: FrameWriter, protocol_fd: int) -> int:
     except MemoryError:
         return _out_of_memory()
     except BaseException as exc:
-        worker.reply({"op": "error", "error": _error_payload(exc, worker.ref, worker.method)})
+        worker.reply({"op": "error", "error": worker.error_payload(exc)})
         return 0
     worker.reply(ready)
     # Import pyarrow while the host prepares its first request: the handshake stays fast and
@@ -432,10 +443,15 @@ def _serve(reader: FrameReader, writer: FrameWriter, protocol_fd: int) -> int:
             raise
         except BaseException as exc:
             try:
-                worker.reply({"op": "error", "error": _error_payload(exc, worker.ref, worker.method)})
+                worker.reply(
+                    {"op": "error", "error": _error_payload(exc, worker.ref, worker.method, worker.scope)}
+                )
             except (TypeError, ValueError) as send_exc:
                 writer.send_control(
-                    {"op": "error", "error": _error_payload(send_exc, worker.ref, worker.method)}
+                    {
+                        "op": "error",
+                        "error": _error_payload(send_exc, worker.ref, worker.method, worker.scope),
+                    }
                 )
             keep_serving = message["op"] != "close"
         if not keep_serving:

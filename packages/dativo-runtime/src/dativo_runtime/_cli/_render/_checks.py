@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from dativo_runtime._cli._render._console import console
+from dativo_runtime._observability._plugin_frames import frame_lines
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from dativo_runtime._engine._checks import CheckReport
     from dativo_runtime._engine._validation_plan import ValidationPlan
 
@@ -24,7 +28,19 @@ def render_checks(job_id: str, reports: list[CheckReport]) -> None:
     for report in reports:
         mark = "[green]ok[/green]" if report.result.success else f"[red]{report.result.error_code}[/red]"
         table.add_row(report.role, report.plugin, mark, Text(report.result.message))
-    console().print(table)
+    out = console()
+    out.print(table)
+    for report in reports:
+        _print_frames(out, f"{report.role} ({report.plugin}) failed", report.result.details)
+
+
+def _print_frames(out: Console, what: str, details: Mapping[str, Any] | None) -> None:
+    """Print where a plugin's error was raised, under ``what``, when its details say."""
+    from rich.text import Text
+
+    lines = frame_lines(details)
+    if lines:
+        out.print(Text("\n".join([f"{what}:", *lines])))
 
 
 def render_validation(job_id: str, plan: ValidationPlan) -> None:
@@ -41,7 +57,11 @@ def render_validation(job_id: str, plan: ValidationPlan) -> None:
             "[green]yes[/green]" if step["ok"] else "[red]no[/red]",
             Text(str(step["message"])),
         )
-    console().print(table)
+    out = console()
+    out.print(table)
+    for step in plan.steps:
+        if not step["ok"]:
+            _print_frames(out, f"{step['step']} failed", step)
 
 
 def render_discovery(result: dict[str, Any]) -> None:

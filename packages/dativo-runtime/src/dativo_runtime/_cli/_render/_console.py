@@ -6,6 +6,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from dativo_runtime._observability._plugin_frames import without_internal_frames
 from dativo_runtime._secrets import REDACTOR, RedactingStream
 
 if TYPE_CHECKING:
@@ -33,7 +34,9 @@ def error_console() -> Console:
 
 
 def emit_json(data: Any) -> None:
-    """Print one JSON document on stdout, secrets masked."""
-    text = json.dumps(REDACTOR.redact(data), indent=2, default=str, ensure_ascii=False)
+    """Print one JSON document on stdout, secrets masked, the runtime's own frames only at debug level."""
+    text = json.dumps(
+        REDACTOR.redact(without_internal_frames(data)), indent=2, default=str, ensure_ascii=False
+    )
     sys.stdout.write(REDACTOR.redact_text(text) + "\n")
     sys.stdout.flush()

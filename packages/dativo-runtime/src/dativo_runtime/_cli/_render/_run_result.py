@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dativo_runtime._cli._render._console import error_console
+from dativo_runtime._observability._plugin_frames import frame_lines
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -93,4 +94,5 @@ def render_run(result: RunResult, out: Console) -> None:
                 )
             out.print(sample)
     if result.error is not None:
-        error_console().print(Text(f"error: {result.error.message}"))
+        lines = [f"error: {result.error.message}", *frame_lines(result.error.details)]
+        error_console().print(Text("\n".join(lines)))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dativo_plugin_sdk import PluginError
+from dativo_plugin_sdk._frames import check_frames
 from dativo_runtime._observability._logging import truncate_text
 from dativo_runtime._sandbox._base import SandboxLimits
 from dativo_runtime._sandbox._limits import DEFAULT_MEMORY_BYTES, format_bytes
@@ -36,6 +37,7 @@ MAX_STATE_BYTES = 1 << 20
 MAX_ERROR_MESSAGE_CHARS = 16_000
 _DETAIL_CHARS = 4_000
 _MAX_DETAILS = 100
+_FRAME_LISTS = ("traceback", "full_traceback")
 
 
 def data_frame_limit(limits: SandboxLimits) -> int:
@@ -110,7 +112,12 @@ def encode_state(state: Mapping[str, Any]) -> str:
 
 
 def bounded_error(data: dict[str, Any]) -> dict[str, Any]:
-    """An error from a worker with its message and the text in its details cut to size."""
+    """An error from a worker with its message and the text in its details cut to size.
+
+    Its ``traceback`` and ``full_traceback`` (where the plugin failed) are checked with
+    :func:`~dativo_plugin_sdk._frames.check_frames`: at most 50 frames of known keys, each
+    string cut to size and its control characters escaped, line numbers that are integers.
+    """
     bounded = dict(data)
     if isinstance(bounded.get("message"), str):
         bounded["message"] = truncate_text(bounded["message"], MAX_ERROR_MESSAGE_CHARS)
@@ -120,6 +127,10 @@ def bounded_error(data: dict[str, Any]) -> dict[str, Any]:
             str(key)[:200]: truncate_text(value, _DETAIL_CHARS) if isinstance(value, str) else value
             for key, value in list(details.items())[:_MAX_DETAILS]
         }
+        # Where the plugin failed, as the worker says: reduced to frames of bounded size and count.
+        for key in _FRAME_LISTS:
+            if key in details:
+                bounded["details"][key] = check_frames(details[key], flagged=key == "full_traceback")
     return bounded
 
 
