@@ -126,3 +126,32 @@ def test_the_command_runs_as_a_process_without_tracebacks(configs: Path) -> None
         "'nowhere.py:Reader') does not exist; fix the path in the reference (a relative path starts at "
         "the job file's folder; for dativo-conformance, at the current folder)\n"
     )
+
+
+def test_writer_conformance_leaves_the_current_folder_untouched(tmp_path: Path) -> None:
+    workdir = tmp_path / "project"
+    workdir.mkdir()
+    (workdir / "writer.json").write_text(json.dumps({"folder": str(tmp_path / "out")}))
+    before = sorted(p.name for p in workdir.iterdir())
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dativo_testkit._cli",
+            "dativo_testkit:MockWriter",
+            "--config",
+            "writer.json",
+            "--output-folder",
+            str(tmp_path / "out"),
+            "--hypothesis-examples",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=workdir,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "PASS  writer.hypothesis_round_trip" in run.stdout
+    assert sorted(p.name for p in workdir.iterdir()) == before

@@ -86,3 +86,27 @@ def test_help_lists_the_option(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*--dativo-check-timeout=SECONDS*"])
     markers = pytester.runpytest("--markers")
     markers.stdout.fnmatch_lines(["*dativo_conformance:*", "*dativo_mock_api(**kwargs)*"])
+
+
+def test_writer_conformance_under_pytest_writes_nothing_to_the_current_folder(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_writer="""
+        from dativo_testkit import MockWriter, conformance_test_class, read_output_folder
+
+        TestWriter = conformance_test_class(
+            MockWriter,
+            config=lambda tmp_path: {"folder": str(tmp_path / "out")},
+            read_back=lambda config: read_output_folder(config["folder"]),
+            hypothesis_examples=5,
+        )
+        """
+    )
+    before = sorted(p.name for p in pytester.path.iterdir())
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-k", "hypothesis_round_trip")
+    result.assert_outcomes(passed=1, deselected=10)
+    # pytester's own files: the subprocess's --basetemp (runpytest-N) and its captured output
+    ours = ("runpytest-", "stdout", "stderr")
+    after = sorted(p.name for p in pytester.path.iterdir() if not p.name.startswith(ours))
+    assert after == before
