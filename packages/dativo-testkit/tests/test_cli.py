@@ -155,3 +155,80 @@ def test_writer_conformance_leaves_the_current_folder_untouched(tmp_path: Path) 
     assert run.returncode == 0, run.stdout + run.stderr
     assert "PASS  writer.hypothesis_round_trip" in run.stdout
     assert sorted(p.name for p in workdir.iterdir()) == before
+
+
+_FILE_PLUGINS = """
+from dativo_plugin_sdk import TransientError
+from dativo_testkit import MockReader
+
+
+class GoodReader(MockReader):
+    __version__ = "1.0.0"
+
+
+class FutureReader(MockReader):
+    __version__ = "1.0.0"
+    requires_sdk = ">=2,<3"
+
+
+class ReprInErrorReader(MockReader):
+    __version__ = "1.0.0"
+
+    def discover(self):
+        raise TransientError(f"{self!r} of {type(self)} could not list streams")
+
+
+class NotAReader:
+    __version__ = "1.0.0"
+
+    def __init__(self, config):
+        self.config = config
+"""
+
+
+@pytest.mark.parametrize(
+    ("class_name", "code", "shown"),
+    [
+        ("GoodReader", 0, []),
+        ("FutureReader", 1, ["plugins/file_readers.py:FutureReader requires dativo-plugin-sdk >=2,<3"]),
+        (
+            "ReprInErrorReader",
+            1,
+            ["<plugins/file_readers.py:ReprInErrorReader object at", "<class 'plugins/"],
+        ),
+        (
+            "NotAReader",
+            1,
+            ["plugins/file_readers.py:NotAReader is not a subclass of dativo_plugin_sdk.BaseReader"],
+        ),
+    ],
+)
+@pytest.mark.parametrize("json_output", [False, True])
+def test_conformance_output_never_shows_a_hidden_module_name(
+    tmp_path: Path, class_name: str, code: int, shown: list[str], json_output: bool
+) -> None:
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "file_readers.py").write_text(_FILE_PLUGINS)
+    (tmp_path / "good.json").write_text('{"records": 40, "batch_size": 8}')
+    ref = f"plugins/file_readers.py:{class_name}"
+    run = subprocess.run(
+        [sys.executable, "-m", "dativo_testkit._cli", ref, "--config", "good.json"]
+        + (["--json"] if json_output else []),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=tmp_path,
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode == code, output
+    assert "dativo_plugin_" not in output.replace("dativo_plugin_sdk", "")
+    if json_output:
+        report = json.loads(run.stdout)
+        assert report["plugin"] == ref
+        text = json.dumps(report)
+    else:
+        assert run.stdout.startswith(f"Dativo conformance of {ref} (reader)")
+        text = run.stdout
+    for fragment in shown:
+        assert fragment in text.replace("\\'", "'").replace('\\"', '"'), text

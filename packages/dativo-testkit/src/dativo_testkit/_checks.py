@@ -19,9 +19,9 @@ from dativo_plugin_sdk import (
     PluginVersionError,
     check_compatibility,
 )
-from dativo_plugin_sdk._loading import plugin_file
 
 from ._json_values import to_json_safe
+from ._plugin_names import plugin_name
 from ._resources import Leaks, ResourceSnapshot, wait_for_leaks
 
 __all__ = [
@@ -70,20 +70,6 @@ class CheckSkippedError(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-def plugin_name(plugin_class: Any) -> str:
-    """Return how reports name a class: ``module.QualifiedName``, or ``file.py:QualifiedName``.
-
-    The second form is for classes :func:`~dativo_testkit.load_plugin_class` loaded from a
-    file, whose module name is private; anything that is not a class gets its repr.
-    """
-    if not isinstance(plugin_class, type):
-        return repr(plugin_class)
-    file = plugin_file(plugin_class)
-    if file:
-        return f"{file}:{plugin_class.__qualname__}"
-    return f"{plugin_class.__module__}.{plugin_class.__qualname__}"
 
 
 def describe_exception(exc: BaseException) -> str:

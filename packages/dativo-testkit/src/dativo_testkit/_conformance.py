@@ -18,6 +18,7 @@ from ._checks import (
     describe_exception,
     plugin_name,
 )
+from ._plugin_names import hide_module_names
 from ._reader_checks import READER_CHECKS, ReaderSession
 from ._records import ALL_TYPES_SCHEMA
 from ._report import CheckResult, CheckStatus, ConformanceReport
@@ -80,8 +81,8 @@ def _run_one(registered: RegisteredCheck[Any], session: PluginSession, timeout: 
     return CheckResult(
         name=check.name,
         status=status,
-        reason=reason,
-        offending=offending,
+        reason=hide_module_names(reason),
+        offending=hide_module_names(offending),
         description=check.description,
         duration_seconds=time.monotonic() - started,
     )
