@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import inspect
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-from dativo_plugin_sdk import BaseReader, BaseWriter
+from dativo_plugin_sdk import BaseReader, BaseWriter, State
 from dativo_testkit import (
     ALL_TYPES_SCHEMA,
     CheckStatus,
@@ -104,6 +105,7 @@ READER_FIXTURES = [
     "DuplicateKeyReader",
     "BufferedReader",
     "StateIgnoredReader",
+    "UndeclaredIncrementalReader",
     "EarlyStateReader",
     "UntypedErrorReader",
     "UnserialisableErrorReader",
@@ -190,6 +192,27 @@ def test_hypothesis_failure_shows_the_smallest_example(broken_writers: ModuleTyp
     )
     written = failure.offending["written"]
     assert any(isinstance(v, int) and abs(v) > 2**53 for v in written.values()), failure.offending
+
+
+def test_undeclared_incremental_failure_gives_the_fix(broken_readers: ModuleType) -> None:
+    cls = broken_readers.UndeclaredIncrementalReader
+    report = run_conformance(cls, config=cls.CONFIG, bad_config=cls.BAD_CONFIG)
+    reason = report.check("reader.incremental_final_state").reason
+    assert "calls state.set(...) during extract" in reason
+    assert "Add 'supports_incremental = True' to the class" in reason
+    assert report.check("reader.incremental_resume").skipped
+
+    class FullReadsOnly(MockReader):
+        supports_incremental = False
+
+        def extract(self, state: State | None = None) -> Iterator[Any]:
+            yield from super().extract(state=None)
+
+    full = run_conformance(FullReadsOnly, config=cls.CONFIG, bad_config=cls.BAD_CONFIG)
+    assert full.passed, full.to_text()
+    assert full.check("reader.incremental_final_state").reason == (
+        "FullReadsOnly does not declare supports_incremental = True"
+    )
 
 
 def test_dependent_checks_are_skipped_with_the_reason(broken_readers: ModuleType) -> None:

@@ -326,8 +326,19 @@ class ReaderSession(PluginSession):
         )
 
     def _require_incremental(self) -> None:
-        if not getattr(self.plugin_class, "supports_incremental", False):
-            raise CheckSkippedError(f"{self.name} does not declare supports_incremental = True")
+        if getattr(self.plugin_class, "supports_incremental", False):
+            return
+        run = self.run
+        written = next((s for s in (*run.states_at_batch, run.final_state) if s != run.initial_state), None)
+        if written is not None:
+            raise CheckFailedError(
+                f"{self.name} calls state.set(...) during extract (the state became {state_text(written)}) "
+                "but does not declare supports_incremental = True, so dativo-run refuses "
+                "source.incremental for it and its state is never used. Add 'supports_incremental = True' "
+                "to the class (these incremental checks then verify the resume), or stop calling state.set",
+                written,
+            )
+        raise CheckSkippedError(f"{self.name} does not declare supports_incremental = True")
 
     def check_incremental_final_state(self) -> str:
         self._require_incremental()
