@@ -51,6 +51,23 @@ def test_a_failing_reader_exits_1_and_json_names_the_check(
     assert report["plugin"].endswith("broken_readers.py:DuplicateKeyReader")
 
 
+def test_bad_config_may_be_given_several_times(configs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (configs / "auth.json").write_text('{"check_connection_error": "authentication"}')
+    (configs / "accepted.json").write_text('{"records": 5}')
+    base = ["dativo_testkit:MockReader", "--config", str(configs / "good.json")]
+    both = ["--bad-config", str(configs / "bad.json"), "--bad-config", str(configs / "auth.json")]
+    assert main([*base, *both]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "reader.rejects_bad_config" in x)
+    assert line.startswith("PASS")
+    assert "all 2 bad configs were rejected" in line
+    accepted = [*both, "--bad-config", str(configs / "accepted.json")]
+    assert main([*base, *accepted, "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    failed = [c for c in report["checks"] if c["status"] == "failed"]
+    assert [c["name"] for c in failed] == ["reader.rejects_bad_config"]
+    assert failed[0]["reason"].startswith("bad config 3 of 3 was accepted")
+
+
 def test_writers_read_back_from_the_output_folder(configs: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args = [
         "dativo_testkit:MockWriter",

@@ -226,6 +226,35 @@ def test_dependent_checks_are_skipped_with_the_reason(broken_readers: ModuleType
 # Options ------------------------------------------------------------------------------
 
 
+def test_several_bad_configs_must_each_be_rejected(broken_readers: ModuleType) -> None:
+    config = {"records": 30, "batch_size": 10}
+    both = [{"records": -1}, {"check_connection_error": "authentication"}]
+    report = run_conformance(MockReader, config=config, bad_config=both)
+    assert report.passed, report.to_text()
+    rejected = report.check("reader.rejects_bad_config").reason
+    assert rejected.startswith("all 2 bad configs were rejected: 1: constructing raised ConfigurationError")
+    assert "2: check_connection reported success=False (AUTHENTICATION_FAILED)" in rejected
+    one_accepted = run_conformance(MockReader, config=config, bad_config=[both[0], {"records": 5}])
+    assert {c.name for c in one_accepted.failed} == {"reader.rejects_bad_config"}
+    assert one_accepted.check("reader.rejects_bad_config").reason.startswith(
+        "bad config 2 of 2 was accepted: the constructor did not raise ConfigurationError"
+    )
+    untyped = broken_readers.UntypedErrorReader
+    second_provokes = run_conformance(
+        untyped, config=untyped.CONFIG, bad_config=[{"records": -1}, untyped.BAD_CONFIG]
+    )
+    assert second_provokes.check("reader.errors_are_dativo_errors").reason.startswith(
+        "with bad config 2 of 2, extract raised the untyped KeyError"
+    )
+    first_only = run_conformance(untyped, config=untyped.CONFIG, bad_config=[{"records": -1}])
+    assert first_only.check("reader.errors_are_dativo_errors").passed
+
+
+def test_a_bad_config_list_must_hold_mappings() -> None:
+    with pytest.raises(TypeError, match="got int in the list"):
+        run_conformance(MockReader, config={"records": 5}, bad_config=[{"records": -1}, 5])  # type: ignore[list-item]
+
+
 def test_without_bad_config_the_check_is_skipped_and_says_how_to_give_one() -> None:
     report = run_conformance(MockReader, config={"records": 30})
     result = report.check("reader.rejects_bad_config")

@@ -13,11 +13,21 @@ def test_the_factory_gives_one_passing_test_per_check(pytester: pytest.Pytester)
         TestMockReader = conformance_test_class(
             MockReader, config={"records": 40}, bad_config={"records": -1}
         )
+        TestTwoBadConfigs = conformance_test_class(
+            MockReader,
+            config={"records": 40},
+            bad_config=[{"records": -1}, lambda: {"check_connection_error": "authentication"}],
+        )
         """
     )
     result = pytester.runpytest("--strict-markers", "-v", "-m", "dativo_conformance")
-    result.assert_outcomes(passed=15)
-    result.stdout.fnmatch_lines(["*TestMockReader::test_reader_extract_streams PASSED*"])
+    result.assert_outcomes(passed=30)
+    result.stdout.fnmatch_lines(
+        [
+            "*TestMockReader::test_reader_extract_streams PASSED*",
+            "*TestTwoBadConfigs::test_reader_rejects_bad_config PASSED*",
+        ]
+    )
 
 
 def test_failures_and_skips_carry_the_reason(pytester: pytest.Pytester) -> None:

@@ -63,7 +63,7 @@ def plugin_name(plugin_class: Any) -> str:
     hidden module names replaced).
     """
     if not isinstance(plugin_class, type):
-        return hide_module_names(repr(plugin_class))
+        return str(hide_module_names(repr(plugin_class)))
     module, qualname = plugin_class.__module__, plugin_class.__qualname__
     with _lock:
         written = _class_references.get((module, qualname))

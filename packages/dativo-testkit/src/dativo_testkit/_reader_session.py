@@ -44,7 +44,7 @@ class ReaderSession(PluginSession):
     Args:
         plugin_class: The reader class.
         config: A valid config.
-        bad_config: An invalid config, or ``None``.
+        bad_config: Invalid configs (each must be rejected); may be empty.
         stream: The stream to check, or ``None`` for the first one discovered.
         timeout: Each check's time limit in seconds.
     """
@@ -413,31 +413,37 @@ class ReaderSession(PluginSession):
             close_iterator(iterator)
 
     def check_errors_are_dativo_errors(self) -> str:
-        provoked = ""
-        if self.bad_config is not None:
+        exercised = 0
+        for index, bad_config in enumerate(self.bad_configs, start=1):
+            which = self.bad_config_label(index)
             try:
-                reader = self.construct(self.bad_config)
+                reader = self.construct(bad_config)
             except Exception:
                 reader = None  # judged by reader.rejects_bad_config
-            if reader is not None:
-                try:
-                    for what, call in (
-                        ("discover", reader.discover),
-                        ("extract", lambda: self._first_batches(reader)),
-                    ):
-                        try:
-                            call()
-                        except DativoError as exc:
-                            self.observe(exc)
-                        except Exception as exc:
-                            raise CheckFailedError(
-                                f"with the bad config, {what} raised the untyped {describe_exception(exc)}; "
-                                "raise a DativoError subclass (ConfigurationError, AuthenticationError, "
-                                "ConnectionError...) so the runtime knows whether to retry"
-                            ) from None
-                    provoked = "; with the bad config, discover and extract raised nothing untyped"
-                finally:
-                    self.close_quietly(reader)
+            if reader is None:
+                continue
+            try:
+                for what, call in (
+                    ("discover", reader.discover),
+                    ("extract", lambda reader=reader: self._first_batches(reader)),
+                ):
+                    try:
+                        call()
+                    except DativoError as exc:
+                        self.observe(exc)
+                    except Exception as exc:
+                        raise CheckFailedError(
+                            f"with {which}, {what} raised the untyped {describe_exception(exc)}; "
+                            "raise a DativoError subclass (ConfigurationError, AuthenticationError, "
+                            "ConnectionError...) so the runtime knows whether to retry"
+                        ) from None
+            finally:
+                self.close_quietly(reader)
+            exercised += 1
+        provoked = ""
+        if exercised:
+            which = "the bad config" if len(self.bad_configs) == 1 else f"{exercised} constructed bad configs"
+            provoked = f"; with {which}, discover and extract raised nothing untyped"
         errors = list(self.observed_errors)
         for error in errors:
             problem = error_round_trip_problem(error)
@@ -445,7 +451,7 @@ class ReaderSession(PluginSession):
                 raise CheckFailedError(
                     f"{problem}: errors must cross the sandbox boundary intact", repr(error)
                 )
-        if not errors and self.bad_config is None:
+        if not errors and not self.bad_configs:
             raise CheckSkippedError(
                 "no error was raised during the run and no bad config was given to provoke one"
             )

@@ -73,7 +73,7 @@ class WriterSession(PluginSession):
     Args:
         plugin_class: The writer class.
         config: A valid config.
-        bad_config: An invalid config, or ``None``.
+        bad_config: Invalid configs (each must be rejected); may be empty.
         schema: The columns written.
         read_back: Hook reading back what the target holds, or ``None``.
         timeout: Each check's time limit in seconds.
