@@ -191,3 +191,60 @@ def test_the_console_script_is_installed() -> None:
     scripts = {ep.name: ep.value for ep in entry_points(group="console_scripts")}
     assert scripts["dativo-testkit"] == "dativo_testkit._testkit_cli:main"
     assert scripts["dativo-conformance"] == "dativo_testkit._cli:main"
+
+
+@pytest.mark.parametrize(
+    ("reader", "expected"),
+    [("HttpReader", (0, "PASS")), ("BareExceptionReader", (1, "FAIL"))],
+)
+def test_conformance_in_another_process_drives_the_servers_faults(
+    tmp_path: Path, serve: Any, plugins_dir: Path, reader: str, expected: tuple[int, str]
+) -> None:
+    code, outcome = expected
+    served = serve("--generate", "120")
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"base_url": served.url, "token": "test-token", "page_size": 20}))
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dativo_testkit._cli",
+            f"{plugins_dir / 'http_readers.py'}:{reader}",
+            "--config",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == code, run.stdout + run.stderr
+    lines = {
+        line.split()[1]: line.split()[0]
+        for line in run.stdout.splitlines()
+        if line[:4] in ("PASS", "FAIL", "SKIP")
+    }
+    names = ["authentication", "rate_limit", "server_errors", "unreachable"]
+    assert [lines[f"reader.mock_api_{n}"] for n in names] == [outcome] * 4, run.stdout
+    # the server is left without queued faults, answering normally
+    assert served.get()[0] == 200
+
+
+def test_the_control_endpoint_is_for_loopback_clients(serve: Any) -> None:
+    served = serve("--host", "0.0.0.0", "--generate", "3")  # every address
+    port = served.url.rsplit(":", 1)[1]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_dativo/mock-api", timeout=10) as response:
+        identity = json.loads(response.read())
+    assert identity == {"dativo_mock_api": 1, "resource": "items", "requests": 0}
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.255.255.255", 9))  # picks a route; sends nothing
+            address = probe.getsockname()[0]
+        except OSError:
+            address = "127.0.0.1"
+    if address.startswith("127."):
+        pytest.skip("this host has no address outside loopback")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"http://{address}:{port}/_dativo/mock-api", timeout=10)
+    assert refused.value.code == 403
+    refused.value.close()

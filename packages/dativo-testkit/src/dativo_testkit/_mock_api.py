@@ -33,6 +33,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 from dativo_plugin_sdk import Column, ColumnType, Record
 
+from ._mock_api_control import CONTROL_PATH, handle_control
+
 if TYPE_CHECKING:
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -103,6 +105,9 @@ class MockApiServer:
         host: The address to listen on; ``127.0.0.1`` by default (see docs/testkit.md for
             what a sandboxed reader can reach).
         port: The port to listen on; ``0`` (the default) picks a free one.
+        control: Serve the control endpoint ``/_dativo/mock-api`` to loopback clients, so
+            conformance in another process can queue faults (``dativo-testkit mock-api``
+            turns it on).
 
     Raises:
         ValueError: If a given record lacks ``id`` or a valid ``updated_at``.
@@ -128,6 +133,7 @@ class MockApiServer:
         max_page_size: int = 1000,
         host: str = "127.0.0.1",
         port: int = 0,
+        control: bool = False,
     ) -> None:
         if not resource or "/" in resource:
             raise ValueError(f"resource must be one path segment, got {resource!r}")
@@ -141,6 +147,7 @@ class MockApiServer:
         self._records = [r for _, r in keyed]
         self.host = host
         self._port = port
+        self.control = control
         self.resource = resource
         self.token = token
         self.default_page_size = default_page_size
@@ -364,10 +371,16 @@ class MockApiServer:
 
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         parts = urlsplit(handler.path)
+        if self.control and (parts.path == CONTROL_PATH or parts.path.startswith(CONTROL_PATH + "/")):
+            handle_control(self, handler, lambda status, payload: _respond(handler, status, payload, {}))
+            return
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         authorization = self._authorization(handler.headers.get("Authorization"))
         headers: dict[str, str] = {}
         try:
+            if handler.command != "GET":
+                headers["Allow"] = "GET"
+                raise _HttpError(405, f"{handler.command} is not served; the API answers GET")
             if authorization == "missing":
                 headers["WWW-Authenticate"] = "Bearer"
                 raise _HttpError(401, "missing bearer token")
@@ -393,16 +406,21 @@ class MockApiServer:
             status, payload = 200, page
         except _HttpError as error:
             status, payload = error.status, {"error": error.message}
-        body = json.dumps(payload, default=str).encode()
         with self._lock:
             self._requests.append(RecordedRequest(handler.command, parts.path, query, authorization, status))
-        handler.send_response(status)
+        _respond(handler, status, payload, headers)
+
+
+def _respond(handler: BaseHTTPRequestHandler, status: int, payload: Any, headers: Mapping[str, str]) -> None:
+    body = b"" if payload is None else json.dumps(payload, default=str).encode()
+    handler.send_response(status)
+    if payload is not None:
         handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(body)))
-        for name, value in headers.items():
-            handler.send_header(name, value)
-        handler.end_headers()
-        handler.wfile.write(body)
+    handler.send_header("Content-Length", str(len(body)))
+    for name, value in headers.items():
+        handler.send_header(name, value)
+    handler.end_headers()
+    handler.wfile.write(body)
 
 
 def _keyed(rows: Sequence[dict[str, Any]]) -> list[tuple[tuple[datetime, int], dict[str, Any]]]:
@@ -457,6 +475,8 @@ def _handler_class() -> type[BaseHTTPRequestHandler]:
 
             def do_GET(self) -> None:
                 self.server.mock_api._handle(self)  # type: ignore[attr-defined]
+
+            do_POST = do_DELETE = do_PUT = do_PATCH = do_GET
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  (stdlib signature)
                 """Keep test output quiet."""

@@ -1,12 +1,13 @@
 """Reader checks that drive the mock HTTP API's faults and require the matching SDK errors.
 
-They run when the reader's config points at a :class:`~dativo_testkit.MockApiServer`
-serving in this process: some string in the config (``base_url``, at any depth) is the
-server's URL or starts with it followed by ``/``. Each check queues a fault on that server
-(401/403, 429 with ``Retry-After``, a burst of 5xx) or points a copy of the config at a
-port nothing listens on, reads the stream, and requires the error a well-behaved reader
-raises, so the runtime knows whether to retry, when, and what to tell the user. Faults
-already queued on the server are cleared before and after each check.
+They run when the reader's config points at the testkit's mock API: some string in the
+config (``base_url``, at any depth) is the URL of a :class:`~dativo_testkit.MockApiServer`
+serving in this process, or starts with it followed by ``/``; else, a loopback URL where a
+``dativo-testkit mock-api`` of another process answers its control endpoint. Each check
+queues a fault on that server (401/403, 429 with ``Retry-After``, a burst of 5xx) or points
+a copy of the config at a port nothing listens on, reads the stream, and requires the error
+a well-behaved reader raises, so the runtime knows whether to retry, when, and what to tell
+the user. Faults already queued on the server are cleared before and after each check.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from dativo_plugin_sdk import (
 
 from ._checks import CheckFailedError, CheckSkippedError, describe_exception
 from ._extract_run import close_iterator
-from ._mock_api import MockApiServer, running_servers
+from ._mock_api import running_servers
+from ._mock_api_control import FaultTarget, LocalMockApi, probe
 from ._reader_session import ReaderSession
 
 __all__ = [
@@ -54,7 +56,7 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(item)
 
 
-def _prefixes(api: MockApiServer) -> tuple[str, ...]:
+def _prefixes(api: FaultTarget) -> tuple[str, ...]:
     url = api.url
     return (url, url.replace("://127.0.0.1:", "://localhost:"))
 
@@ -63,23 +65,29 @@ def _points_at(text: str, prefix: str) -> bool:
     return text.rstrip("/") == prefix or text.startswith(prefix + "/")
 
 
-def mock_api_of(config: Any) -> MockApiServer | None:
+def mock_api_of(config: Any) -> FaultTarget | None:
     """Return the running mock API server ``config`` points at, or ``None``.
 
     Args:
         config: A reader config.
 
     Returns:
-        The first server of this process whose URL a string in ``config`` is or starts with.
+        The first server of this process whose URL a string in ``config`` is or starts
+        with; else the ``dativo-testkit mock-api`` server (another process) at a loopback
+        URL in ``config``.
     """
     texts = list(_strings(config))
-    for api in running_servers():
+    for server in running_servers():
         try:
-            prefixes = _prefixes(api)
+            local = LocalMockApi(server)
         except RuntimeError:  # stopped meanwhile
             continue
-        if any(_points_at(t, p) for t in texts for p in prefixes):
-            return api
+        if any(_points_at(t, p) for t in texts for p in _prefixes(local)):
+            return local
+    for text in texts:
+        remote = probe(text)
+        if remote is not None:
+            return remote
     return None
 
 
@@ -96,13 +104,14 @@ def _replace_url(value: Any, prefixes: tuple[str, ...], new: str) -> Any:
     return value
 
 
-def _require_mock(session: ReaderSession) -> MockApiServer:
+def _require_mock(session: ReaderSession) -> FaultTarget:
     api = mock_api_of(session.config)
     if api is None:
         raise CheckSkippedError(
             "the config does not point at a running MockApiServer, so HTTP error handling was not "
             "exercised; to exercise it, take the config from MockApiServer.reader_config() or the "
-            "dativo_mock_api fixture (docs/conformance.md)"
+            "dativo_mock_api fixture, or point it at a 'dativo-testkit mock-api' server on loopback "
+            "(docs/conformance.md)"
         )
     return api
 
@@ -114,10 +123,10 @@ class _Outcome:
     statuses: list[int]
 
 
-def _read(session: ReaderSession, api: MockApiServer, config: Any, arrange: Callable[[], None]) -> _Outcome:
+def _read(session: ReaderSession, api: FaultTarget, config: Any, arrange: Callable[[], None]) -> _Outcome:
     """Queue faults with ``arrange``, read the stream with a fresh reader, and say what happened."""
     api.clear_faults()
-    seen = len(api.requests)
+    seen = api.request_count()
     arrange()
     raised: BaseException | None = None
     records = 0
@@ -138,7 +147,7 @@ def _read(session: ReaderSession, api: MockApiServer, config: Any, arrange: Call
         close_iterator(iterator)
         session.close_quietly(reader)
         api.clear_faults()
-    return _Outcome(raised, records, [r.status for r in api.requests[seen:]])
+    return _Outcome(raised, records, api.statuses_since(seen))
 
 
 def _got(outcome: _Outcome) -> str:

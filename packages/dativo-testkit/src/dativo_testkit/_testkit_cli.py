@@ -256,6 +256,7 @@ def _serve(args: argparse.Namespace) -> int:
             default_page_size=args.page_size,
             host=args.host,
             port=args.port,
+            control=True,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
