@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 __all__ = ["private_hypothesis_storage"]
 
@@ -22,6 +23,15 @@ _lock = threading.Lock()
 _users = 0
 _previous: Path | None = None
 _temporary: str | None = None
+
+
+def _current_home(storage_directory: Any) -> Path:
+    """Hypothesis's storage folder now (older releases return a path, newer an object)."""
+    try:
+        current = storage_directory(intent_to_write=False)
+    except TypeError:  # Hypothesis before intent_to_write
+        current = storage_directory()
+    return Path(getattr(current, "home_directory", current))
 
 
 @contextmanager
@@ -36,7 +46,7 @@ def private_hypothesis_storage() -> Iterator[Path]:
 
     with _lock:
         if _users == 0:
-            _previous = storage_directory(intent_to_write=False).home_directory
+            _previous = _current_home(storage_directory)
             _temporary = tempfile.mkdtemp(prefix="dativo-conformance-hypothesis-")
             set_hypothesis_home_dir(_temporary)
         _users += 1

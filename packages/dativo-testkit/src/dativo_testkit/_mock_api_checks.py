@@ -13,6 +13,7 @@ the user. Faults already queued on the server are cleared before and after each 
 from __future__ import annotations
 
 import socket
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -43,6 +44,9 @@ __all__ = [
 _PERSISTENT = 1000  # faults queued for "every request": more than any sane retry loop makes
 _RETRY_AFTER = 1  # seconds the 429 answers ask for
 _BURST = 3  # 5xx answers in a short burst
+
+# The mock API each session's config points at, looked up once per conformance run.
+_TARGETS: weakref.WeakKeyDictionary[ReaderSession, FaultTarget | None] = weakref.WeakKeyDictionary()
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -105,7 +109,9 @@ def _replace_url(value: Any, prefixes: tuple[str, ...], new: str) -> Any:
 
 
 def _require_mock(session: ReaderSession) -> FaultTarget:
-    api = mock_api_of(session.config)
+    if session not in _TARGETS:
+        _TARGETS[session] = mock_api_of(session.config)
+    api = _TARGETS[session]
     if api is None:
         raise CheckSkippedError(
             "the config does not point at a running MockApiServer, so HTTP error handling was not "
