@@ -50,6 +50,12 @@ def broken_specs() -> ModuleType:
     return _load("broken_specs")
 
 
+@pytest.fixture(scope="session")
+def http_readers() -> ModuleType:
+    """The mock-API readers: one that handles every HTTP fault, and ones that break one rule each."""
+    return _load("http_readers")
+
+
 @pytest.fixture
 def plugins_dir() -> Path:
     """The folder holding the broken plugin files."""

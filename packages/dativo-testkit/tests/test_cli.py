@@ -51,6 +51,23 @@ def test_a_failing_reader_exits_1_and_json_names_the_check(
     assert report["plugin"].endswith("broken_readers.py:DuplicateKeyReader")
 
 
+def test_bad_config_may_be_given_several_times(configs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (configs / "auth.json").write_text('{"check_connection_error": "authentication"}')
+    (configs / "accepted.json").write_text('{"records": 5}')
+    base = ["dativo_testkit:MockReader", "--config", str(configs / "good.json")]
+    both = ["--bad-config", str(configs / "bad.json"), "--bad-config", str(configs / "auth.json")]
+    assert main([*base, *both]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "reader.rejects_bad_config" in x)
+    assert line.startswith("PASS")
+    assert "all 2 bad configs were rejected" in line
+    accepted = [*both, "--bad-config", str(configs / "accepted.json")]
+    assert main([*base, *accepted, "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    failed = [c for c in report["checks"] if c["status"] == "failed"]
+    assert [c["name"] for c in failed] == ["reader.rejects_bad_config"]
+    assert failed[0]["reason"].startswith("bad config 3 of 3 was accepted")
+
+
 def test_writers_read_back_from_the_output_folder(configs: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args = [
         "dativo_testkit:MockWriter",
@@ -126,3 +143,109 @@ def test_the_command_runs_as_a_process_without_tracebacks(configs: Path) -> None
         "'nowhere.py:Reader') does not exist; fix the path in the reference (a relative path starts at "
         "the job file's folder; for dativo-conformance, at the current folder)\n"
     )
+
+
+def test_writer_conformance_leaves_the_current_folder_untouched(tmp_path: Path) -> None:
+    workdir = tmp_path / "project"
+    workdir.mkdir()
+    (workdir / "writer.json").write_text(json.dumps({"folder": str(tmp_path / "out")}))
+    before = sorted(p.name for p in workdir.iterdir())
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dativo_testkit._cli",
+            "dativo_testkit:MockWriter",
+            "--config",
+            "writer.json",
+            "--output-folder",
+            str(tmp_path / "out"),
+            "--hypothesis-examples",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=workdir,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "PASS  writer.hypothesis_round_trip" in run.stdout
+    assert sorted(p.name for p in workdir.iterdir()) == before
+
+
+_FILE_PLUGINS = """
+from dativo_plugin_sdk import TransientError
+from dativo_testkit import MockReader
+
+
+class GoodReader(MockReader):
+    __version__ = "1.0.0"
+
+
+class FutureReader(MockReader):
+    __version__ = "1.0.0"
+    requires_sdk = ">=2,<3"
+
+
+class ReprInErrorReader(MockReader):
+    __version__ = "1.0.0"
+
+    def discover(self):
+        raise TransientError(f"{self!r} of {type(self)} could not list streams")
+
+
+class NotAReader:
+    __version__ = "1.0.0"
+
+    def __init__(self, config):
+        self.config = config
+"""
+
+
+@pytest.mark.parametrize(
+    ("class_name", "code", "shown"),
+    [
+        ("GoodReader", 0, []),
+        ("FutureReader", 1, ["plugins/file_readers.py:FutureReader requires dativo-plugin-sdk >=2,<3"]),
+        (
+            "ReprInErrorReader",
+            1,
+            ["<plugins/file_readers.py:ReprInErrorReader object at", "<class 'plugins/"],
+        ),
+        (
+            "NotAReader",
+            1,
+            ["plugins/file_readers.py:NotAReader is not a subclass of dativo_plugin_sdk.BaseReader"],
+        ),
+    ],
+)
+@pytest.mark.parametrize("json_output", [False, True])
+def test_conformance_output_never_shows_a_hidden_module_name(
+    tmp_path: Path, class_name: str, code: int, shown: list[str], json_output: bool
+) -> None:
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "file_readers.py").write_text(_FILE_PLUGINS)
+    (tmp_path / "good.json").write_text('{"records": 40, "batch_size": 8}')
+    ref = f"plugins/file_readers.py:{class_name}"
+    run = subprocess.run(
+        [sys.executable, "-m", "dativo_testkit._cli", ref, "--config", "good.json"]
+        + (["--json"] if json_output else []),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=tmp_path,
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode == code, output
+    assert "dativo_plugin_" not in output.replace("dativo_plugin_sdk", "")
+    if json_output:
+        report = json.loads(run.stdout)
+        assert report["plugin"] == ref
+        text = json.dumps(report)
+    else:
+        assert run.stdout.startswith(f"Dativo conformance of {ref} (reader)")
+        text = run.stdout
+    for fragment in shown:
+        assert fragment in text.replace("\\'", "'").replace('\\"', '"'), text

@@ -163,3 +163,43 @@ def test_fixture_takes_marker_arguments(dativo_mock_api: MockApiServer) -> None:
 
 def _pages_with_token(api: MockApiServer) -> list[dict[str, Any]]:
     return _get(api, {"limit": 10}, token=api.token)[2]["data"]  # type: ignore[no-any-return]
+
+
+def test_the_control_endpoint_is_off_unless_asked_and_other_methods_get_405() -> None:
+    from dativo_testkit._mock_api_control import RemoteMockApi, probe
+
+    with MockApiServer(records=5) as plain:
+        assert probe(plain.url) is None
+        request = urllib.request.Request(
+            f"{plain.url}/items", method="POST", data=b"{}", headers={"Authorization": "Bearer test-token"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 405
+        refused.value.close()
+    with MockApiServer(records=5, control=True) as controlled:
+        remote = probe(f"{controlled.url}/v1/items")
+        assert isinstance(remote, RemoteMockApi)
+        assert remote.url == controlled.url
+        remote.rate_limit_next(2, retry_after=3)
+        remote.reject_next(status=403)
+        before = remote.request_count()
+        token = {"Authorization": "Bearer test-token"}
+        statuses = []
+        for _ in range(4):
+            try:
+                with urllib.request.urlopen(
+                    urllib.request.Request(f"{controlled.url}/items", headers=token)
+                ) as ok:
+                    statuses.append(ok.status)
+                    json.loads(ok.read())
+            except urllib.error.HTTPError as exc:
+                statuses.append(exc.code)
+                exc.close()
+        assert statuses == [429, 429, 403, 200]
+        assert remote.statuses_since(before) == statuses
+        remote.fail_next(5, status=500)
+        remote.clear_faults()
+        assert [r.status for r in controlled.requests] == statuses, "control calls are not logged"
+    assert probe("https://127.0.0.1:1/") is None
+    assert probe("http://example.com:80/") is None

@@ -13,11 +13,21 @@ def test_the_factory_gives_one_passing_test_per_check(pytester: pytest.Pytester)
         TestMockReader = conformance_test_class(
             MockReader, config={"records": 40}, bad_config={"records": -1}
         )
+        TestTwoBadConfigs = conformance_test_class(
+            MockReader,
+            config={"records": 40},
+            bad_config=[{"records": -1}, lambda: {"check_connection_error": "authentication"}],
+        )
         """
     )
     result = pytester.runpytest("--strict-markers", "-v", "-m", "dativo_conformance")
-    result.assert_outcomes(passed=15, skipped=3)  # MockReader declares no config_schema
-    result.stdout.fnmatch_lines(["*TestMockReader::test_reader_extract_streams PASSED*"])
+    result.assert_outcomes(passed=30, skipped=14)  # 4 mock-API checks, 3 config-spec checks each
+    result.stdout.fnmatch_lines(
+        [
+            "*TestMockReader::test_reader_extract_streams PASSED*",
+            "*TestTwoBadConfigs::test_reader_rejects_bad_config PASSED*",
+        ]
+    )
 
 
 def test_failures_and_skips_carry_the_reason(pytester: pytest.Pytester) -> None:
@@ -35,7 +45,7 @@ def test_failures_and_skips_carry_the_reason(pytester: pytest.Pytester) -> None:
         """
     )
     result = pytester.runpytest("--strict-markers", "-rs")
-    result.assert_outcomes(passed=12, failed=1, skipped=5)
+    result.assert_outcomes(passed=12, failed=1, skipped=9)
     result.stdout.fnmatch_lines(
         [
             "*reader.primary_keys_unique: primary key {'id': 1} appears twice*",
@@ -103,7 +113,9 @@ def test_check_timeout_option_and_mock_api_fixture(pytester: pytest.Pytester) ->
             assert dativo_mock_target.records == []
         """
     )
-    result = pytester.runpytest("--strict-markers", "--dativo-check-timeout=1", "-k", "extract_yields or api")
+    result = pytester.runpytest(
+        "--strict-markers", "--dativo-check-timeout=1", "-k", "extract_yields or test_api"
+    )
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*reader.extract_yields_batches: timed out after 1s*"])
 
@@ -113,3 +125,28 @@ def test_help_lists_the_option(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*--dativo-check-timeout=SECONDS*"])
     markers = pytester.runpytest("--markers")
     markers.stdout.fnmatch_lines(["*dativo_conformance:*", "*dativo_mock_api(**kwargs)*"])
+
+
+def test_writer_conformance_under_pytest_writes_nothing_to_the_current_folder(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_writer="""
+        from dativo_testkit import MockWriter, conformance_test_class, read_output_folder
+
+        TestWriter = conformance_test_class(
+            MockWriter,
+            config=lambda tmp_path: {"folder": str(tmp_path / "out")},
+            read_back=lambda config: read_output_folder(config["folder"]),
+            hypothesis_examples=5,
+        )
+        """
+    )
+    before = sorted(p.name for p in pytester.path.iterdir())
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-k", "hypothesis_round_trip")
+    result.assert_outcomes(passed=1, deselected=13)
+    # pytester's own files: the subprocess's --basetemp (runpytest-N) and its captured output,
+    # and pytest-benchmark's storage when that plugin happens to be installed
+    ours = ("runpytest-", "stdout", "stderr", ".benchmarks")
+    after = sorted(p.name for p in pytester.path.iterdir() if not p.name.startswith(ours))
+    assert after == before

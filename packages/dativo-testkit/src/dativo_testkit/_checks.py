@@ -19,9 +19,9 @@ from dativo_plugin_sdk import (
     PluginVersionError,
     check_compatibility,
 )
-from dativo_plugin_sdk._loading import plugin_file
 
 from ._json_values import to_json_safe
+from ._plugin_names import plugin_name
 from ._resources import Leaks, ResourceSnapshot, wait_for_leaks
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "ConformanceCheck",
     "PluginSession",
     "RegisteredCheck",
+    "bad_configs_of",
     "describe_exception",
     "error_round_trip_problem",
     "plugin_name",
@@ -72,18 +73,13 @@ class CheckSkippedError(Exception):
         self.reason = reason
 
 
-def plugin_name(plugin_class: Any) -> str:
-    """Return how reports name a class: ``module.QualifiedName``, or ``file.py:QualifiedName``.
-
-    The second form is for classes :func:`~dativo_testkit.load_plugin_class` loaded from a
-    file, whose module name is private; anything that is not a class gets its repr.
-    """
-    if not isinstance(plugin_class, type):
-        return repr(plugin_class)
-    file = plugin_file(plugin_class)
-    if file:
-        return f"{file}:{plugin_class.__qualname__}"
-    return f"{plugin_class.__module__}.{plugin_class.__qualname__}"
+def bad_configs_of(bad_config: Any) -> tuple[Any, ...]:
+    """Return the bad configs given: ``None`` none, a mapping one, a list or tuple each of its items."""
+    if bad_config is None:
+        return ()
+    if isinstance(bad_config, (list, tuple)):
+        return tuple(bad_config)
+    return (bad_config,)
 
 
 def describe_exception(exc: BaseException) -> str:
@@ -125,7 +121,7 @@ class PluginSession:
     Args:
         plugin_class: The class under test.
         config: A valid config.
-        bad_config: An invalid config, or ``None``.
+        bad_config: An invalid config, a sequence of them (each must be rejected), or ``None``.
         timeout: Each check's time limit in seconds.
     """
 
@@ -134,7 +130,8 @@ class PluginSession:
     def __init__(self, plugin_class: type[Any], config: Any, bad_config: Any, timeout: float) -> None:
         self.plugin_class = plugin_class
         self.config = config
-        self.bad_config = bad_config
+        self.bad_configs = bad_configs_of(bad_config)
+        self.bad_config = self.bad_configs[0] if self.bad_configs else None
         self.timeout = timeout
         self.observed_errors: list[DativoError] = []
 
@@ -252,20 +249,35 @@ class PluginSession:
         return "constructed with the valid config"
 
     def check_rejects_bad_config(self) -> str:
-        if self.bad_config is None:
+        if not self.bad_configs:
             raise CheckSkippedError("no bad config was given (bad_config=..., or --bad-config)")
+        outcomes = []
+        for index, bad_config in enumerate(self.bad_configs, start=1):
+            outcomes.append(self._reject_one(bad_config, self.bad_config_label(index)))
+        if len(outcomes) == 1:
+            return outcomes[0]
+        return f"all {len(outcomes)} bad configs were rejected: " + "; ".join(
+            f"{i}: {o}" for i, o in enumerate(outcomes, start=1)
+        )
+
+    def bad_config_label(self, index: int) -> str:
+        """Name bad config ``index`` (1-based) in messages: ``the bad config`` or ``bad config 2 of 3``."""
+        count = len(self.bad_configs)
+        return "the bad config" if count == 1 else f"bad config {index} of {count}"
+
+    def _reject_one(self, bad_config: Any, which: str) -> str:
         try:
-            instance = self.construct(self.bad_config)
+            instance = self.construct(bad_config)
         except ConfigurationError as exc:
             return f"constructing raised ConfigurationError: {exc.message}"
         except DativoError as exc:
             raise CheckFailedError(
-                f"constructing with the bad config raised {describe_exception(exc)}; a config problem found "
+                f"constructing with {which} raised {describe_exception(exc)}; a config problem found "
                 "in __init__ must be a ConfigurationError (leave connecting to check_connection)"
             ) from None
         except Exception as exc:
             raise CheckFailedError(
-                f"constructing with the bad config raised the untyped {describe_exception(exc)}; raise "
+                f"constructing with {which} raised the untyped {describe_exception(exc)}; raise "
                 "ConfigurationError naming the setting to fix"
             ) from None
         try:
@@ -277,23 +289,23 @@ class PluginSession:
             except Exception as exc:
                 self.observe(exc)
                 raise CheckFailedError(
-                    f"with the bad config, check_connection raised {describe_exception(exc)}; return "
+                    f"with {which}, check_connection raised {describe_exception(exc)}; return "
                     "ConnectionTestResult(success=False, error_code=...) instead"
                 ) from None
             if not isinstance(result, ConnectionTestResult):
                 raise CheckFailedError(
-                    f"with the bad config, check_connection returned a {type(result).__name__}, "
+                    f"with {which}, check_connection returned a {type(result).__name__}, "
                     "not a ConnectionTestResult",
                     result,
                 )
             if result.success:
                 raise CheckFailedError(
-                    "the bad config was accepted: the constructor did not raise ConfigurationError and "
+                    f"{which} was accepted: the constructor did not raise ConfigurationError and "
                     f"check_connection reported success ({result.message!r})"
                 )
             if not result.error_code:
                 raise CheckFailedError(
-                    "with the bad config, check_connection reported success=False without an error_code; "
+                    f"with {which}, check_connection reported success=False without an error_code; "
                     "set error_code (e.g. 'AUTHENTICATION_FAILED')",
                     result.to_dict(),
                 )

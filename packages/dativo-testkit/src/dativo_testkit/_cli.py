@@ -63,7 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config", required=True, metavar="FILE", help="a valid config (JSON, or YAML with PyYAML)"
     )
-    parser.add_argument("--bad-config", metavar="FILE", help="an invalid config the plugin must reject")
+    parser.add_argument(
+        "--bad-config",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="an invalid config the plugin must reject (repeatable: each must be rejected)",
+    )
     parser.add_argument(
         "--stream", metavar="NAME", help="readers: the stream to check (default: the first discovered)"
     )
@@ -120,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         plugin_class = load_plugin_class(args.plugin_ref)
         config = load_config_file(args.config)
-        bad_config = load_config_file(args.bad_config) if args.bad_config else None
+        bad_config = [load_config_file(path) for path in args.bad_config] or None
         schema = load_schema_file(args.schema) if args.schema else None
         report = run_conformance(
             plugin_class,

@@ -16,9 +16,11 @@ from ._checks import (
     ConformanceCheck,
     PluginSession,
     RegisteredCheck,
+    bad_configs_of,
     describe_exception,
     plugin_name,
 )
+from ._plugin_names import hide_module_names
 from ._reader_checks import READER_CHECKS, ReaderSession
 from ._records import ALL_TYPES_SCHEMA
 from ._report import CheckResult, CheckStatus, ConformanceReport
@@ -109,8 +111,8 @@ def _run_one(registered: RegisteredCheck[Any], session: PluginSession, timeout: 
     return CheckResult(
         name=check.name,
         status=status,
-        reason=reason,
-        offending=offending,
+        reason=hide_module_names(reason),
+        offending=hide_module_names(offending),
         description=check.description,
         duration_seconds=time.monotonic() - started,
         traceback=frames,
@@ -121,7 +123,7 @@ def run_conformance(
     plugin_class: type[Any],
     *,
     config: Mapping[str, Any],
-    bad_config: Mapping[str, Any] | None = None,
+    bad_config: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
     stream: str | None = None,
     timeout: float = DEFAULT_CHECK_TIMEOUT,
     read_back: ReadBack | str | os.PathLike[str] | None = None,
@@ -140,8 +142,9 @@ def run_conformance(
         plugin_class: The class under test.
         config: A valid config (its source should hold a few hundred records at most,
             in several batches).
-        bad_config: An invalid config, for ``*.rejects_bad_config`` and
-            ``reader.errors_are_dativo_errors``; those are skipped or reduced without it.
+        bad_config: An invalid config, or a list of them (each must be rejected), for
+            ``*.rejects_bad_config`` and ``reader.errors_are_dativo_errors``; those are
+            skipped or reduced without one.
         stream: Readers: the stream to check; the first discovered one by default.
         timeout: Seconds each check may run.
         read_back: Writers: a hook ``(config) -> records`` returning everything committed
@@ -156,14 +159,21 @@ def run_conformance(
         The report; ``report.passed`` is ``True`` when no check failed.
 
     Raises:
-        TypeError: If ``config`` or ``bad_config`` is not a mapping.
+        TypeError: If ``config`` is not a mapping, or ``bad_config`` is neither a mapping
+            nor a list of mappings.
         ValueError: If ``timeout`` or ``hypothesis_examples`` is not positive, or ``skip``
             names an unknown check.
     """
     if not isinstance(config, Mapping):
         raise TypeError(f"config must be a mapping, got {type(config).__name__}")
-    if bad_config is not None and not isinstance(bad_config, Mapping):
-        raise TypeError(f"bad_config must be a mapping or None, got {type(bad_config).__name__}")
+    bad_configs = bad_configs_of(bad_config)
+    for item in bad_configs:
+        if not isinstance(item, Mapping):
+            raise TypeError(
+                "bad_config must be a mapping, a list of mappings or None, got "
+                f"{type(bad_config if bad_config is item else item).__name__}"
+                + ("" if bad_config is item else " in the list")
+            )
     if timeout <= 0:
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
     if hypothesis_examples <= 0:
@@ -183,14 +193,14 @@ def run_conformance(
         session = WriterSession(
             plugin_class,
             config,
-            bad_config,
+            bad_configs,
             schema=schema if schema is not None else ALL_TYPES_SCHEMA,
             read_back=read_back_hook(read_back),
             timeout=timeout,
             hypothesis_examples=hypothesis_examples,
         )
     else:
-        session = ReaderSession(plugin_class, config, bad_config, stream, timeout)
+        session = ReaderSession(plugin_class, config, bad_configs, stream, timeout)
     results: dict[str, CheckResult] = {}
     for registered in registry:
         check = registered.check

@@ -10,7 +10,8 @@ The protocol (the example ``JsonApiReader`` speaks it)::
 
 Records are sorted by ``(updated_at, id)``; ``updated_since`` keeps records updated
 strictly after the given instant. A missing token gets 401, a wrong one 403; queued
-faults answer 429 (with ``Retry-After``) or 5xx before the page is served.
+faults answer 401/403 (whatever the token), 429 (with ``Retry-After``) or 5xx before the
+page is served.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import hmac
 import json
 import random
 import threading
+import weakref
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,10 +33,15 @@ from urllib.parse import parse_qsl, urlsplit
 
 from dativo_plugin_sdk import Column, ColumnType, Record
 
+from ._mock_api_control import CONTROL_PATH, handle_control
+
 if TYPE_CHECKING:
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 __all__ = ["MockApiServer", "RecordedRequest"]
+
+_RUNNING: weakref.WeakSet[MockApiServer] = weakref.WeakSet()
+_RUNNING_LOCK = threading.Lock()
 
 _NAMES = ("Ada", "Zoë", "Bjørn", "José", "Мария", "李雷", "Ngozi", "Siobhán", "Ólafur", "Amélie")
 _BASE = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -95,6 +102,12 @@ class MockApiServer:
         seed: Seed of the generated records.
         default_page_size: Page size when the request gives no ``limit``.
         max_page_size: Largest page served, whatever ``limit`` asks.
+        host: The address to listen on; ``127.0.0.1`` by default (see docs/testkit.md for
+            what a sandboxed reader can reach).
+        port: The port to listen on; ``0`` (the default) picks a free one.
+        control: Serve the control endpoint ``/_dativo/mock-api`` to loopback clients, so
+            conformance in another process can queue faults (``dativo-testkit mock-api``
+            turns it on).
 
     Raises:
         ValueError: If a given record lacks ``id`` or a valid ``updated_at``.
@@ -118,6 +131,9 @@ class MockApiServer:
         seed: int = 0,
         default_page_size: int = 100,
         max_page_size: int = 1000,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        control: bool = False,
     ) -> None:
         if not resource or "/" in resource:
             raise ValueError(f"resource must be one path segment, got {resource!r}")
@@ -126,17 +142,12 @@ class MockApiServer:
         rows = (
             self.build_records(records, seed=seed) if isinstance(records, int) else [dict(r) for r in records]
         )
-        keyed = []
-        for row in rows:
-            try:
-                keyed.append(((_parse_instant(str(row["updated_at"])), int(row["id"])), row))
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ValueError(
-                    f"every record needs an integer 'id' and an ISO 8601 'updated_at': {exc}"
-                ) from None
-        keyed.sort(key=lambda pair: pair[0])
+        keyed = sorted(_keyed(rows), key=lambda pair: pair[0])
         self._keys = [k for k, _ in keyed]
         self._records = [r for _, r in keyed]
+        self.host = host
+        self._port = port
+        self.control = control
         self.resource = resource
         self.token = token
         self.default_page_size = default_page_size
@@ -181,7 +192,7 @@ class MockApiServer:
 
         if self._server is not None:
             raise RuntimeError("MockApiServer is already running")
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_class())
+        server = ThreadingHTTPServer((self.host, self._port), _handler_class())
         server.daemon_threads = True
         server.mock_api = self  # type: ignore[attr-defined]
         self._server = server
@@ -189,12 +200,16 @@ class MockApiServer:
             target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="dativo-mock-api", daemon=True
         )
         self._thread.start()
+        with _RUNNING_LOCK:
+            _RUNNING.add(self)
         return self
 
     def stop(self) -> None:
         """Stop serving and close the socket; safe to call twice."""
         server, thread = self._server, self._thread
         self._server = self._thread = None
+        with _RUNNING_LOCK:
+            _RUNNING.discard(self)
         if server is not None:
             server.shutdown()
             server.server_close()
@@ -222,8 +237,10 @@ class MockApiServer:
 
     @property
     def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:54321`` (no trailing slash)."""
-        return f"http://127.0.0.1:{self.port}"
+        """Base URL, e.g. ``http://127.0.0.1:54321`` (no trailing slash; loopback when listening on all)."""
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
 
     def reader_config(self, **extra: Any) -> dict[str, Any]:
         """Return ``base_url``, ``token`` and ``resource`` (plus ``extra``) for a reader's config."""
@@ -234,7 +251,23 @@ class MockApiServer:
     @property
     def records(self) -> list[Record]:
         """Every record served, in ``(updated_at, id)`` order (copies)."""
-        return [dict(r) for r in self._records]
+        with self._lock:
+            return [dict(r) for r in self._records]
+
+    def add_records(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """Serve ``records`` too, from the next request on (each in its ``(updated_at, id)`` place).
+
+        Raises:
+            ValueError: If a record lacks an integer ``id`` or a valid ``updated_at``.
+        """
+        from bisect import insort
+
+        keyed = _keyed([dict(r) for r in records])
+        with self._lock:
+            for key, row in keyed:
+                position = _first_after(self._keys, key)
+                insort(self._keys, key)
+                self._records.insert(position, row)
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -257,6 +290,22 @@ class MockApiServer:
             raise ValueError(f"fail_next needs a 5xx status and count >= 1, got {status}, {count}")
         with self._lock:
             self._faults.extend(_Fault(status, None) for _ in range(count))
+
+    def reject_next(self, count: int = 1, *, status: int = 401) -> None:
+        """Answer the next ``count`` requests with 401 or 403, whatever token they carry.
+
+        Raises:
+            ValueError: If ``status`` is not 401 or 403, or ``count`` < 1.
+        """
+        if status not in (401, 403) or count < 1:
+            raise ValueError(f"reject_next needs status 401 or 403 and count >= 1, got {status}, {count}")
+        with self._lock:
+            self._faults.extend(_Fault(status, None) for _ in range(count))
+
+    def clear_faults(self) -> None:
+        """Forget every queued fault: requests are answered normally again."""
+        with self._lock:
+            self._faults.clear()
 
     def rate_limit_next(self, count: int = 1, *, retry_after: float = 1.0) -> None:
         """Answer the next ``count`` authorised requests with 429 and ``Retry-After: retry_after``.
@@ -322,10 +371,16 @@ class MockApiServer:
 
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         parts = urlsplit(handler.path)
+        if self.control and (parts.path == CONTROL_PATH or parts.path.startswith(CONTROL_PATH + "/")):
+            handle_control(self, handler, lambda status, payload: _respond(handler, status, payload, {}))
+            return
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         authorization = self._authorization(handler.headers.get("Authorization"))
         headers: dict[str, str] = {}
         try:
+            if handler.command != "GET":
+                headers["Allow"] = "GET"
+                raise _HttpError(405, f"{handler.command} is not served; the API answers GET")
             if authorization == "missing":
                 headers["WWW-Authenticate"] = "Bearer"
                 raise _HttpError(401, "missing bearer token")
@@ -334,6 +389,10 @@ class MockApiServer:
             if parts.path.strip("/") != self.resource:
                 raise _HttpError(404, f"no resource {parts.path!r}; try /{self.resource}")
             fault = self._next_fault()
+            if fault is not None and fault.status in (401, 403):
+                if fault.status == 401:
+                    headers["WWW-Authenticate"] = "Bearer"
+                raise _HttpError(fault.status, "injected authentication failure")
             if fault is not None:
                 if fault.retry_after is not None:
                     seconds = fault.retry_after
@@ -342,19 +401,44 @@ class MockApiServer:
                     )
                     raise _HttpError(fault.status, "rate limit exceeded")
                 raise _HttpError(fault.status, "injected server error")
-            status, payload = 200, self._page(query)
+            with self._lock:
+                page = self._page(query)
+            status, payload = 200, page
         except _HttpError as error:
             status, payload = error.status, {"error": error.message}
-        body = json.dumps(payload, default=str).encode()
         with self._lock:
             self._requests.append(RecordedRequest(handler.command, parts.path, query, authorization, status))
-        handler.send_response(status)
+        _respond(handler, status, payload, headers)
+
+
+def _respond(handler: BaseHTTPRequestHandler, status: int, payload: Any, headers: Mapping[str, str]) -> None:
+    body = b"" if payload is None else json.dumps(payload, default=str).encode()
+    handler.send_response(status)
+    if payload is not None:
         handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(body)))
-        for name, value in headers.items():
-            handler.send_header(name, value)
-        handler.end_headers()
-        handler.wfile.write(body)
+    handler.send_header("Content-Length", str(len(body)))
+    for name, value in headers.items():
+        handler.send_header(name, value)
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def _keyed(rows: Sequence[dict[str, Any]]) -> list[tuple[tuple[datetime, int], dict[str, Any]]]:
+    keyed = []
+    for row in rows:
+        try:
+            keyed.append(((_parse_instant(str(row["updated_at"])), int(row["id"])), row))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(
+                f"every record needs an integer 'id' and an ISO 8601 'updated_at': {exc}"
+            ) from None
+    return keyed
+
+
+def running_servers() -> list[MockApiServer]:
+    """Every :class:`MockApiServer` of this process that is serving now."""
+    with _RUNNING_LOCK:
+        return list(_RUNNING)
 
 
 def _first_after(keys: Sequence[tuple[datetime, float]], key: tuple[datetime, float]) -> int:
@@ -391,6 +475,8 @@ def _handler_class() -> type[BaseHTTPRequestHandler]:
 
             def do_GET(self) -> None:
                 self.server.mock_api._handle(self)  # type: ignore[attr-defined]
+
+            do_POST = do_DELETE = do_PUT = do_PATCH = do_GET
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  (stdlib signature)
                 """Keep test output quiet."""

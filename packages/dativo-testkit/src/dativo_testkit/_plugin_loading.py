@@ -15,6 +15,8 @@ from typing import Any
 from dativo_plugin_sdk import ConfigurationError
 from dativo_plugin_sdk._loading import PluginRef, published_builtins, resolve_plugin
 
+from ._plugin_names import remember_reference
+
 __all__ = ["load_plugin_class"]
 
 
@@ -48,4 +50,5 @@ def load_plugin_class(ref: str, *, base_dir: str | Path | None = None) -> type[A
             f"plugin reference {ref!r} names a {type(target).__name__}, not a class; name the plugin's class",
             details={"ref": ref},
         )
+    remember_reference(target, ref, parsed.class_name)
     return target

@@ -40,11 +40,21 @@ def _resolve(value: ConfigSource, request: pytest.FixtureRequest) -> Mapping[str
     return resolved
 
 
+def _resolve_bad(
+    value: ConfigSource | Sequence[ConfigSource] | None, request: pytest.FixtureRequest
+) -> list[Mapping[str, Any]] | None:
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return [_resolve(item, request) for item in value]
+    return [_resolve(value, request)]  # type: ignore[arg-type]
+
+
 def conformance_test_class(
     plugin_class: type[Any],
     *,
     config: ConfigSource,
-    bad_config: ConfigSource | None = None,
+    bad_config: ConfigSource | Sequence[ConfigSource] | None = None,
     stream: str | None = None,
     timeout: float | None = None,
     read_back: ReadBack | str | os.PathLike[str] | None = None,
@@ -66,7 +76,7 @@ def conformance_test_class(
     Args:
         plugin_class: The reader or writer class under test.
         config: A valid config, or a callable taking fixtures and returning one.
-        bad_config: An invalid config (or callable), or ``None``.
+        bad_config: An invalid config (or callable), a list of them, or ``None``.
         stream: See :func:`run_conformance`.
         timeout: Seconds per check; default ``--dativo-check-timeout``, else 60.
         read_back: See :func:`run_conformance`.
@@ -95,7 +105,7 @@ def conformance_test_class(
             cache["report"] = run_conformance(
                 plugin_class,
                 config=_resolve(config, request),
-                bad_config=None if bad_config is None else _resolve(bad_config, request),
+                bad_config=_resolve_bad(bad_config, request),
                 stream=stream,
                 timeout=float(limit),
                 read_back=read_back,

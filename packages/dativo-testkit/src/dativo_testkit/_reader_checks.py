@@ -5,6 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from ._checks import ConformanceCheck, RegisteredCheck
+from ._mock_api_checks import (
+    check_mock_api_authentication,
+    check_mock_api_rate_limit,
+    check_mock_api_server_errors,
+    check_mock_api_unreachable,
+)
 from ._reader_session import ReaderSession
 
 __all__ = ["READER_CHECKS", "ReaderSession"]
@@ -91,6 +97,31 @@ READER_CHECKS: tuple[RegisteredCheck[ReaderSession], ...] = (
         "Resuming from an intermediate state yields exactly the records not yet read.",
         ReaderSession.check_incremental_resume,
         "reader.incremental_final_state",
+    ),
+    _reader_check(
+        "reader.mock_api_authentication",
+        "Pointed at the testkit's MockApiServer: HTTP 401 and 403 raise AuthenticationError.",
+        check_mock_api_authentication,
+        "reader.extract_yields_batches",
+    ),
+    _reader_check(
+        "reader.mock_api_rate_limit",
+        "Pointed at the testkit's MockApiServer: HTTP 429 raises RateLimitError with retry_after.",
+        check_mock_api_rate_limit,
+        "reader.extract_yields_batches",
+    ),
+    _reader_check(
+        "reader.mock_api_server_errors",
+        "Pointed at the testkit's MockApiServer: 5xx answers are retried or raise TransientError.",
+        check_mock_api_server_errors,
+        "reader.extract_yields_batches",
+    ),
+    _reader_check(
+        "reader.mock_api_unreachable",
+        "Pointed at the testkit's MockApiServer: an unreachable API raises ConnectionError or "
+        "TransientError.",
+        check_mock_api_unreachable,
+        "reader.extract_yields_batches",
     ),
     _reader_check(
         "reader.errors_are_dativo_errors",

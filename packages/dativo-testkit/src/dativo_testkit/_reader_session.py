@@ -44,7 +44,7 @@ class ReaderSession(PluginSession):
     Args:
         plugin_class: The reader class.
         config: A valid config.
-        bad_config: An invalid config, or ``None``.
+        bad_config: Invalid configs (each must be rejected); may be empty.
         stream: The stream to check, or ``None`` for the first one discovered.
         timeout: Each check's time limit in seconds.
     """
@@ -326,8 +326,19 @@ class ReaderSession(PluginSession):
         )
 
     def _require_incremental(self) -> None:
-        if not getattr(self.plugin_class, "supports_incremental", False):
-            raise CheckSkippedError(f"{self.name} does not declare supports_incremental = True")
+        if getattr(self.plugin_class, "supports_incremental", False):
+            return
+        run = self.run
+        written = next((s for s in (*run.states_at_batch, run.final_state) if s != run.initial_state), None)
+        if written is not None:
+            raise CheckFailedError(
+                f"{self.name} calls state.set(...) during extract (the state became {state_text(written)}) "
+                "but does not declare supports_incremental = True, so dativo-run refuses "
+                "source.incremental for it and its state is never used. Add 'supports_incremental = True' "
+                "to the class (these incremental checks then verify the resume), or stop calling state.set",
+                written,
+            )
+        raise CheckSkippedError(f"{self.name} does not declare supports_incremental = True")
 
     def check_incremental_final_state(self) -> str:
         self._require_incremental()
@@ -402,31 +413,37 @@ class ReaderSession(PluginSession):
             close_iterator(iterator)
 
     def check_errors_are_dativo_errors(self) -> str:
-        provoked = ""
-        if self.bad_config is not None:
+        exercised = 0
+        for index, bad_config in enumerate(self.bad_configs, start=1):
+            which = self.bad_config_label(index)
             try:
-                reader = self.construct(self.bad_config)
+                reader = self.construct(bad_config)
             except Exception:
                 reader = None  # judged by reader.rejects_bad_config
-            if reader is not None:
-                try:
-                    for what, call in (
-                        ("discover", reader.discover),
-                        ("extract", lambda: self._first_batches(reader)),
-                    ):
-                        try:
-                            call()
-                        except DativoError as exc:
-                            self.observe(exc)
-                        except Exception as exc:
-                            raise CheckFailedError(
-                                f"with the bad config, {what} raised the untyped {describe_exception(exc)}; "
-                                "raise a DativoError subclass (ConfigurationError, AuthenticationError, "
-                                "ConnectionError...) so the runtime knows whether to retry"
-                            ) from None
-                    provoked = "; with the bad config, discover and extract raised nothing untyped"
-                finally:
-                    self.close_quietly(reader)
+            if reader is None:
+                continue
+            try:
+                for what, call in (
+                    ("discover", reader.discover),
+                    ("extract", lambda reader=reader: self._first_batches(reader)),
+                ):
+                    try:
+                        call()
+                    except DativoError as exc:
+                        self.observe(exc)
+                    except Exception as exc:
+                        raise CheckFailedError(
+                            f"with {which}, {what} raised the untyped {describe_exception(exc)}; "
+                            "raise a DativoError subclass (ConfigurationError, AuthenticationError, "
+                            "ConnectionError...) so the runtime knows whether to retry"
+                        ) from None
+            finally:
+                self.close_quietly(reader)
+            exercised += 1
+        provoked = ""
+        if exercised:
+            which = "the bad config" if len(self.bad_configs) == 1 else f"{exercised} constructed bad configs"
+            provoked = f"; with {which}, discover and extract raised nothing untyped"
         errors = list(self.observed_errors)
         for error in errors:
             problem = error_round_trip_problem(error)
@@ -434,7 +451,7 @@ class ReaderSession(PluginSession):
                 raise CheckFailedError(
                     f"{problem}: errors must cross the sandbox boundary intact", repr(error)
                 )
-        if not errors and self.bad_config is None:
+        if not errors and not self.bad_configs:
             raise CheckSkippedError(
                 "no error was raised during the run and no bad config was given to provoke one"
             )

@@ -18,6 +18,7 @@ from ._checks import (
     RegisteredCheck,
     describe_exception,
 )
+from ._hypothesis_storage import private_hypothesis_storage
 from ._read_back import RecordComparison, compare_records, new_records, read_output_folder
 from ._records import WRONG_VALUES, build_records
 from ._resources import ResourceSnapshot
@@ -72,7 +73,7 @@ class WriterSession(PluginSession):
     Args:
         plugin_class: The writer class.
         config: A valid config.
-        bad_config: An invalid config, or ``None``.
+        bad_config: Invalid configs (each must be rejected); may be empty.
         schema: The columns written.
         read_back: Hook reading back what the target holds, or ``None``.
         timeout: Each check's time limit in seconds.
@@ -337,7 +338,7 @@ class WriterSession(PluginSession):
             self._round_trip_once(records)
 
         try:
-            with with_reporter(lambda message: None):
+            with with_reporter(lambda message: None), private_hypothesis_storage():
                 round_trip()
         except _RoundTripMismatchError as mismatch:
             missing = mismatch.comparison.missing

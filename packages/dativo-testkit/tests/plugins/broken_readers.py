@@ -260,6 +260,15 @@ class StateIgnoredReader(MockReader):
                 state.set("updated_at", _cursor(batch))
 
 
+class UndeclaredIncrementalReader(MockReader):
+    """Saves a cursor with state.set but never declares supports_incremental = True."""
+
+    FLAGGED_BY = "reader.incremental_final_state"
+    CONFIG = GOOD
+    BAD_CONFIG = BAD
+    supports_incremental = False
+
+
 class EarlyStateReader(MockReader):
     """Sets the state before yielding the batch it covers, so a resume skips a batch."""
 
