@@ -263,10 +263,15 @@ class _Worker:
         if hello.get("protocol") != PROTOCOL_VERSION:
             raise ProtocolError(f"host speaks protocol {hello.get('protocol')!r}, worker {PROTOCOL_VERSION}")
         role = hello.get("role")
-        if role not in ("reader", "writer"):
+        if role not in ("reader", "writer", "inspect"):
             raise ProtocolError(f"unknown role {role!r}")
         ref = PluginRef.from_dict(hello["ref"])
         self.ref = ref.ref
+        if role == "inspect":
+            # Describe the class as the sandbox imports it, without building it (and without the
+            # SDK check, which the caller reports itself): dativo-conformance under a sandbox.
+            plugin_cls = load_plugin_class(ref, check_sdk=False)
+            return {"op": "ready", "info": plugin_info(plugin_cls, ref).to_dict(), "sandbox": self.facts()}
         plugin_cls = load_plugin_class(ref, expected=BaseReader if role == "reader" else BaseWriter)
         info = plugin_info(plugin_cls, ref)
         config = hello.get("config") or {}
@@ -276,17 +281,18 @@ class _Worker:
             columns = hello.get("schema")
             schema = None if columns is None else [Column.from_dict(c) for c in columns]
             self.plugin = plugin_cls(config=config, schema=schema)
+        return {"op": "ready", "info": info.to_dict(), "sandbox": self.facts()}
+
+    @staticmethod
+    def facts() -> dict[str, Any]:
+        """What the host checks about the sandbox the worker runs in (seccomp, privileges)."""
         status = _proc_status()
         return {
-            "op": "ready",
-            "info": info.to_dict(),
-            "sandbox": {
-                "seccomp": int(status.get("Seccomp", "0").strip() or 0),
-                "no_new_privs": int(status.get("NoNewPrivs", "0").strip() or 0),
-                "uid": os.getuid(),
-                "pid": os.getpid(),
-                "python": sys.version.split()[0],
-            },
+            "seccomp": int(status.get("Seccomp", "0").strip() or 0),
+            "no_new_privs": int(status.get("NoNewPrivs", "0").strip() or 0),
+            "uid": os.getuid(),
+            "pid": os.getpid(),
+            "python": sys.version.split()[0],
         }
 
     def handle(self, message: Mapping[str, Any]) -> tuple[bool, Any]:
@@ -328,7 +334,8 @@ class _Worker:
             plugin.abort()
             return True, None
         if op == "close":
-            plugin.close()
+            if plugin is not None:  # None after an inspect hello: nothing was built
+                plugin.close()
             return False, None
         raise ProtocolError(f"unknown request {op!r}")
 

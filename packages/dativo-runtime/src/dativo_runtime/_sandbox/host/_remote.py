@@ -394,8 +394,11 @@ def open_remote_session(
     rlimits: Mapping[str, Any],
     schema: Sequence[Column] | None = None,
     require_seccomp: bool = True,
-) -> RemoteReaderSession | RemoteWriterSession:
+) -> RemoteReaderSession | RemoteWriterSession | PluginInfo:
     """Handshake with a started worker and wrap it in a reader or writer session.
+
+    Role ``inspect`` loads the plugin class without building it: the worker is closed at
+    once and the plugin's :class:`PluginInfo` returned (see :meth:`WorkerSandbox.inspect`).
 
     Raises:
         DativoError: The plugin's loading or construction error, or a ``SandboxError``.
@@ -416,6 +419,9 @@ def open_remote_session(
     info = client.handshake(hello)
     if require_seccomp:
         client.require_seccomp()
+    if role == "inspect":
+        client.close()
+        return info
     if role == "reader":
         return RemoteReaderSession(client, info)
     return RemoteWriterSession(client, info)
@@ -438,8 +444,38 @@ class WorkerSandbox(Sandbox):
         limits: SandboxLimits,
         schema: Sequence[Column] | None = None,
         output_dir: Path | None = None,
-    ) -> ReaderSession | WriterSession:
-        """Start a worker for ``role`` (``reader`` or ``writer``) and return its session."""
+    ) -> ReaderSession | WriterSession | PluginInfo:
+        """Start a worker for ``role`` (``reader``, ``writer``, ``inspect``) and return its session.
+
+        Role ``inspect`` returns the plugin's :class:`PluginInfo` (see :func:`open_remote_session`).
+        """
+
+    def inspect(
+        self,
+        ref: PluginRef,
+        *,
+        limits: SandboxLimits = SandboxLimits(),  # noqa: B008
+    ) -> PluginInfo:
+        """Load the plugin class in a worker, without building it, and describe it.
+
+        The class is imported where it would run, with what that sandbox can import, and
+        nothing of it is imported in this process (``dativo-conformance --sandbox``).
+
+        Args:
+            ref: The plugin reference.
+            limits: The worker's limits.
+
+        Returns:
+            What the plugin declares: its role, version, ``requires_sdk`` and capabilities.
+
+        Raises:
+            DativoError: The plugin's loading error (``ConfigurationError`` naming the file
+                and line; a missing module with how to make it available to this backend),
+                ``PluginError`` for an abstract class, or a ``SandboxError``.
+        """
+        info = self._open("inspect", ref, {}, limits=limits)
+        assert isinstance(info, PluginInfo)
+        return info
 
     def open_reader(
         self,
