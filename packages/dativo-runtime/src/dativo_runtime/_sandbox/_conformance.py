@@ -157,7 +157,11 @@ class _Sandboxing:
         with self._lock:
             sessions, self._open = self._open, []
         for session in sessions:
+            client = getattr(session, "client", None)
             with contextlib.suppress(Exception):
+                if client is not None:
+                    # Not gracefully: the plugin may still be busy in a check that timed out.
+                    client.close(graceful=False)
                 session.close()
 
     def arrow_schema(self, stream: str | None) -> pa.Schema | None:
