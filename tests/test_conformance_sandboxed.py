@@ -356,3 +356,12 @@ def test_no_worker_outlives_a_sandboxed_run_even_after_a_check_timed_out(
     while (left := _leftovers(str(plugins), backend)) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert left == []
+
+
+def test_the_runtime_registers_its_sandboxes_for_the_testkit() -> None:
+    from importlib.metadata import entry_points
+
+    from dativo_runtime._sandbox._conformance import sandboxed_plugin_class
+
+    (entry,) = [ep for ep in entry_points(group="dativo.conformance") if ep.name == "sandbox"]
+    assert entry.load() is sandboxed_plugin_class
