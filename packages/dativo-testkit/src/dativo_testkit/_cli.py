@@ -1,7 +1,9 @@
 """The ``dativo-conformance`` command: run the conformance suite on a plugin class.
 
 Exit codes: 0 when every check passed (or was skipped), 1 when any check failed, 2 for
-usage errors (bad arguments, unknown class, unreadable config).
+usage errors (bad arguments, unknown class, unreadable config; with ``--sandbox``, a plugin
+the sandbox cannot import, ``dativo-runtime`` not installed, or a backend that does not work
+on this machine).
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from dativo_plugin_sdk import ConfigurationError, PluginError
+from dativo_plugin_sdk import ConfigurationError, PluginError, SandboxError
 
 from ._config_files import load_config_file, load_schema_file
 from ._conformance import DEFAULT_CHECK_TIMEOUT, DEFAULT_HYPOTHESIS_EXAMPLES, run_conformance
 from ._plugin_loading import load_plugin_class
+from ._sandboxed import SANDBOXES
 from ._version import __version__
 
 __all__ = ["build_parser", "main"]
@@ -104,6 +107,20 @@ def build_parser() -> argparse.ArgumentParser:
             f"{DEFAULT_HYPOTHESIS_EXAMPLES})"
         ),
     )
+    parser.add_argument(
+        "--sandbox",
+        choices=SANDBOXES,
+        default="none",
+        help=(
+            "where the plugin runs: none (this process, the default), or process / docker, a dativo-run "
+            "sandbox worker (needs dativo-runtime), so the checks see what the sandbox can import"
+        ),
+    )
+    parser.add_argument(
+        "--sandbox-network",
+        action="store_true",
+        help="let a sandboxed plugin open network connections (a job's sandbox.network)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of text")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
@@ -124,12 +141,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:
         return int(exit_.code or 0)
     try:
-        plugin_class = load_plugin_class(args.plugin_ref)
+        # Under a sandbox the plugin is imported only in the sandbox worker, never here.
+        plugin = args.plugin_ref if args.sandbox != "none" else load_plugin_class(args.plugin_ref)
         config = load_config_file(args.config)
         bad_config = [load_config_file(path) for path in args.bad_config] or None
         schema = load_schema_file(args.schema) if args.schema else None
         report = run_conformance(
-            plugin_class,
+            plugin,
             config=config,
             bad_config=bad_config,
             stream=args.stream,
@@ -138,8 +156,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             schema=schema,
             skip=args.skip,
             hypothesis_examples=args.hypothesis_examples,
+            sandbox=args.sandbox,
+            sandbox_network=args.sandbox_network,
         )
-    except (PluginError, ConfigurationError, ValueError, TypeError) as exc:
+    except (PluginError, ConfigurationError, SandboxError, ValueError, TypeError) as exc:
         print(f"dativo-conformance: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print(report.to_json() if args.json else report.to_text(), end="" if not args.json else "\n")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import time
 from collections.abc import Collection, Mapping, Sequence
@@ -20,10 +22,12 @@ from ._checks import (
     describe_exception,
     plugin_name,
 )
+from ._plugin_loading import load_plugin_class
 from ._plugin_names import hide_module_names
 from ._reader_checks import READER_CHECKS, ReaderSession
 from ._records import ALL_TYPES_SCHEMA
 from ._report import CheckResult, CheckStatus, ConformanceReport
+from ._sandboxed import IN_PROCESS_ONLY, plugin_reference, sandbox_backend, sandboxed_plugin
 from ._spec_checks import READER_SPEC_CHECKS, WRITER_SPEC_CHECKS
 from ._time_limit import CheckTimeoutError, call_with_time_limit
 from ._version import __version__
@@ -120,7 +124,7 @@ def _run_one(registered: RegisteredCheck[Any], session: PluginSession, timeout: 
 
 
 def run_conformance(
-    plugin_class: type[Any],
+    plugin_class: type[Any] | str,
     *,
     config: Mapping[str, Any],
     bad_config: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
@@ -130,16 +134,25 @@ def run_conformance(
     schema: Sequence[Column] | None = None,
     skip: Collection[str] = (),
     hypothesis_examples: int = DEFAULT_HYPOTHESIS_EXAMPLES,
+    sandbox: str | None = None,
+    sandbox_network: bool = False,
 ) -> ConformanceReport:
     """Run every conformance check on a reader or writer class and report each one.
 
     A ``BaseWriter`` subclass gets the writer checks; anything else the reader checks
-    (so a class that is not a plugin fails ``reader.is_concrete_base_reader``). The
-    plugin runs in this process; each check runs in a worker thread and fails when it
+    (so a class that is not a plugin fails ``reader.is_concrete_base_reader``). By default
+    the plugin runs in this process; each check runs in a worker thread and fails when it
     exceeds ``timeout``. A check whose prerequisite did not pass is skipped, saying so.
 
+    With ``sandbox="process"`` or ``"docker"`` the plugin runs in a ``dativo-run`` sandbox
+    worker instead (``dativo-runtime`` must be installed): it is imported there, with what
+    that sandbox can import, and never in this process, so a plugin that imports something
+    only this environment has fails here rather than in production. The checks are the
+    same; the few that measure this process are skipped, saying why.
+
     Args:
-        plugin_class: The class under test.
+        plugin_class: The class under test, or a reference to it (``path/to/file.py:Class``,
+            ``package.module:Class``); a sandbox loads a class again by its reference.
         config: A valid config (its source should hold a few hundred records at most,
             in several batches).
         bad_config: An invalid config, or a list of them (each must be rejected), for
@@ -154,6 +167,9 @@ def run_conformance(
         schema: Writers: the columns written; :data:`ALL_TYPES_SCHEMA` by default.
         skip: Names of checks not to run (reported as skipped).
         hypothesis_examples: Writers: generated batches in ``writer.hypothesis_round_trip``.
+        sandbox: ``None`` or ``"none"`` (in this process), ``"process"`` or ``"docker"``.
+        sandbox_network: Let a sandboxed plugin open network connections (a job's
+            ``sandbox.network``; off by default, as in a job).
 
     Returns:
         The report; ``report.passed`` is ``True`` when no check failed.
@@ -161,8 +177,12 @@ def run_conformance(
     Raises:
         TypeError: If ``config`` is not a mapping, or ``bad_config`` is neither a mapping
             nor a list of mappings.
-        ValueError: If ``timeout`` or ``hypothesis_examples`` is not positive, or ``skip``
-            names an unknown check.
+        ValueError: If ``timeout`` or ``hypothesis_examples`` is not positive, ``skip``
+            names an unknown check, ``sandbox`` is unknown, or a class to sandbox cannot
+            be found again by reference.
+        ConfigurationError: If a reference cannot be loaded, or ``dativo-runtime`` is not
+            installed for a sandbox.
+        DativoError: From the runtime when the sandbox does not work here (``SandboxError``).
     """
     if not isinstance(config, Mapping):
         raise TypeError(f"config must be a mapping, got {type(config).__name__}")
@@ -178,6 +198,44 @@ def run_conformance(
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
     if hypothesis_examples <= 0:
         raise ValueError(f"hypothesis_examples must be positive, got {hypothesis_examples!r}")
+    backend = sandbox_backend(sandbox)
+    run = functools.partial(
+        _run_checks,
+        config=config,
+        bad_configs=bad_configs,
+        stream=stream,
+        timeout=timeout,
+        read_back=read_back,
+        schema=schema,
+        skip=skip,
+        hypothesis_examples=hypothesis_examples,
+    )
+    if backend is None:
+        if isinstance(plugin_class, str):
+            plugin_class = load_plugin_class(plugin_class)
+        return run(plugin_class)
+    ref = plugin_class if isinstance(plugin_class, str) else plugin_reference(plugin_class)
+    folder = read_back if isinstance(read_back, (str, os.PathLike)) else None
+    with sandboxed_plugin(
+        ref, backend=backend, output_dir=folder, network=sandbox_network, timeout=timeout
+    ) as sandboxed_class:
+        report = run(sandboxed_class, in_process_only=IN_PROCESS_ONLY)
+    return dataclasses.replace(report, plugin=ref, sandbox=backend)
+
+
+def _run_checks(
+    plugin_class: type[Any],
+    *,
+    config: Mapping[str, Any],
+    bad_configs: Sequence[Mapping[str, Any]],
+    stream: str | None,
+    timeout: float,
+    read_back: ReadBack | str | os.PathLike[str] | None,
+    schema: Sequence[Column] | None,
+    skip: Collection[str],
+    hypothesis_examples: int,
+    in_process_only: Mapping[str, str] | None = None,
+) -> ConformanceReport:
     kind = plugin_kind(plugin_class)
     registry: Sequence[RegisteredCheck[Any]] = (
         WRITER_CHECKS + WRITER_SPEC_CHECKS if kind == "writer" else READER_CHECKS + READER_SPEC_CHECKS
@@ -208,6 +266,10 @@ def run_conformance(
         if check.name in skip:
             results[check.name] = CheckResult(
                 check.name, CheckStatus.SKIPPED, "skipped on request", None, check.description
+            )
+        elif in_process_only and check.name in in_process_only:
+            results[check.name] = CheckResult(
+                check.name, CheckStatus.SKIPPED, in_process_only[check.name], None, check.description
             )
         elif unmet:
             first = results[unmet[0]]

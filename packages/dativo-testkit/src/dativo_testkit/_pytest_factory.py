@@ -61,6 +61,7 @@ def conformance_test_class(
     schema: Sequence[Column] | None = None,
     skip: Collection[str] = (),
     hypothesis_examples: int = DEFAULT_HYPOTHESIS_EXAMPLES,
+    sandbox: str | None = None,
 ) -> type:
     """Build a pytest test class with one test per conformance check of ``plugin_class``.
 
@@ -83,6 +84,8 @@ def conformance_test_class(
         schema: See :func:`run_conformance`.
         skip: See :func:`run_conformance`.
         hypothesis_examples: See :func:`run_conformance`.
+        sandbox: See :func:`run_conformance`; default ``--dativo-sandbox``, else in-process.
+            A sandbox loads the class again by its reference (a plugin file or a module).
 
     Returns:
         A class with a ``test_<check>`` method per check.
@@ -102,6 +105,7 @@ def conformance_test_class(
         if "report" not in cache:
             option = request.config.getoption("dativo_check_timeout", default=None)
             limit = timeout if timeout is not None else (option or DEFAULT_CHECK_TIMEOUT)
+            where = sandbox or request.config.getoption("dativo_sandbox", default=None)
             cache["report"] = run_conformance(
                 plugin_class,
                 config=_resolve(config, request),
@@ -112,6 +116,7 @@ def conformance_test_class(
                 schema=schema,
                 skip=skip,
                 hypothesis_examples=hypothesis_examples,
+                sandbox=where,
             )
         return cache["report"]
 

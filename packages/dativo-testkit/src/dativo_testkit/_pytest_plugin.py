@@ -26,6 +26,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="SECONDS",
         help="time limit of each conformance check in conformance_test_class tests (default 60)",
     )
+    group.addoption(
+        "--dativo-sandbox",
+        choices=("none", "process", "docker"),
+        default=None,
+        help=(
+            "run the plugins of conformance_test_class tests in a dativo-run sandbox worker (process, "
+            "docker; needs dativo-runtime) unless the class names its own sandbox (default none: in-process)"
+        ),
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:

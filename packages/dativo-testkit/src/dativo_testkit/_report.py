@@ -92,6 +92,8 @@ class ConformanceReport:
         checks: The results, in the order the checks ran.
         sdk_version: The installed ``dativo-plugin-sdk`` version.
         testkit_version: The ``dativo-testkit`` version that ran the checks.
+        sandbox: The ``dativo-run`` sandbox the plugin ran in (``process``, ``docker``), or
+            ``None`` when it ran in the test process; ``plugin`` is then the reference.
     """
 
     plugin: str
@@ -99,6 +101,7 @@ class ConformanceReport:
     checks: tuple[CheckResult, ...]
     sdk_version: str
     testkit_version: str
+    sandbox: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -139,6 +142,7 @@ class ConformanceReport:
             "counts": self.counts(),
             "sdk_version": self.sdk_version,
             "testkit_version": self.testkit_version,
+            "sandbox": self.sandbox,
             "checks": [c.to_dict() for c in self.checks],
         }
 
@@ -150,8 +154,9 @@ class ConformanceReport:
         """Return the report for a human: one line per check, reasons indented below."""
         counts = self.counts()
         verdict = "PASSED" if self.passed else "FAILED"
+        where = f", in the {self.sandbox} sandbox" if self.sandbox else ""
         lines = [
-            f"Dativo conformance of {self.plugin} ({self.kind}): {verdict}",
+            f"Dativo conformance of {self.plugin} ({self.kind}{where}): {verdict}",
             f"  {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped "
             f"(dativo-plugin-sdk {self.sdk_version}, dativo-testkit {self.testkit_version})",
             "",

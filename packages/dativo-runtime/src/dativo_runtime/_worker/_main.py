@@ -278,12 +278,17 @@ class _Worker:
         if hello.get("protocol") != PROTOCOL_VERSION:
             raise ProtocolError(f"host speaks protocol {hello.get('protocol')!r}, worker {PROTOCOL_VERSION}")
         role = hello.get("role")
-        if role not in ("reader", "writer"):
+        if role not in ("reader", "writer", "inspect"):
             raise ProtocolError(f"unknown role {role!r}")
         ref = PluginRef.from_dict(hello["ref"])
         self.ref = ref.ref
         self.scope = PluginScope.of_ref(ref)
-        plugin_cls = load_plugin_class(ref, expected=BaseReader if role == "reader" else BaseWriter)
+        if role == "inspect":
+            # Describe the class as the sandbox imports it, without building it (and without the
+            # SDK check, which the caller reports itself): dativo-conformance under a sandbox.
+            plugin_cls = load_plugin_class(ref, check_sdk=False)
+        else:
+            plugin_cls = load_plugin_class(ref, expected=BaseReader if role == "reader" else BaseWriter)
         self.scope = PluginScope.of_ref(ref, plugin_cls)
         info = plugin_info(plugin_cls, ref)
         # The host checks the config against the plugin's config_schema before it sends it.
@@ -295,23 +300,26 @@ class _Worker:
             raise ProtocolError(f"expected 'configure', got {configure.get('op')!r}")
         config = configure.get("config") or {}
         configure = {}  # Drop the message (and its secrets) once the plugin holds the config.
-        if role == "reader":
+        if role == "inspect":
+            pass  # Described in ``loaded``; never built.
+        elif role == "reader":
             self.plugin = plugin_cls(config=config)
         else:
             columns = hello.get("schema")
             schema = None if columns is None else [Column.from_dict(c) for c in columns]
             self.plugin = plugin_cls(config=config, schema=schema)
+        return {"op": "ready", "info": info.to_dict(), "sandbox": self.facts()}
+
+    @staticmethod
+    def facts() -> dict[str, Any]:
+        """What the host checks about the sandbox the worker runs in (seccomp, privileges)."""
         status = _proc_status()
         return {
-            "op": "ready",
-            "info": info.to_dict(),
-            "sandbox": {
-                "seccomp": int(status.get("Seccomp", "0").strip() or 0),
-                "no_new_privs": int(status.get("NoNewPrivs", "0").strip() or 0),
-                "uid": os.getuid(),
-                "pid": os.getpid(),
-                "python": sys.version.split()[0],
-            },
+            "seccomp": int(status.get("Seccomp", "0").strip() or 0),
+            "no_new_privs": int(status.get("NoNewPrivs", "0").strip() or 0),
+            "uid": os.getuid(),
+            "pid": os.getpid(),
+            "python": sys.version.split()[0],
         }
 
     def handle(self, message: Mapping[str, Any]) -> tuple[bool, Any]:
@@ -353,7 +361,8 @@ class _Worker:
             plugin.abort()
             return True, None
         if op == "close":
-            plugin.close()
+            if plugin is not None:  # None after an inspect hello: nothing was built
+                plugin.close()
             return False, None
         raise ProtocolError(f"unknown request {op!r}")
 

@@ -29,6 +29,9 @@ A session::
     CONTROL {"op": "commit_files" | "abort" | "close"}
                                                  CONTROL {"op": "result", value}
 
+Role ``inspect`` (``dativo-conformance --sandbox``) loads the plugin class, answers
+``ready`` with its ``info`` without building it, and then accepts only ``close``.
+
 Any request may be answered with ``{"op": "error", "error": DativoError.to_dict()}``; the
 worker may send ``{"op": "log", ...}`` at any time. This module imports only the standard
 library at import time (pyarrow lazily) so the worker starts fast.

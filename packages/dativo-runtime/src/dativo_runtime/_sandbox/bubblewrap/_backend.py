@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from dativo_plugin_sdk import Column, SandboxError
-from dativo_runtime._plugins._ref import PluginRef
+from dativo_runtime._plugins._ref import PluginInfo, PluginRef
 from dativo_runtime._sandbox._base import ReaderSession, SandboxLimits, WriterSession
 from dativo_runtime._sandbox._cgroups import SandboxCgroup, cgroup_support, join_cgroup_command
 from dativo_runtime._sandbox._limits import cpu_seconds_budget, effective_limits
@@ -181,7 +181,7 @@ class BubblewrapSandbox(WorkerSandbox):
         limits: SandboxLimits,
         schema: Sequence[Column] | None = None,
         output_dir: Path | None = None,
-    ) -> ReaderSession | WriterSession:
+    ) -> ReaderSession | WriterSession | PluginInfo:
         available, why = self.availability() if self.bwrap == shutil.which("bwrap") else (True, "")
         if not available:
             raise SandboxError(

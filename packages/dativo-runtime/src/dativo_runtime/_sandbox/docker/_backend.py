@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from dativo_plugin_sdk import Column, SandboxError
-from dativo_runtime._plugins._ref import PluginRef
+from dativo_runtime._plugins._ref import PluginInfo, PluginRef
 from dativo_runtime._sandbox._base import ReaderSession, SandboxLimits, WriterSession
 from dativo_runtime._sandbox._limits import cpu_seconds_budget, effective_limits
 from dativo_runtime._sandbox._worker_environment import (
@@ -256,7 +256,7 @@ class DockerSandbox(WorkerSandbox):
         limits: SandboxLimits,
         schema: Sequence[Column] | None = None,
         output_dir: Path | None = None,
-    ) -> ReaderSession | WriterSession:
+    ) -> ReaderSession | WriterSession | PluginInfo:
         import docker
 
         started_at = time.monotonic()

@@ -2,8 +2,9 @@
 
 :class:`WorkerClient` speaks the frame protocol of :mod:`._protocol` over a
 :class:`~._transport.WorkerTransport`, checks every message it receives
-(:mod:`._worker_messages`), forwards the plugin's log records, rebuilds the plugin's errors,
-and maps every way the worker can end to a precise ``SandboxError`` (:mod:`._exit`).
+(:mod:`._worker_messages`), forwards the plugin's log records, rebuilds the plugin's errors
+(adding how to make a missing module available, :mod:`._import_hints`), and maps every way
+the worker can end to a precise ``SandboxError`` (:mod:`._exit`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dativo_runtime._observability._tracing import active_tracing, inject_contex
 from dativo_runtime._plugins._ref import PluginInfo, PluginRef
 from dativo_runtime._sandbox._base import SandboxLimits
 from dativo_runtime._sandbox.host._exit import describe_exit
+from dativo_runtime._sandbox.host._import_hints import add_import_hint
 from dativo_runtime._sandbox.host._transport import WorkerTransport
 from dativo_runtime._sandbox.host._worker_messages import bounded_error, check_message, data_frame_limit
 from dativo_runtime._worker._protocol import (
@@ -209,7 +211,7 @@ class WorkerClient:
     def _rebuild(self, data: Any) -> DativoError:
         try:
             if isinstance(data, dict):
-                data = bounded_error(data)
+                data = add_import_hint(bounded_error(data), self.backend)
             return from_dict(data)
         except (TypeError, ValueError, OverflowError) as exc:
             return self._dead(ProtocolError(f"invalid error message: {exc}"))

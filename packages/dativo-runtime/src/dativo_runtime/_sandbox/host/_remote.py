@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import abc
 import contextvars
+import dataclasses
 import queue
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -64,6 +65,7 @@ __all__ = [
     "DEFAULT_TIMEOUT_S",
     "SANDBOX_FAILURE_REASONS",
     "ExitStatus",
+    "InspectedPlugin",
     "RemoteReaderSession",
     "RemoteWriterSession",
     "StderrTail",
@@ -387,6 +389,19 @@ class RemoteWriterSession(WriterSession):
             self._sanitize(before_commit=False)
 
 
+@dataclasses.dataclass(frozen=True)
+class InspectedPlugin:
+    """A plugin class as a worker loaded it without building it (role ``inspect``).
+
+    Args:
+        info: What the class declares (role, version, ``requires_sdk``, capabilities).
+        config_schema: Its ``config_schema`` as JSON data, or ``None`` when it declares none.
+    """
+
+    info: PluginInfo
+    config_schema: dict[str, Any] | None
+
+
 def open_remote_session(
     client: WorkerClient,
     *,
@@ -395,11 +410,14 @@ def open_remote_session(
     rlimits: Mapping[str, Any],
     schema: Sequence[Column] | None = None,
     require_seccomp: bool = True,
-) -> RemoteReaderSession | RemoteWriterSession:
+) -> RemoteReaderSession | RemoteWriterSession | InspectedPlugin:
     """Handshake with a started worker and wrap it in a reader or writer session.
 
     The worker loads the plugin and sends its ``config_schema``; the config is checked
     against it here (:func:`check_plugin_config`) and only then sent to build the plugin.
+    Role ``inspect`` loads the plugin class without building it: the worker is closed at
+    once and the plugin's :class:`PluginInfo` and ``config_schema`` returned (see
+    :meth:`WorkerSandbox.inspect`).
 
     Raises:
         DativoError: The plugin's loading or construction error, or a ``SandboxError``.
@@ -417,14 +435,22 @@ def open_remote_session(
     if role == "writer":
         hello["schema"] = None if schema is None else [c.to_dict() for c in schema]
 
+    declared: list[dict[str, Any] | None] = []
+
     def checked_config(info: PluginInfo, config_schema: dict[str, Any] | None) -> Mapping[str, Any]:
         del info
+        declared.append(config_schema)
+        if role == "inspect":
+            return {}  # Nothing is built: the schema is only reported.
         check_plugin_config(client.ref.ref, config_schema, config)
         return config
 
     info = client.handshake(hello, checked_config)
     if require_seccomp:
         client.require_seccomp()
+    if role == "inspect":
+        client.close()
+        return InspectedPlugin(info, declared[0])
     if role == "reader":
         return RemoteReaderSession(client, info)
     return RemoteWriterSession(client, info)
@@ -447,8 +473,39 @@ class WorkerSandbox(Sandbox):
         limits: SandboxLimits,
         schema: Sequence[Column] | None = None,
         output_dir: Path | None = None,
-    ) -> ReaderSession | WriterSession:
-        """Start a worker for ``role`` (``reader`` or ``writer``) and return its session."""
+    ) -> ReaderSession | WriterSession | InspectedPlugin:
+        """Start a worker for ``role`` (``reader``, ``writer``, ``inspect``) and return its session.
+
+        Role ``inspect`` returns an :class:`InspectedPlugin` (see :func:`open_remote_session`).
+        """
+
+    def inspect(
+        self,
+        ref: PluginRef,
+        *,
+        limits: SandboxLimits = SandboxLimits(),  # noqa: B008
+    ) -> InspectedPlugin:
+        """Load the plugin class in a worker, without building it, and describe it.
+
+        The class is imported where it would run, with what that sandbox can import, and
+        nothing of it is imported in this process (``dativo-conformance --sandbox``).
+
+        Args:
+            ref: The plugin reference.
+            limits: The worker's limits.
+
+        Returns:
+            What the plugin declares: its role, version, ``requires_sdk``, capabilities
+            and ``config_schema``.
+
+        Raises:
+            DativoError: The plugin's loading error (``ConfigurationError`` naming the file
+                and line; a missing module with how to make it available to this backend),
+                ``PluginError`` for an abstract class, or a ``SandboxError``.
+        """
+        info = self._open("inspect", ref, {}, limits=limits)
+        assert isinstance(info, InspectedPlugin)
+        return info
 
     def open_reader(
         self,
