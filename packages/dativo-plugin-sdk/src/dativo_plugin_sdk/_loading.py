@@ -37,8 +37,9 @@ from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any, Literal
 
-from ._compat import check_compatibility
-from ._errors import ConfigurationError, PluginError, PluginVersionError
+from ._compat import check_compatibility_as
+from ._errors import ConfigurationError, PluginError
+from ._plugin_names import FILE_MODULE_PREFIX, plugin_file
 from ._reader import BaseReader
 from ._version import PLUGIN_SDK_VERSION
 from ._writer import BaseWriter
@@ -61,15 +62,11 @@ ENTRY_POINT_GROUP = "dativo.plugins"
 BUILTIN_ENTRY_POINT_GROUP = "dativo.builtins"
 """The entry-point group the runtime publishes its built-in connectors under."""
 
-FILE_MODULE_PREFIX = "dativo_plugin_"
-"""Prefix of the hidden module names plugin files are imported under (then 12 hex digits)."""
-
 PluginKind = Literal["builtin", "file", "module", "entry_point"]
 
 _MODULE_REF = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 _ENTRY_POINT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _CLASS_NAME = re.compile(r"[A-Za-z_]\w*")
-_HIDDEN_MODULE = re.compile(re.escape(FILE_MODULE_PREFIX) + r"[0-9a-f]{12}")
 
 _WHERE_INSTALLED = (
     ". A sandboxed plugin is looked up in the sandbox's own Python: the runtime's environment "
@@ -362,6 +359,20 @@ def resolve_plugin(ref: PluginRef, *, builtins: Mapping[str, str] | None = None)
     return obj
 
 
+def _not_a_plugin(ref: PluginRef, obj: Any) -> ConfigurationError:
+    """The error for a reference that names something other than a reader or writer class."""
+    if inspect.isclass(obj):
+        what, name = f"class {obj.__qualname__}, which is not", obj.__name__
+    else:
+        what, name = f"a {type(obj).__name__} object, which is not a class and not", "MyReader"
+    return ConfigurationError(
+        f"plugin reference {ref.ref!r} names {what} a subclass of dativo_plugin_sdk.BaseReader or "
+        f"BaseWriter; declare it as 'class {name}(BaseReader)' (or BaseWriter) with "
+        "'from dativo_plugin_sdk import BaseReader', or point the reference at your reader or writer class",
+        details={"ref": ref.ref},
+    )
+
+
 def load_plugin_class(
     ref: PluginRef,
     *,
@@ -391,11 +402,7 @@ def load_plugin_class(
     """
     obj = resolve_plugin(ref, builtins=builtins)
     if not inspect.isclass(obj) or not issubclass(obj, (BaseReader, BaseWriter)):
-        raise ConfigurationError(
-            f"plugin reference {ref.ref!r} names {obj!r}, which is not a subclass of "
-            "dativo_plugin_sdk.BaseReader or BaseWriter",
-            details={"ref": ref.ref},
-        )
+        raise _not_a_plugin(ref, obj)
     if expected is not None and not issubclass(obj, expected):
         role = "source (a BaseReader)" if expected is BaseReader else "target (a BaseWriter)"
         raise ConfigurationError(
@@ -409,31 +416,5 @@ def load_plugin_class(
             details={"ref": ref.ref},
         )
     if check_sdk:
-        try:
-            check_compatibility(obj, sdk_version)
-        except PluginVersionError as exc:
-            if ref.kind != "file":
-                raise
-            # A file plugin's module has a generated name; say the reference the user wrote.
-            internal = f"{obj.__module__}.{obj.__qualname__}"
-            raise PluginVersionError(
-                exc.message.replace(internal, repr(ref.ref)),
-                details={**exc.details, "plugin": ref.ref},
-            ) from None
+        check_compatibility_as(obj, ref.ref, sdk_version)
     return obj
-
-
-def plugin_file(plugin_cls: type[Any]) -> str | None:
-    """The ``.py`` file a class loaded from a file reference came from, else ``None``.
-
-    Args:
-        plugin_cls: A class, loaded by any means.
-
-    Returns:
-        The file for a class whose module is a hidden file-plugin module, else ``None``.
-    """
-    if not _HIDDEN_MODULE.fullmatch(plugin_cls.__module__):
-        return None
-    module = sys.modules.get(plugin_cls.__module__)
-    file = getattr(module, "__file__", None)
-    return file if isinstance(file, str) else None
