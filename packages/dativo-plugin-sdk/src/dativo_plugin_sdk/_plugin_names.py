@@ -50,10 +50,14 @@ def plugin_display_name(plugin_cls: Any) -> str:
         plugin_cls: A class (anything else is named by its ``repr``).
 
     Returns:
-        A name without the hidden module name of a plugin file.
+        A name without the hidden module name of a plugin file; a native library's reader
+        class is named by its reference (``libx.so:create_reader``).
     """
     if not isinstance(plugin_cls, type):
         return repr(plugin_cls)
+    declared = plugin_cls.__dict__.get("__dativo_display_name__")  # A native library's reader class.
+    if isinstance(declared, str):
+        return declared
     qualname = getattr(plugin_cls, "__qualname__", plugin_cls.__name__)
     file = plugin_file(plugin_cls)
     if file is not None:
