@@ -238,8 +238,8 @@ def test_a_dativo_ingest_library_passes_conformance(tmp_path: Path, language: st
     assert checks["reader.discover"]["status"] == "passed"
     assert "create_reader() of" in checks["reader.rejects_bad_config"]["reason"]
     assert "returned NULL" in checks["reader.rejects_bad_config"]["reason"]
-    # What the library printed when it refused the config reaches the author.
-    assert "the config needs 'count'" in result.stderr
+    # What the library printed when it refused the config reaches the author, in the report too.
+    assert "it printed: items: the config needs 'count'" in checks["reader.rejects_bad_config"]["reason"]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -315,7 +315,13 @@ def test_a_library_that_breaks_the_abi_is_a_clear_error(tmp_path: Path, backend:
         ),
         ("plugins/libpartial.so:create_reader", {}, 2, "libpartial.so", "does not export 'free_reader'"),
         ("plugins/libitems.so:make_reader", {"count": 1}, 2, "libitems.so", "does not export 'make_reader'"),
-        ("plugins/libitems.so:create_reader", {"count": -1}, 2, "create_reader() of", "returned NULL"),
+        (
+            "plugins/libitems.so:create_reader",
+            {"count": -1},
+            2,
+            "create_reader() of",
+            "returned NULL: the library refused source.config; it printed: items: the config needs 'count'",
+        ),
         ("plugins/missing.so:create_reader", {}, 2, "missing.so", "does not exist"),
     ]
     for number, (plugin, config, code, library, what) in enumerate(cases):

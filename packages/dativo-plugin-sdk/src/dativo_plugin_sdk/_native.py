@@ -25,8 +25,12 @@ Imports only the standard library and the SDK; pyarrow is not needed here.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
+import os
+import sys
+import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -75,6 +79,43 @@ def _columns_of(records: list[dict[str, Any]]) -> list[Column]:
     for record in records:
         names.update(dict.fromkeys(record))
     return [Column(name, _column_type([r.get(name) for r in records])) for name in names]
+
+
+_STDERR_TAIL_CHARS = 2000
+
+
+@contextlib.contextmanager
+def _stderr_captured(into: list[str]) -> Iterator[None]:
+    """Collect what native code writes to fd 2 meanwhile (and write it on to stderr afterwards).
+
+    A library refusing its config says why on stderr (``eprintln!``); the error the reader
+    raises quotes it, so the reason reaches the author even from a sandbox worker, whose
+    stderr is otherwise shown only when the worker dies.
+    """
+    sys.stderr.flush()
+    try:
+        sink = tempfile.TemporaryFile()  # noqa: SIM115  (closed by the with below, after fd 2 is back)
+    except OSError:  # No temporary file to spare: the library's stderr goes where it goes.
+        yield
+        return
+    with sink:
+        try:
+            saved = os.dup(2)
+        except OSError:
+            yield
+            return
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            written = sink.read()
+            if written:
+                with contextlib.suppress(OSError):
+                    os.write(2, written)
+                into.append(written[-_STDERR_TAIL_CHARS:].decode("utf-8", "replace").strip())
 
 
 class _Library:
@@ -154,11 +195,15 @@ class NativeLibraryReader(BaseReader):
     # The library's functions ------------------------------------------------------------
 
     def _create(self) -> int:
-        handle = self._lib.create(self._config_json)
+        printed: list[str] = []
+        with _stderr_captured(printed):
+            handle = self._lib.create(self._config_json)
         if not handle:
+            said = " ".join(" ".join(printed).split())
+            why = f"; it printed: {said}" if said else " (it printed nothing to say why)"
             raise ConfigurationError(
                 f"plugin {self.reference!r}: {self.constructor_symbol}() of {self.library_path!r} returned "
-                "NULL: the library refused source.config (what it printed on stderr says why)",
+                f"NULL: the library refused source.config{why}",
                 details={
                     "ref": self.reference,
                     "library": self.library_path,
