@@ -50,6 +50,7 @@ FILE_LANGUAGES = {"python", "yaml", "json", "csv", "text"}
 KNOWN_LANGUAGES = {
     "",
     "bash",
+    "c",
     "console",
     "csv",
     "ini",

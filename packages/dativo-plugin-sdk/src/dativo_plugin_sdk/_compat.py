@@ -24,19 +24,21 @@ from packaging.specifiers import InvalidSpecifier, Specifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from ._errors import PluginVersionError
+from ._plugin_names import plugin_display_name
 from ._version import PLUGIN_SDK_VERSION
 
-__all__ = ["DEFAULT_REQUIRES_SDK", "check_compatibility", "is_compatible", "parse_requires_sdk"]
+__all__ = [
+    "DEFAULT_REQUIRES_SDK",
+    "check_compatibility",
+    "check_compatibility_as",
+    "is_compatible",
+    "parse_requires_sdk",
+]
 
 DEFAULT_REQUIRES_SDK = ">=1.0,<2"
 """The SDK range assumed for a plugin that does not declare ``requires_sdk``."""
 
 _NPM_STYLE = re.compile(r"^\s*[\^~](?!=)")
-
-
-def _plugin_name(plugin_cls: Any) -> str:
-    module = getattr(plugin_cls, "__module__", "?")
-    return f"{module}.{getattr(plugin_cls, '__qualname__', repr(plugin_cls))}"
 
 
 def parse_requires_sdk(spec: str | None, *, plugin: str = "the plugin") -> SpecifierSet:
@@ -123,10 +125,40 @@ def check_compatibility(
     Raises:
         PluginVersionError: If the plugin's ``__version__`` or ``requires_sdk`` is invalid,
             or the SDK version is outside what the plugin requires. The message names the
-            plugin, what it requires, what is installed and how to fix it.
+            plugin (a plugin file by its file, never by its generated module name), what it
+            requires, what is installed and how to fix it.
         ValueError: If ``sdk_version`` itself is not a valid version.
     """
-    name = _plugin_name(plugin_cls)
+    name = plugin_display_name(plugin_cls)
+    _check(plugin_cls, name, name, sdk_version, allow_prereleases)
+
+
+def check_compatibility_as(
+    plugin_cls: type[Any],
+    ref: str,
+    sdk_version: str = PLUGIN_SDK_VERSION,
+    *,
+    allow_prereleases: bool = False,
+) -> None:
+    """:func:`check_compatibility`, naming the plugin by the reference the user wrote.
+
+    Private but shared: the loader and ``plugins inspect`` name a plugin by its reference
+    (``'items.py:ItemsReader' requires dativo-plugin-sdk ...``).
+
+    Args:
+        plugin_cls: A reader or writer class.
+        ref: The plugin reference as written (``details["plugin"]``; quoted in the message).
+        sdk_version: The SDK version to check against.
+        allow_prereleases: Let a pre-release SDK satisfy the requirement.
+
+    Raises:
+        PluginVersionError: As :func:`check_compatibility`.
+        ValueError: If ``sdk_version`` itself is not a valid version.
+    """
+    _check(plugin_cls, repr(ref), ref, sdk_version, allow_prereleases)
+
+
+def _check(plugin_cls: type[Any], name: str, plugin: str, sdk_version: str, allow_prereleases: bool) -> None:
     installed = _parse_sdk_version(sdk_version)
     version = getattr(plugin_cls, "__version__", None)
     if version is not None:
@@ -136,10 +168,13 @@ def check_compatibility(
             raise PluginVersionError(
                 f"{name} declares __version__={version!r}, which is not a valid version; "
                 f"use a semantic version such as '1.0.0'.",
-                details={"plugin": name, "plugin_version": str(version)},
+                details={"plugin": plugin, "plugin_version": str(version)},
             ) from None
     declared = getattr(plugin_cls, "requires_sdk", None)
-    specifiers = parse_requires_sdk(declared, plugin=name)
+    try:
+        specifiers = parse_requires_sdk(declared, plugin=name)
+    except PluginVersionError as exc:
+        raise PluginVersionError(exc.message, details={**exc.details, "plugin": plugin}) from None
     prereleases = allow_prereleases or bool(specifiers.prereleases)
     if specifiers.contains(installed, prereleases=prereleases):
         return
@@ -163,7 +198,7 @@ def check_compatibility(
     raise PluginVersionError(
         f"{name} requires dativo-plugin-sdk {required}, but {installed} is installed: {fix}.",
         details={
-            "plugin": name,
+            "plugin": plugin,
             "plugin_version": None if version is None else str(version),
             "requires_sdk": declared,
             "effective_requires_sdk": str(specifiers),

@@ -13,7 +13,9 @@ SDK's own modules. A reference is one of:
   imported with its own folder importable, so ``from helpers import x`` finds a sibling
   ``helpers.py``;
 * ``package.module:ClassName`` (the class part may be dotted);
-* the name of a plugin installed under the entry-point group ``dativo.plugins``.
+* the name of a plugin installed under the entry-point group ``dativo.plugins``;
+* ``path/to/libx.so:create_reader``, a native library with the dativo-ingest ABI
+  (:mod:`._native`), always a reader. Loading its class does not load the library.
 
 Parsing never imports plugin code; loading does. A plugin that cannot be found or
 imported is a :class:`~dativo_plugin_sdk.ConfigurationError` naming the reference, the
@@ -37,8 +39,10 @@ from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any, Literal
 
-from ._compat import check_compatibility
-from ._errors import ConfigurationError, PluginError, PluginVersionError
+from ._compat import check_compatibility_as
+from ._errors import ConfigurationError, PluginError
+from ._native import NATIVE_SUFFIXES, native_reader_class
+from ._plugin_names import FILE_MODULE_PREFIX, plugin_file
 from ._reader import BaseReader
 from ._version import PLUGIN_SDK_VERSION
 from ._writer import BaseWriter
@@ -61,15 +65,11 @@ ENTRY_POINT_GROUP = "dativo.plugins"
 BUILTIN_ENTRY_POINT_GROUP = "dativo.builtins"
 """The entry-point group the runtime publishes its built-in connectors under."""
 
-FILE_MODULE_PREFIX = "dativo_plugin_"
-"""Prefix of the hidden module names plugin files are imported under (then 12 hex digits)."""
-
-PluginKind = Literal["builtin", "file", "module", "entry_point"]
+PluginKind = Literal["builtin", "file", "module", "entry_point", "native"]
 
 _MODULE_REF = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 _ENTRY_POINT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _CLASS_NAME = re.compile(r"[A-Za-z_]\w*")
-_HIDDEN_MODULE = re.compile(re.escape(FILE_MODULE_PREFIX) + r"[0-9a-f]{12}")
 
 _WHERE_INSTALLED = (
     ". A sandboxed plugin is looked up in the sandbox's own Python: the runtime's environment "
@@ -81,7 +81,9 @@ _WHERE_INSTALLED = (
 def _forms(builtins: Iterable[str]) -> str:
     names = ", ".join(sorted(builtins))
     builtin = f"a built-in name ({names}), " if names else ""
-    return f"{builtin}'path/to/file.py:ClassName', 'package.module:ClassName'"
+    return (
+        f"{builtin}'path/to/file.py:ClassName', 'package.module:ClassName', 'path/to/libx.so:create_reader'"
+    )
 
 
 @dataclass(frozen=True)
@@ -90,10 +92,12 @@ class PluginRef:
 
     Args:
         ref: The reference as written.
-        kind: ``builtin``, ``file``, ``module`` or ``entry_point``.
-        target: For ``file``: the absolute ``.py`` path; for ``module``/``builtin``:
-            ``package.module``; for ``entry_point``: the entry-point name.
-        class_name: The class to load (empty for an entry point, which names it itself).
+        kind: ``builtin``, ``file``, ``module``, ``entry_point`` or ``native``.
+        target: For ``file``: the absolute ``.py`` path; for ``native``: the absolute path
+            of the library; for ``module``/``builtin``: ``package.module``; for
+            ``entry_point``: the entry-point name.
+        class_name: The class to load (empty for an entry point, which names it itself);
+            for ``native``, the library's constructor function (``create_reader``).
     """
 
     ref: str
@@ -108,7 +112,8 @@ class PluginRef:
         """Parse a reference string.
 
         Args:
-            ref: A built-in name, ``path/x.py:Class``, ``pkg.mod:Class`` or an entry-point name.
+            ref: A built-in name, ``path/x.py:Class``, ``pkg.mod:Class``, an entry-point name or
+                ``path/libx.so:create_reader``.
             base_dir: Folder that relative file paths are relative to (default: the current one).
             builtins: Built-in names and the ``module:Class`` each stands for.
 
@@ -116,7 +121,7 @@ class PluginRef:
             The parsed reference.
 
         Raises:
-            ConfigurationError: If ``ref`` matches none of the four forms.
+            ConfigurationError: If ``ref`` matches none of the five forms.
         """
         builtins = builtins or {}
         text = (ref or "").strip()
@@ -129,6 +134,16 @@ class PluginRef:
             return cls(ref=text, kind="builtin", target=module, class_name=class_name)
         if ":" in text:
             location, _, class_name = text.rpartition(":")
+            if location.endswith(NATIVE_SUFFIXES):
+                if not _CLASS_NAME.fullmatch(class_name):
+                    raise ConfigurationError(
+                        f"plugin reference {text!r}: {class_name!r} is not the name of a C function; "
+                        "name the library's constructor, as in 'path/to/libx.so:create_reader'"
+                    )
+                path = Path(location).expanduser()
+                if not path.is_absolute():
+                    path = (base_dir or Path.cwd()) / path
+                return cls(ref=text, kind="native", target=str(path.resolve()), class_name=class_name)
             if location.endswith(".py") or "/" in location or "\\" in location:
                 if not _CLASS_NAME.fullmatch(class_name):
                     raise ConfigurationError(f"plugin reference {text!r}: {class_name!r} is not a class name")
@@ -147,8 +162,8 @@ class PluginRef:
 
     @property
     def plugin_dir(self) -> Path | None:
-        """The folder of a file plugin (what a sandbox mounts read-only), else ``None``."""
-        return Path(self.target).parent if self.kind == "file" else None
+        """The folder of a file plugin or native library (what a sandbox mounts read-only), else ``None``."""
+        return Path(self.target).parent if self.kind in ("file", "native") else None
 
     def to_dict(self) -> dict[str, str]:
         """Return the reference as JSON data (sent to a sandbox worker)."""
@@ -282,6 +297,23 @@ def _import_file(path: Path, ref: str) -> ModuleType:
     return module
 
 
+def _check_library(path: Path, ref: str) -> None:
+    """Refuse a native library that is missing or unreadable, without loading it."""
+    try:
+        exists = path.is_file()
+    except PermissionError:
+        raise _unreadable(path, ref) from None
+    if not exists:
+        raise ConfigurationError(
+            f"native library {str(path)!r} (from reference {ref!r}) does not exist; build it (cargo build "
+            "--release, or cc -shared -fPIC) and fix the path in the reference (a relative path starts at "
+            "the job file's folder; for dativo-conformance, at the current folder)",
+            details={"ref": ref, "library": str(path)},
+        )
+    if not os.access(path, os.R_OK):
+        raise _unreadable(path, ref)
+
+
 def _import_module(name: str, ref: str) -> ModuleType:
     try:
         return importlib.import_module(name)
@@ -342,6 +374,9 @@ def resolve_plugin(ref: PluginRef, *, builtins: Mapping[str, str] | None = None)
     """
     if ref.kind == "entry_point":
         return _entry_point_target(ref.target, builtins or {})
+    if ref.kind == "native":
+        _check_library(Path(ref.target), ref.ref)
+        return native_reader_class(ref.target, ref.class_name, ref.ref)
     if ref.kind == "file":
         module = _import_file(Path(ref.target), ref.ref)
         where = f"file {ref.target!r}"
@@ -360,6 +395,20 @@ def resolve_plugin(ref: PluginRef, *, builtins: Mapping[str, str] | None = None)
             details={"ref": ref.ref, "file": getattr(module, "__file__", None)},
         )
     return obj
+
+
+def _not_a_plugin(ref: PluginRef, obj: Any) -> ConfigurationError:
+    """The error for a reference that names something other than a reader or writer class."""
+    if inspect.isclass(obj):
+        what, name = f"class {obj.__qualname__}, which is not", obj.__name__
+    else:
+        what, name = f"a {type(obj).__name__} object, which is not a class and not", "MyReader"
+    return ConfigurationError(
+        f"plugin reference {ref.ref!r} names {what} a subclass of dativo_plugin_sdk.BaseReader or "
+        f"BaseWriter; declare it as 'class {name}(BaseReader)' (or BaseWriter) with "
+        "'from dativo_plugin_sdk import BaseReader', or point the reference at your reader or writer class",
+        details={"ref": ref.ref},
+    )
 
 
 def load_plugin_class(
@@ -391,11 +440,7 @@ def load_plugin_class(
     """
     obj = resolve_plugin(ref, builtins=builtins)
     if not inspect.isclass(obj) or not issubclass(obj, (BaseReader, BaseWriter)):
-        raise ConfigurationError(
-            f"plugin reference {ref.ref!r} names {obj!r}, which is not a subclass of "
-            "dativo_plugin_sdk.BaseReader or BaseWriter",
-            details={"ref": ref.ref},
-        )
+        raise _not_a_plugin(ref, obj)
     if expected is not None and not issubclass(obj, expected):
         role = "source (a BaseReader)" if expected is BaseReader else "target (a BaseWriter)"
         raise ConfigurationError(
@@ -409,31 +454,5 @@ def load_plugin_class(
             details={"ref": ref.ref},
         )
     if check_sdk:
-        try:
-            check_compatibility(obj, sdk_version)
-        except PluginVersionError as exc:
-            if ref.kind != "file":
-                raise
-            # A file plugin's module has a generated name; say the reference the user wrote.
-            internal = f"{obj.__module__}.{obj.__qualname__}"
-            raise PluginVersionError(
-                exc.message.replace(internal, repr(ref.ref)),
-                details={**exc.details, "plugin": ref.ref},
-            ) from None
+        check_compatibility_as(obj, ref.ref, sdk_version)
     return obj
-
-
-def plugin_file(plugin_cls: type[Any]) -> str | None:
-    """The ``.py`` file a class loaded from a file reference came from, else ``None``.
-
-    Args:
-        plugin_cls: A class, loaded by any means.
-
-    Returns:
-        The file for a class whose module is a hidden file-plugin module, else ``None``.
-    """
-    if not _HIDDEN_MODULE.fullmatch(plugin_cls.__module__):
-        return None
-    module = sys.modules.get(plugin_cls.__module__)
-    file = getattr(module, "__file__", None)
-    return file if isinstance(file, str) else None

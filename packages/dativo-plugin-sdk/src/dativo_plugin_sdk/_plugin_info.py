@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._loading import PluginRef
+from ._plugin_names import plugin_display_name
 from ._reader import BaseReader
 from ._version import PLUGIN_SDK_VERSION
 from ._writer import BaseWriter
@@ -24,7 +25,9 @@ class PluginInfo:
 
     Args:
         ref: The reference as written.
-        class_name: ``module.ClassName`` of the loaded class.
+        class_name: How to name the plugin: ``package.module.ClassName`` for a class of an
+            installed module; the reference as written (``items.py:ItemsReader``) for a
+            plugin file or a native library, whose module names are generated.
         role: ``reader`` or ``writer``.
         sdk_version: The SDK version the plugin runs with.
         plugin_version: The plugin's ``__version__`` (``None`` when undeclared).
@@ -85,9 +88,10 @@ def plugin_info(plugin_cls: type[Any], ref: PluginRef) -> PluginInfo:
     if role == "reader" and getattr(plugin_cls, "supports_incremental", False):
         capabilities.append("incremental")
     version = getattr(plugin_cls, "__version__", None)
+    own_module = ref.kind in ("builtin", "module", "entry_point")
     return PluginInfo(
         ref=ref.ref,
-        class_name=f"{plugin_cls.__module__}.{plugin_cls.__qualname__}",
+        class_name=plugin_display_name(plugin_cls) if own_module else ref.ref,
         role=role,
         sdk_version=PLUGIN_SDK_VERSION,
         plugin_version=None if version is None else str(version),

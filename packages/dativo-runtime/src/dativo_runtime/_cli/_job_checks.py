@@ -109,7 +109,10 @@ def discover(
     ] = None,
     plugin: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Option("--plugin", help="A plugin reference (file.py:Class, pkg.mod:Class, installed name)."),
+        typer.Option(
+            "--plugin",
+            help="A plugin reference (file.py:Class, pkg.mod:Class, installed name, libx.so:create_reader).",
+        ),
     ] = None,
     settings: Annotated[
         Optional[list[str]],  # noqa: UP045

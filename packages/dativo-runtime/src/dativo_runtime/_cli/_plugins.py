@@ -27,7 +27,10 @@ def plugins_list(as_json: JsonOption = False) -> None:
 
 def plugins_inspect(
     ref: Annotated[
-        str, typer.Argument(help="A built-in name, file.py:Class, pkg.mod:Class or installed name.")
+        str,
+        typer.Argument(
+            help="A built-in name, file.py:Class, pkg.mod:Class, installed name or libx.so:create_reader."
+        ),
     ],
     as_json: JsonOption = False,
 ) -> None:

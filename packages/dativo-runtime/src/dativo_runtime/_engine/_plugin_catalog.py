@@ -6,13 +6,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal
 
-from dativo_plugin_sdk import (
-    DEFAULT_REQUIRES_SDK,
-    PLUGIN_SDK_VERSION,
-    PluginError,
-    PluginVersionError,
-    check_compatibility,
-)
+from dativo_plugin_sdk import DEFAULT_REQUIRES_SDK, PLUGIN_SDK_VERSION, PluginError, PluginVersionError
+from dativo_plugin_sdk._compat import check_compatibility_as
 from dativo_runtime._jobs._model import job_json_schema
 from dativo_runtime._plugins._config_spec import check_config_schema, read_config_schema, secret_paths
 from dativo_runtime._plugins._ref import ENTRY_POINT_GROUP, PluginRef
@@ -66,11 +61,10 @@ def inspect_plugin(ref_text: str, *, base_dir: Path | None = None) -> dict[str, 
     # What the runtime enforces: the declared range, or the SDK's default when none is declared.
     data["effective_requires_sdk"] = info.requires_sdk or DEFAULT_REQUIRES_SDK
     try:
-        check_compatibility(cls, PLUGIN_SDK_VERSION)
+        check_compatibility_as(cls, ref.ref, PLUGIN_SDK_VERSION)
     except PluginVersionError as exc:
         data["compatible"] = False
-        # A file plugin's module has a generated name; say the reference the user wrote.
-        data["incompatibility"] = exc.message.replace(f"{cls.__module__}.{cls.__qualname__}", repr(ref.ref))
+        data["incompatibility"] = exc.message
     except PluginError as exc:  # pragma: no cover  (defensive)
         data["compatible"] = False
         data["incompatibility"] = exc.message

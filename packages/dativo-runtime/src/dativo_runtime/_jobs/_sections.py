@@ -56,7 +56,8 @@ class SourceSpec(JobSection):
 
     plugin: str = Field(
         description="Built-in name (csv, jsonl), 'path/to/file.py:Class' (relative to the job file), "
-        "'package.module:Class', or an installed plugin's entry-point name.",
+        "'package.module:Class', an installed plugin's entry-point name, or a native library with the "
+        "dativo-ingest ABI, 'path/to/libx.so:create_reader'.",
         min_length=1,
     )
     config: dict[str, Any] = Field(default_factory=dict, description="Passed to the plugin as is.")

@@ -50,7 +50,8 @@ class PluginRef(_SdkPluginRef):
         """Parse a reference string (see :meth:`dativo_plugin_sdk._loading.PluginRef.parse`).
 
         Args:
-            ref: ``csv``, ``path/x.py:Class``, ``pkg.mod:Class`` or an entry-point name.
+            ref: ``csv``, ``path/x.py:Class``, ``pkg.mod:Class``, an entry-point name or
+                ``path/libx.so:create_reader``.
             base_dir: Folder that relative file paths are relative to (the job file's).
             builtins: Built-in names; the runtime's connectors when not given.
 
@@ -58,7 +59,7 @@ class PluginRef(_SdkPluginRef):
             The parsed reference.
 
         Raises:
-            ConfigurationError: If ``ref`` matches none of the four forms.
+            ConfigurationError: If ``ref`` matches none of the five forms.
         """
         parsed = super().parse(
             ref, base_dir=base_dir, builtins=BUILTIN_PLUGINS if builtins is None else builtins

@@ -296,7 +296,8 @@ class _SandboxedWriter(BaseWriter):
 
 def _proxy_class(inspected: InspectedPlugin, sandboxing: _Sandboxing) -> type[Any]:
     info = inspected.info
-    name = info.class_name.rpartition(".")[2] or "Plugin"
+    # ``pkg.module.Class`` or, for a file, the reference ``path/file.py:Class``
+    name = info.class_name.rpartition(":")[2].rpartition(".")[2] or "Plugin"
     namespace: dict[str, Any] = {
         "__module__": "dativo.sandboxed_plugin",
         "__qualname__": name,

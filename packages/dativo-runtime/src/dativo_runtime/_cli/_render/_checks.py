@@ -71,7 +71,10 @@ def render_discovery(result: dict[str, Any]) -> None:
 
     out = console()
     info = result["plugin"]
-    out.print(Text(f"{info['class_name']} {info.get('plugin_version') or ''} ({info['ref']})"))
+    named = info["class_name"]
+    if named != info["ref"]:  # A module's class: say the reference too (a file's name is its reference).
+        named = f"{named} ({info['ref']})"
+    out.print(Text(f"{named} {info.get('plugin_version') or ''}".rstrip()))
     for stream in result.get("objects", []):
         chosen = " (selected)" if result.get("selected_stream") == stream["name"] else ""
         table = Table(title=f"stream {stream['name']}{chosen} [{stream['type']}]", title_justify="left")
