@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from dativo_plugin_sdk import Column, SandboxError
-from dativo_runtime._plugins._ref import PluginInfo, PluginRef
+from dativo_runtime._plugins._ref import PluginRef
 from dativo_runtime._sandbox._base import ReaderSession, SandboxLimits, WriterSession
 from dativo_runtime._sandbox._cgroups import SandboxCgroup, cgroup_support, join_cgroup_command
 from dativo_runtime._sandbox._limits import cpu_seconds_budget, effective_limits
@@ -50,7 +50,7 @@ from dativo_runtime._sandbox.bubblewrap._userns import (
     unreachable_paths,
 )
 from dativo_runtime._sandbox.host._client import WorkerClient
-from dativo_runtime._sandbox.host._remote import WorkerSandbox, open_remote_session
+from dativo_runtime._sandbox.host._remote import InspectedPlugin, WorkerSandbox, open_remote_session
 from dativo_runtime._sandbox.seccomp import bpf_program
 from dativo_runtime._worker._protocol import WORKER_MODULE
 
@@ -181,7 +181,7 @@ class BubblewrapSandbox(WorkerSandbox):
         limits: SandboxLimits,
         schema: Sequence[Column] | None = None,
         output_dir: Path | None = None,
-    ) -> ReaderSession | WriterSession | PluginInfo:
+    ) -> ReaderSession | WriterSession | InspectedPlugin:
         available, why = self.availability() if self.bwrap == shutil.which("bwrap") else (True, "")
         if not available:
             raise SandboxError(

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from dativo_plugin_sdk import Column, SandboxError
-from dativo_runtime._plugins._ref import PluginInfo, PluginRef
+from dativo_runtime._plugins._ref import PluginRef
 from dativo_runtime._sandbox._base import ReaderSession, SandboxLimits, WriterSession
 from dativo_runtime._sandbox._limits import cpu_seconds_budget, effective_limits
 from dativo_runtime._sandbox._worker_environment import (
@@ -51,7 +51,7 @@ from dativo_runtime._sandbox.docker._reaper import (
     reap_once,
 )
 from dativo_runtime._sandbox.host._client import WorkerClient
-from dativo_runtime._sandbox.host._remote import WorkerSandbox, open_remote_session
+from dativo_runtime._sandbox.host._remote import InspectedPlugin, WorkerSandbox, open_remote_session
 from dativo_runtime._sandbox.seccomp import docker_profile
 from dativo_runtime._version import __version__
 from dativo_runtime._worker._digest import worker_digest
@@ -256,7 +256,7 @@ class DockerSandbox(WorkerSandbox):
         limits: SandboxLimits,
         schema: Sequence[Column] | None = None,
         output_dir: Path | None = None,
-    ) -> ReaderSession | WriterSession | PluginInfo:
+    ) -> ReaderSession | WriterSession | InspectedPlugin:
         import docker
 
         started_at = time.monotonic()
