@@ -61,7 +61,7 @@ def test_every_exported_name_exists() -> None:
 def test_version_is_the_package_version() -> None:
     from importlib.metadata import version
 
-    assert dativo_plugin_sdk.PLUGIN_SDK_VERSION == "1.0.2"
+    assert dativo_plugin_sdk.PLUGIN_SDK_VERSION == "1.0.3"
     assert dativo_plugin_sdk.__version__ == dativo_plugin_sdk.PLUGIN_SDK_VERSION
     assert version("dativo-plugin-sdk") == dativo_plugin_sdk.PLUGIN_SDK_VERSION
 
