@@ -41,6 +41,24 @@ def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def require_backend(backend: str) -> None:
+    """Skip the test, saying why, when sandbox ``backend`` does not work here (``none`` always does).
+
+    With ``DATIVO_REQUIRE_SANDBOX=1`` (CI) the test fails instead of skipping.
+    """
+    if backend == "none":
+        return
+    from dativo_runtime._sandbox import BubblewrapSandbox, DockerSandbox
+
+    available, why = (BubblewrapSandbox if backend == "process" else DockerSandbox).availability()
+    if available:
+        return
+    message = f"the {backend} sandbox backend is not available here: {why}"
+    if os.environ.get("DATIVO_REQUIRE_SANDBOX") == "1":
+        pytest.fail(f"DATIVO_REQUIRE_SANDBOX=1 but {message}")
+    pytest.skip(message)
+
+
 @pytest.fixture
 def start_cli(tmp_path: Path) -> Callable[..., subprocess.Popen[bytes]]:
     """Start ``dativo-run ARGS`` in the background (for tests that kill it)."""

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import require_backend
+
 SECRET = "sk-live-0123456789abcdef"
 
 # The key holding the token does not look secret by its name: only the spec says it is.
@@ -48,16 +50,6 @@ class ItemsReader(BaseReader):
 """
 
 
-def _require(backend: str) -> None:
-    if backend == "none":
-        return
-    from dativo_runtime._sandbox import BubblewrapSandbox, DockerSandbox
-
-    available, why = (BubblewrapSandbox if backend == "process" else DockerSandbox).availability()
-    if not available:
-        pytest.skip(f"the {backend} sandbox backend is not available here: {why}")
-
-
 def _job(tmp_path: Path, backend: str, config: str, name: str = "items") -> Path:
     (tmp_path / "plugins").mkdir(exist_ok=True)
     (tmp_path / "plugins" / "items.py").write_text(READER)
@@ -87,7 +79,7 @@ BAD_CONFIG = '{bearer: "${file:../secrets/token}", page_sise: 50, items: "many"}
 def test_a_config_the_spec_refuses_fails_before_the_plugin_runs(
     run_cli: Any, tmp_path: Path, backend: str
 ) -> None:
-    _require(backend)
+    require_backend(backend)
     job = _job(tmp_path, backend, BAD_CONFIG)
     for command in ("validate", "run"):
         human = run_cli(command, "--config", str(job))
@@ -110,7 +102,7 @@ def test_a_config_the_spec_refuses_fails_before_the_plugin_runs(
 
 @pytest.mark.parametrize("backend", ["none", "process", "docker"])
 def test_a_config_the_spec_takes_runs(run_cli: Any, tmp_path: Path, backend: str) -> None:
-    _require(backend)
+    require_backend(backend)
     job = _job(tmp_path, backend, '{bearer: "${file:../secrets/token}", page_size: 50, items: 7}')
     assert run_cli("validate", "--config", str(job)).returncode == 0
     result = run_cli("run", "--config", str(job), "--json")
@@ -139,3 +131,4 @@ def test_a_job_dir_child_refuses_the_config_too(run_cli: Any, tmp_path: Path) ->
     assert runs["bad"]["exit_code"] == 2
     assert "did you mean 'page_size'?" in runs["bad"]["error"]["message"]
     assert SECRET not in result.stdout + result.stderr
+

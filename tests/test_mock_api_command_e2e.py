@@ -10,7 +10,6 @@ sandbox can route to (the host's own address for `process`, the bridge gateway f
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import socket
@@ -24,21 +23,11 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
+from tests.conftest import require_backend
+
 ROOT = Path(__file__).resolve().parent.parent
 READER = ROOT / "examples" / "plugins" / "json_api_reader.py"
 DOCKER_BRIDGE_GATEWAY = "172.17.0.1"
-
-
-def _require(backend: str) -> None:
-    from dativo_runtime._sandbox import BubblewrapSandbox, DockerSandbox
-
-    available, why = (BubblewrapSandbox if backend == "process" else DockerSandbox).availability()
-    if available:
-        return
-    message = f"the {backend} sandbox backend is not available here: {why}"
-    if os.environ.get("DATIVO_REQUIRE_SANDBOX") == "1":
-        pytest.fail(f"DATIVO_REQUIRE_SANDBOX=1 but {message}")
-    pytest.skip(message)
 
 
 def _record(i: int) -> str:
@@ -155,7 +144,7 @@ def test_in_process_a_loopback_server_is_reachable_and_appended_records_come_nex
 def test_a_sandboxed_reader_never_reaches_the_hosts_loopback(
     tmp_path: Path, mock_api: Any, backend: str, network: bool
 ) -> None:
-    _require(backend)
+    require_backend(backend)
     port, _ = mock_api()
     result = _run(_job(tmp_path, f"http://127.0.0.1:{port}", backend, network=network))
     output = result.stdout + result.stderr
@@ -168,7 +157,7 @@ def test_a_sandboxed_reader_never_reaches_the_hosts_loopback(
 def test_a_sandboxed_reader_reaches_a_server_bound_where_the_sandbox_can_route(
     tmp_path: Path, mock_api: Any, backend: str
 ) -> None:
-    _require(backend)
+    require_backend(backend)
     address = _host_address() if backend == "process" else DOCKER_BRIDGE_GATEWAY
     port, _ = mock_api(host="0.0.0.0")  # every address, so the sandbox can route to one
     result = _run(_job(tmp_path, f"http://{address}:{port}", backend, network=True))

@@ -11,7 +11,6 @@ the message and in a source line stay masked.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import clean_env
+from tests.conftest import clean_env, require_backend
 
 HELPERS = """\
 def lookup(row):
@@ -102,20 +101,6 @@ def _expected(reader: Path, call: str, method: str) -> list[dict[str, Any]]:
     ]
 
 
-def _require(backend: str) -> None:
-    if backend == "none":
-        return
-    from dativo_runtime._sandbox import BubblewrapSandbox, DockerSandbox
-
-    available, why = (BubblewrapSandbox if backend == "process" else DockerSandbox).availability()
-    if available:
-        return
-    message = f"the {backend} sandbox backend is not available here: {why}"
-    if os.environ.get("DATIVO_REQUIRE_SANDBOX") == "1":
-        pytest.fail(f"DATIVO_REQUIRE_SANDBOX=1 but {message}")
-    pytest.skip(message)
-
-
 def _job(folder: Path, cls: str, backend: str, config: str = "{}") -> Path:
     job = folder / f"job-{backend}-{cls}.yaml"
     job.write_text(
@@ -162,7 +147,7 @@ BACKENDS = ["none", "process", "docker"]
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_run_names_the_plugins_frames_in_human_output_json_and_logs(backend, plugin, tmp_path):
-    _require(backend)
+    require_backend(backend)
     job = _job(tmp_path, "CrashyReader", backend)
     expected = _expected(plugin, 'lookup({"id": 2})', "extract")
 
@@ -188,7 +173,7 @@ def test_run_names_the_plugins_frames_in_human_output_json_and_logs(backend, plu
 
 @pytest.mark.parametrize("backend", ["none", "process"])
 def test_debug_level_adds_the_runtimes_own_frames(backend, plugin, tmp_path):
-    _require(backend)
+    require_backend(backend)
     job = _job(tmp_path, "CrashyReader", backend)
     result = _dativo_run("run", "--config", str(job), "--json", "--log-level", "debug", cwd=tmp_path)
     assert result.returncode == 1, result.stderr
@@ -212,7 +197,7 @@ def test_debug_level_adds_the_runtimes_own_frames(backend, plugin, tmp_path):
 
 @pytest.mark.parametrize("backend", ["none", "process"])
 def test_check_and_validate_name_the_frames_of_a_failing_check_connection(backend, plugin, tmp_path):
-    _require(backend)
+    require_backend(backend)
     job = _job(tmp_path, "CrashyReader", backend)
     expected = _expected(plugin, 'return lookup({"id": 0})', "check_connection")
     for command in ("check", "validate"):
@@ -231,7 +216,7 @@ def test_check_and_validate_name_the_frames_of_a_failing_check_connection(backen
 
 @pytest.mark.parametrize("backend", ["none", "process"])
 def test_a_dativo_error_the_plugin_raises_says_where(backend, plugin, tmp_path):
-    _require(backend)
+    require_backend(backend)
     job = _job(tmp_path, "PickyReader", backend)
     result = _dativo_run("run", "--config", str(job), "--json", cwd=tmp_path)
     assert result.returncode == 2, result.stderr
@@ -255,7 +240,7 @@ def test_a_dativo_error_the_plugin_raises_says_where(backend, plugin, tmp_path):
 
 @pytest.mark.parametrize("backend", ["none", "process"])
 def test_secrets_stay_masked_in_the_message_and_in_source_lines(backend, plugin, tmp_path):
-    _require(backend)
+    require_backend(backend)
     job = _job(tmp_path, "LeakyReader", backend, config="{token: '${API_TOKEN}'}")
     env = {"API_TOKEN": SECRET}
     outputs = [
@@ -314,7 +299,7 @@ def test_conformance_reports_show_the_frames_of_each_failed_check(plugin, tmp_pa
 
 @pytest.mark.parametrize("backend", ["none", "process"])
 def test_discover_names_the_frames_of_a_failing_discover(backend, plugin, tmp_path):
-    _require(backend)
+    require_backend(backend)
     expected = _expected(plugin, 'return lookup({"id": 3})', "discover")
     args = ("discover", "--plugin", "plugins/crashy.py:BlindReader", "--sandbox", backend)
     human = _dativo_run(*args, cwd=tmp_path)

@@ -9,12 +9,13 @@ was fixed, ``validate``, ``discover`` and ``plugins inspect`` printed it
 from __future__ import annotations
 
 import json
-import os
 import re
 import textwrap
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import require_backend
 
 HIDDEN = re.compile(r"dativo_plugin_[0-9a-f]{12}")
 
@@ -42,18 +43,6 @@ class OldReader(ItemsReader):
 class NotAReader:
     pass
 """
-
-
-def _require(backend: str) -> None:
-    if backend != "process":
-        return
-    from dativo_runtime._sandbox import BubblewrapSandbox
-
-    available, why = BubblewrapSandbox.availability()
-    if not available:
-        if os.environ.get("DATIVO_REQUIRE_SANDBOX") == "1":
-            pytest.fail(f"DATIVO_REQUIRE_SANDBOX=1 but the process backend is not available: {why}")
-        pytest.skip(f"the process sandbox backend is not available here: {why}")
 
 
 @pytest.fixture
@@ -89,7 +78,7 @@ def _shown(result) -> str:
 
 @pytest.mark.parametrize("backend", ["none", "process"])
 def test_validate_and_discover_name_the_reference(project, run_cli, backend):
-    _require(backend)
+    require_backend(backend)
     for args in (["validate", "--config"], ["validate", "--json", "--config"]):
         result = run_cli(*args, str(_job(project, "ItemsReader", backend)), cwd=project)
         assert result.returncode == 0, _shown(result)
@@ -115,7 +104,7 @@ def test_validate_and_discover_name_the_reference(project, run_cli, backend):
 
 @pytest.mark.parametrize("backend", ["none", "process"])
 def test_a_class_that_is_not_a_plugin_is_named_with_the_fix(project, run_cli, backend):
-    _require(backend)
+    require_backend(backend)
     ref = "plugins/items.py:NotAReader"
     validate = run_cli("validate", "--config", str(_job(project, "NotAReader", backend)), cwd=project)
     discover = run_cli("discover", "--plugin", ref, "--sandbox", backend, cwd=project)

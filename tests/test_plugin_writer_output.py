@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import require_backend
+
 ROOT = Path(__file__).resolve().parent.parent
 RECORDS = 300
 
@@ -63,16 +65,6 @@ class JsonlTarget(BaseWriter):
 """
 
 
-def _require(backend: str) -> None:
-    if backend == "none":
-        return
-    from dativo_runtime._sandbox import BubblewrapSandbox, DockerSandbox
-
-    available, why = (BubblewrapSandbox if backend == "process" else DockerSandbox).availability()
-    if not available:
-        pytest.skip(f"the {backend} sandbox backend is not available here: {why}")
-
-
 def _project(tmp_path: Path, backend: str, plugin: str) -> tuple[Path, Path]:
     """A project with its plugin, data and job in folders of their own; returns (job file, other cwd)."""
     project = tmp_path / "project"
@@ -107,7 +99,7 @@ def _project(tmp_path: Path, backend: str, plugin: str) -> tuple[Path, Path]:
 def test_a_relative_output_path_is_resolved_against_the_job_file(
     run_cli: Any, tmp_path: Path, backend: str
 ) -> None:
-    _require(backend)
+    require_backend(backend)
     job, elsewhere = _project(tmp_path, backend, "jsonl_target.py:JsonlTarget")
     check = run_cli("check", "--config", str(job), "--json", cwd=elsewhere)
     assert check.returncode == 0, check.stdout + check.stderr
@@ -141,7 +133,7 @@ def test_the_summary_takes_the_paths_commit_files_returned(
     run_cli: Any, tmp_path: Path, backend: str
 ) -> None:
     """The example JsonlWriter stages files and returns the committed ones from commit_files."""
-    _require(backend)
+    require_backend(backend)
     job, elsewhere = _project(tmp_path, backend, "jsonl_writer.py:JsonlWriter")
     result = run_cli("run", "--config", str(job), "--json", cwd=elsewhere)
     assert result.returncode == 0, result.stdout + result.stderr

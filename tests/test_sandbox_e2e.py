@@ -8,7 +8,6 @@ committed; the next run on the same machine works.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -17,21 +16,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from tests.conftest import require_backend
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "plugins"
 HOSTILE = ROOT / "packages" / "dativo-runtime" / "tests" / "sandbox" / "plugins" / "hostile.py"
-
-
-def _require(backend: str) -> None:
-    from dativo_runtime._sandbox import BubblewrapSandbox, DockerSandbox
-
-    available, why = (BubblewrapSandbox if backend == "process" else DockerSandbox).availability()
-    if available:
-        return
-    message = f"the {backend} sandbox backend is not available here: {why}"
-    if os.environ.get("DATIVO_REQUIRE_SANDBOX") == "1":
-        pytest.fail(f"DATIVO_REQUIRE_SANDBOX=1 but {message}")
-    pytest.skip(message)
 
 
 def _run(job: Path) -> subprocess.CompletedProcess[str]:
@@ -72,7 +61,7 @@ def _job(folder: Path, plugin: str, config: dict[str, object], backend: str, mem
 
 @pytest.mark.parametrize("backend", ["process", "docker"])
 def test_sandboxed_plugin_lands_parquet_and_a_hostile_one_commits_nothing(backend, tmp_path):
-    _require(backend)
+    require_backend(backend)
     import duckdb
 
     good = tmp_path / "good"

@@ -75,6 +75,15 @@ class SquaresReader(BaseReader):
     __version__ = "1.0.0"
     requires_sdk = ">=1.0,<2"
     supports_incremental = True
+    config_schema = {
+        "type": "object",
+        "properties": {
+            "count": {"type": "integer", "minimum": 0, "description": "rows to produce"},
+            "batch_size": {"type": "integer", "minimum": 1, "default": 65536},
+        },
+        "required": ["count"],
+        "additionalProperties": False,
+    }
 
     def __init__(self, config):
         super().__init__(config)
