@@ -133,7 +133,7 @@ def _where(details: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def _loads(info: Any) -> str:
-    return f"{info.class_name} {info.plugin_version or ''} loads"
+    return f"{info.ref} {info.plugin_version or ''} loads"
 
 
 def _check_connection(
