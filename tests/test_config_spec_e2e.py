@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +133,59 @@ def test_a_job_dir_child_refuses_the_config_too(run_cli: Any, tmp_path: Path) ->
     assert "did you mean 'page_size'?" in runs["bad"]["error"]["message"]
     assert SECRET not in result.stdout + result.stderr
 
+
+# A hostile plugin: its spec's pattern backtracks exponentially on any string without an X.
+# The host must not hang applying it; the pattern runs only in the sandbox and in the host's
+# short-lived probe child, never in this test process.
+SLOW_PATTERN_READER = """
+from dativo_plugin_sdk import BaseReader, ConnectionTestResult
+
+
+class SlowSpecReader(BaseReader):
+    __version__ = "1.0.0"
+    config_schema = {
+        "type": "object",
+        "properties": {"base_url": {"type": "string", "pattern": "^(.*.*)*X$"}},
+        "patternProperties": {"^(a|a)*b$": {"type": "string"}},
+    }
+
+    def check_connection(self):
+        return ConnectionTestResult(True, "ok")
+
+    def extract(self, state=None):
+        yield [{"id": 1}]
+"""
+
+
+@pytest.mark.parametrize("backend", ["process", "docker"])
+def test_a_sandboxed_spec_with_a_catastrophic_pattern_cannot_hang_the_host(
+    run_cli: Any, tmp_path: Path, backend: str
+) -> None:
+    require_backend(backend)
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "slow.py").write_text(SLOW_PATTERN_READER)
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        textwrap.dedent(
+            f"""\
+            name: slow
+            source:
+              plugin: plugins/slow.py:SlowSpecReader
+              config: {{base_url: "https://api.example.com/v1/orders/2024/page/000000017"}}
+            target: {{plugin: parquet, config: {{path: ./out}}}}
+            sandbox: {{backend: {backend}, timeout: 60}}
+            """
+        )
+    )
+    for command in ("validate", "run"):
+        started = time.monotonic()
+        result = run_cli(command, "--config", str(job), "--json")
+        elapsed = time.monotonic() - started
+        assert result.returncode == 1, result.stdout + result.stderr
+        error = json.loads(result.stdout)["error"] if command == "run" else json.loads(result.stdout)
+        text = json.dumps(error)
+        assert "take more than 5 s to match the config" in text, text
+        assert "nested repetition" in text
+        assert "Traceback" not in result.stdout + result.stderr
+        assert elapsed < 45, f"{command} took {elapsed:.0f} s"
+    assert not list(tmp_path.glob("out/**/*.parquet"))

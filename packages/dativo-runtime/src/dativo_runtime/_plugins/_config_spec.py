@@ -25,6 +25,7 @@ from jsonschema.exceptions import SchemaError, best_match
 from jsonschema.exceptions import ValidationError as SchemaValidationError
 
 from dativo_plugin_sdk import ConfigurationError, PluginError
+from dativo_runtime._plugins._pattern_probe import probe_patterns
 from dativo_runtime._secrets import REDACTOR, Redactor, is_secret_key
 from dativo_runtime._worker._config_schema import CONFIG_SCHEMA_ATTRIBUTE, read_config_schema
 
@@ -429,7 +430,9 @@ def describe_problems(problems: Sequence[Mapping[str, str]], prefix: str) -> str
     return "; ".join(parts)
 
 
-def check_plugin_config(ref: str, schema: Mapping[str, Any] | None, config: Mapping[str, Any]) -> None:
+def check_plugin_config(
+    ref: str, schema: Mapping[str, Any] | None, config: Mapping[str, Any], *, untrusted: bool = True
+) -> None:
     """Check a plugin's config against its ``config_schema`` before the plugin is built.
 
     The schema is checked first (a broken one is the plugin's fault), then the config's
@@ -439,15 +442,20 @@ def check_plugin_config(ref: str, schema: Mapping[str, Any] | None, config: Mapp
         ref: The plugin reference as the user wrote it.
         schema: What :func:`read_config_schema` returned (``None``: nothing to check).
         config: The config the plugin would be built with.
+        untrusted: The schema came from a sandbox worker: its regular expressions are
+            tried on the config in a child process under a deadline first
+            (:func:`probe_patterns`). ``False`` for a plugin running in this process.
 
     Raises:
-        PluginError: If the schema is not a valid JSON Schema.
+        PluginError: If the schema is not a valid JSON Schema, or its patterns are too slow.
         ConfigurationError: If the config does not satisfy it; ``details["problems"]``
             lists each key path and its problem, ``details["field"]`` the first path.
     """
     if schema is None:
         return
     check_config_schema(schema, ref)
+    if untrusted:
+        probe_patterns(ref, schema, config)
     register_secrets(schema, config)
     try:
         problems = config_problems(schema, config)

@@ -279,7 +279,7 @@ class InProcessSandbox(Sandbox):
         _PluginOutput.hold()
         try:
             cls = load_plugin_class(ref, expected=BaseReader)
-            check_plugin_config(ref.ref, read_config_schema(cls, ref.ref), config)
+            check_plugin_config(ref.ref, read_config_schema(cls, ref.ref), config, untrusted=False)
             return _InProcessReader(ref, _instantiate(ref, cls, config=dict(config)))
         except BaseException as exc:
             _PluginOutput.release()
@@ -300,7 +300,7 @@ class InProcessSandbox(Sandbox):
         _PluginOutput.hold()
         try:
             cls = load_plugin_class(ref, expected=BaseWriter)
-            check_plugin_config(ref.ref, read_config_schema(cls, ref.ref), config)
+            check_plugin_config(ref.ref, read_config_schema(cls, ref.ref), config, untrusted=False)
             return _InProcessWriter(ref, _instantiate(ref, cls, config=dict(config), schema=schema))
         except BaseException as exc:
             _PluginOutput.release()
