@@ -82,6 +82,7 @@ __all__ = [
 
 
 _PUMP_END = object()
+_DRAIN_POLL_S = 0.2
 
 
 class _FramePump:
@@ -175,9 +176,17 @@ class _FramePump:
             self._budget.notify_all()
 
     def drain(self) -> None:
-        """Discard frames until the extract ends (after a ``cancel``) or the worker fails."""
+        """Discard frames until the extract ends (after a ``cancel``) or the worker fails.
+
+        Another thread may still be waiting in :meth:`next` (a consumer abandoned after a
+        timeout) and take the pump's last item: this loop wakes up to see ``done`` then,
+        rather than wait for an item that will never come.
+        """
         while not self.done:
-            _, data = self._queue.get()
+            try:
+                _, data = self._queue.get(timeout=_DRAIN_POLL_S)
+            except queue.Empty:
+                continue
             if data is None or data is _PUMP_END:
                 self._finish()
             else:
