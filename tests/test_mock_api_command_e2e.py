@@ -23,7 +23,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import require_backend
+from tests.conftest import RunCli, require_backend
 
 ROOT = Path(__file__).resolve().parent.parent
 READER = ROOT / "examples" / "plugins" / "json_api_reader.py"
@@ -108,33 +108,21 @@ def _job(folder: Path, base_url: str, backend: str, network: bool) -> Path:
     return job
 
 
-def _run(job: Path) -> subprocess.CompletedProcess[str]:
-    command = [
-        sys.executable,
-        "-c",
-        "from dativo_runtime._cli._app import main; main()",
-        "run",
-        "--config",
-        str(job),
-    ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False, cwd=job.parent)
-
-
 def _ids(folder: Path) -> list[int]:
     return sorted(pq.read_table(folder / "out").column("id").to_pylist())
 
 
 def test_in_process_a_loopback_server_is_reachable_and_appended_records_come_next(
-    tmp_path: Path, mock_api: Any
+    tmp_path: Path, mock_api: Any, run_cli: RunCli
 ) -> None:
     port, records = mock_api()
     job = _job(tmp_path, f"http://127.0.0.1:{port}", "none", network=False)
-    first = _run(job)
+    first = run_cli("run", "--config", str(job), timeout=300)
     assert first.returncode == 0, first.stdout + first.stderr
     assert _ids(tmp_path) == [1, 2, 3]
     with records.open("a") as handle:
         handle.write(_record(4) + _record(5))
-    second = _run(job)
+    second = run_cli("run", "--config", str(job), timeout=300)
     assert second.returncode == 0, second.stdout + second.stderr
     assert _ids(tmp_path) == [1, 2, 3, 4, 5]
 
@@ -142,11 +130,16 @@ def test_in_process_a_loopback_server_is_reachable_and_appended_records_come_nex
 @pytest.mark.parametrize("backend", ["process", "docker"])
 @pytest.mark.parametrize("network", [False, True])
 def test_a_sandboxed_reader_never_reaches_the_hosts_loopback(
-    tmp_path: Path, mock_api: Any, backend: str, network: bool
+    tmp_path: Path, mock_api: Any, run_cli: RunCli, backend: str, network: bool
 ) -> None:
     require_backend(backend)
     port, _ = mock_api()
-    result = _run(_job(tmp_path, f"http://127.0.0.1:{port}", backend, network=network))
+    result = run_cli(
+        "run",
+        "--config",
+        str(_job(tmp_path, f"http://127.0.0.1:{port}", backend, network=network)),
+        timeout=300,
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 75, output  # a retryable failure, after the runtime's retries
     assert f"cannot reach http://127.0.0.1:{port}" in output
@@ -155,11 +148,13 @@ def test_a_sandboxed_reader_never_reaches_the_hosts_loopback(
 
 @pytest.mark.parametrize("backend", ["process", "docker"])
 def test_a_sandboxed_reader_reaches_a_server_bound_where_the_sandbox_can_route(
-    tmp_path: Path, mock_api: Any, backend: str
+    tmp_path: Path, mock_api: Any, run_cli: RunCli, backend: str
 ) -> None:
     require_backend(backend)
     address = _host_address() if backend == "process" else DOCKER_BRIDGE_GATEWAY
     port, _ = mock_api(host="0.0.0.0")  # every address, so the sandbox can route to one
-    result = _run(_job(tmp_path, f"http://{address}:{port}", backend, network=True))
+    result = run_cli(
+        "run", "--config", str(_job(tmp_path, f"http://{address}:{port}", backend, network=True)), timeout=300
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert _ids(tmp_path) == [1, 2, 3]
