@@ -256,3 +256,10 @@ def test_a_builtin_connector_has_no_plugin_frames() -> None:
     assert PluginScope.of_ref(ref) is None
     exc = _raised(lambda: importlib.import_module("json").loads("{"))
     assert with_frames({}, exc, PluginScope.of_ref(ref), plugin_only=True) == {}
+
+
+def test_a_native_library_has_no_python_frames_of_its_own(tmp_path: Path) -> None:
+    from dativo_plugin_sdk._native import NativeLibraryReader
+
+    ref = PluginRef.parse(str(tmp_path / "libitems.so") + ":create_reader")
+    assert PluginScope.of_ref(ref, NativeLibraryReader) is None  # its reader class is the SDK's

@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from ._loading import FILE_MODULE_PREFIX, PluginRef
+from ._loading import PluginRef
+from ._plugin_names import plugin_file
 
 __all__ = [
     "FRAME_KEYS",
@@ -111,10 +112,10 @@ class PluginScope:
     @classmethod
     def of_class(cls, plugin_cls: type[Any]) -> PluginScope | None:
         """The scope of a loaded plugin class: its file's folder for a file plugin, else its package."""
+        file = plugin_file(plugin_cls)
+        if file is not None:
+            return cls.of_path(os.path.dirname(file))
         module_name = getattr(plugin_cls, "__module__", "") or ""
-        if module_name.startswith(FILE_MODULE_PREFIX):
-            file = getattr(sys.modules.get(module_name), "__file__", None)
-            return cls.of_path(os.path.dirname(file)) if isinstance(file, str) else None
         return cls.of_module(module_name) if module_name else None
 
     @classmethod
@@ -128,11 +129,12 @@ class PluginScope:
         Returns:
             The folder of a file plugin, the package of a module plugin or of the loaded
             class; ``None`` for a built-in connector (the runtime's own code, whose frames
-            are shown only with the runtime's) and when nothing tells where the plugin lives.
+            are shown only with the runtime's), for a native library (no Python frame is its
+            own: its reader class is the SDK's) and when nothing tells where the plugin lives.
         """
         if ref.kind == "file":
             return cls.of_path(os.path.dirname(ref.target))
-        if ref.kind == "builtin":
+        if ref.kind in ("builtin", "native"):
             return None
         if plugin_cls is not None:
             return cls.of_class(plugin_cls)
@@ -242,14 +244,9 @@ def with_frames(
     out = dict(details)
     if "traceback" in out:
         return out
-    plugin: list[dict[str, Any]] = []
-    every: list[dict[str, Any]] = []
-    for link in exception_chain(exc):
-        plugin, every = frames_of(link, scope)
-        if plugin:
-            break
-    if not plugin:
-        plugin, every = frames_of(exc, scope)
+    chain = [frames_of(link, scope) for link in exception_chain(exc)]
+    # The first link with plugin frames, else ``exc`` itself (the chain's first link).
+    plugin, every = next((found for found in chain if found[0]), chain[0] if chain else ([], []))
     if every and (plugin or not plugin_only):
         out["traceback"] = plugin
         out["full_traceback"] = every

@@ -36,6 +36,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ._compat import DEFAULT_REQUIRES_SDK
 from ._errors import ConfigurationError, PluginError
 from ._reader import BaseReader
 from ._results import ConnectionTestResult, DiscoveryResult
@@ -165,7 +166,7 @@ class NativeLibraryReader(BaseReader):
     """
 
     __version__ = "1.0.0"
-    requires_sdk = ">=1.0,<2"
+    requires_sdk = DEFAULT_REQUIRES_SDK
     supports_incremental = False
 
     library_path: ClassVar[str] = ""
@@ -287,7 +288,7 @@ class NativeLibraryReader(BaseReader):
             self._free(handle)
 
 
-_CLASSES: dict[tuple[str, str], type[NativeLibraryReader]] = {}
+_CLASSES: dict[tuple[str, str, str], type[NativeLibraryReader]] = {}
 _CLASSES_LOCK = threading.Lock()
 
 
@@ -300,10 +301,11 @@ def native_reader_class(library: str, constructor: str, ref: str) -> type[Native
         ref: The reference as written.
 
     Returns:
-        A :class:`NativeLibraryReader` subclass; the same one for the same library and symbol.
+        A :class:`NativeLibraryReader` subclass; the same one for the same reference (each
+        reference keeps its own name in messages).
     """
     with _CLASSES_LOCK:
-        cls = _CLASSES.get((library, constructor))
+        cls = _CLASSES.get((library, constructor, ref))
         if cls is None:
             namespace = {
                 "library_path": library,
@@ -315,5 +317,5 @@ def native_reader_class(library: str, constructor: str, ref: str) -> type[Native
                 "__qualname__": NativeLibraryReader.__qualname__,
             }
             cls = type("NativeLibraryReader", (NativeLibraryReader,), namespace)
-            _CLASSES[(library, constructor)] = cls
+            _CLASSES[(library, constructor, ref)] = cls
         return cls

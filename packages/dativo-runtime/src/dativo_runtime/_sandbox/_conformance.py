@@ -93,17 +93,17 @@ def _rebuilt_untyped(name: str, text: str, error: PluginError) -> SandboxedPlugi
 
 def _as_raised(error: DativoError, ref: str) -> Exception:
     """The exception to raise for a worker's error: untyped again when the plugin's was untyped."""
+    if type(error) is not PluginError:
+        return error
     details = error.details
     kind = details.get("exception_type")
     wrapped = (
-        isinstance(error, PluginError)
-        and type(error) is PluginError
-        and isinstance(kind, str)
+        isinstance(kind, str)
         and kind.isidentifier()
         and "method" in details
         and error.message.startswith(f"plugin {ref!r} raised {kind} ")
     )
-    if not wrapped or not isinstance(error, PluginError):
+    if not wrapped:
         return error
     text = str(details.get("exception") or "")
     if details.get("hint"):

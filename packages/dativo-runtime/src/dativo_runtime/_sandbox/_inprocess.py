@@ -8,6 +8,7 @@ Arrow, so the pipeline cannot tell it from a real sandbox.
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -85,7 +86,9 @@ def _plugin_error(exc: BaseException, ref: PluginRef, method: str) -> PluginErro
     )
 
 
+@functools.lru_cache(maxsize=128)
 def _scope(ref: PluginRef) -> PluginScope | None:
+    """Where the plugin's code lives; worked out once per reference (an entry point loads its class)."""
     cls = None
     if ref.kind == "entry_point":
         with contextlib.suppress(Exception):

@@ -452,16 +452,9 @@ def _serve(reader: FrameReader, writer: FrameWriter, protocol_fd: int) -> int:
             raise
         except BaseException as exc:
             try:
-                worker.reply(
-                    {"op": "error", "error": _error_payload(exc, worker.ref, worker.method, worker.scope)}
-                )
+                worker.reply({"op": "error", "error": worker.error_payload(exc)})
             except (TypeError, ValueError) as send_exc:
-                writer.send_control(
-                    {
-                        "op": "error",
-                        "error": _error_payload(send_exc, worker.ref, worker.method, worker.scope),
-                    }
-                )
+                writer.send_control({"op": "error", "error": worker.error_payload(send_exc)})
             keep_serving = message["op"] != "close"
         if not keep_serving:
             return 0
