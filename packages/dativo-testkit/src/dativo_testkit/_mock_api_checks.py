@@ -21,10 +21,10 @@ from typing import Any
 
 from dativo_plugin_sdk import (
     AuthenticationError,
-    DativoConnectionError,
+    DativoError,
     RateLimitError,
     State,
-    TransientError,
+    is_retryable,
 )
 
 from ._checks import CheckFailedError, CheckSkippedError, describe_exception
@@ -215,9 +215,8 @@ def check_mock_api_rate_limit(session: ReaderSession) -> str:
 
 
 def _retryable(error: BaseException | None) -> bool:
-    if isinstance(error, AuthenticationError):
-        return False
-    return isinstance(error, (TransientError, DativoConnectionError))
+    """A DativoError the runtime retries (its ``retryable`` flag); never a built-in exception."""
+    return isinstance(error, DativoError) and is_retryable(error)
 
 
 def check_mock_api_server_errors(session: ReaderSession) -> str:

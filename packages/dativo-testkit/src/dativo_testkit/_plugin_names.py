@@ -15,6 +15,7 @@ import threading
 from typing import Any
 
 from dativo_plugin_sdk._loading import FILE_MODULE_PREFIX, plugin_file
+from dativo_plugin_sdk._plugin_names import is_hidden_module, plugin_display_name
 
 __all__ = ["hide_module_names", "plugin_name", "remember_reference"]
 
@@ -36,7 +37,7 @@ def remember_reference(plugin_class: type[Any], ref: str, class_part: str) -> No
         class_part: The part after the last ``:`` (``Reader``).
     """
     module = plugin_class.__module__
-    if not _HIDDEN.fullmatch(module):
+    if not is_hidden_module(module):
         return
     file_part = ref.strip()[: -len(class_part) - 1] if ref.strip().endswith(":" + class_part) else None
     with _lock:
@@ -71,7 +72,7 @@ def plugin_name(plugin_class: Any) -> str:
         return written
     if plugin_file(plugin_class):
         return f"{_file_of(module)}:{qualname}"
-    return f"{module}.{qualname}"
+    return plugin_display_name(plugin_class)
 
 
 def hide_module_names(value: Any) -> Any:
