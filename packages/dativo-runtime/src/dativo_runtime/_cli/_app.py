@@ -7,7 +7,7 @@ module              commands
 ``_serve``          ``serve``
 ``_job_checks``     ``check``, ``validate``, ``discover``
 ``_job_files``      ``schema``, ``files``, ``state show``, ``state reset``
-``_plugins``        ``plugins list``, ``plugins inspect``
+``_plugins``        ``plugins list|inspect|install|envs``
 ``_sandbox``        ``sandbox doctor``, ``sandbox build-image``
 =================== =========================================================
 
@@ -25,7 +25,7 @@ from dativo_plugin_sdk import PLUGIN_SDK_VERSION
 from dativo_runtime._cli._job_checks import check, discover, validate
 from dativo_runtime._cli._job_files import files, schema, state_reset, state_show
 from dativo_runtime._cli._options import EXIT_CODES_HELP
-from dativo_runtime._cli._plugins import plugins_inspect, plugins_list
+from dativo_runtime._cli._plugins import plugins_envs, plugins_inspect, plugins_install, plugins_list
 from dativo_runtime._cli._run import run
 from dativo_runtime._cli._sandbox import sandbox_app
 from dativo_runtime._cli._serve import serve
@@ -43,7 +43,11 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,
 )
-plugins_app = typer.Typer(help="List and inspect plugins.", no_args_is_help=True, epilog=EXIT_CODES_HELP)
+plugins_app = typer.Typer(
+    help="List and inspect plugins; build and prune their environments.",
+    no_args_is_help=True,
+    epilog=EXIT_CODES_HELP,
+)
 state_app = typer.Typer(
     help="Show or reset a job's incremental state.", no_args_is_help=True, epilog=EXIT_CODES_HELP
 )
@@ -55,6 +59,8 @@ for command in (run, serve, check, validate, discover, schema, files):
     app.command(epilog=EXIT_CODES_HELP)(command)
 plugins_app.command("list", epilog=EXIT_CODES_HELP)(plugins_list)
 plugins_app.command("inspect", epilog=EXIT_CODES_HELP)(plugins_inspect)
+plugins_app.command("install", epilog=EXIT_CODES_HELP)(plugins_install)
+plugins_app.command("envs", epilog=EXIT_CODES_HELP)(plugins_envs)
 state_app.command("show", epilog=EXIT_CODES_HELP)(state_show)
 state_app.command("reset", epilog=EXIT_CODES_HELP)(state_reset)
 

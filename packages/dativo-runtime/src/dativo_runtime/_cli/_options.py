@@ -23,6 +23,7 @@ from dativo_runtime._secrets import REDACTOR
 __all__ = [
     "EXIT_CODES_HELP",
     "ConfigOption",
+    "FindLinksOption",
     "JsonOption",
     "LogFormatOption",
     "LogLevelOption",
@@ -43,6 +44,15 @@ See docs/runtime.md.
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout for machines.")]
 ConfigOption = Annotated[Optional[Path], typer.Option("--config", "-c", help="The job file (YAML).")]  # noqa: UP045
+FindLinksOption = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option(
+        "--find-links",
+        envvar="DATIVO_FIND_LINKS",
+        help="Install plugin environments from this folder of wheels only (no package index), "
+        "for offline machines.",
+    ),
+]
 LogFormatOption = Annotated[
     str,
     typer.Option(

@@ -52,6 +52,7 @@ __all__ = [
     "EnvironmentSpec",
     "EnvironmentStore",
     "PluginEnvironment",
+    "ProgressCallback",
     "PruneReport",
     "dativo_home",
     "ensure_environment",
@@ -169,7 +170,7 @@ class PluginEnvironment:
     def to_dict(self) -> dict[str, Any]:
         """JSON data of the environment (without its size, which takes a walk of the folder)."""
         return {
-            "key": self.key,
+            "env_key": self.key,
             "path": str(self.path),
             "requirements": list(self.spec.requirements),
             "origin": self.spec.origin,
@@ -201,6 +202,18 @@ class PruneReport:
     leftovers: list[str] = field(default_factory=list)
     freed_bytes: int = 0
     dry_run: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON data of the prune (what ``plugins envs --prune --json`` prints)."""
+        return {
+            "ok": True,
+            "dry_run": self.dry_run,
+            "removed": [env.to_dict() for env in self.removed],
+            "freed_bytes": self.freed_bytes,
+            "in_use": list(self.in_use),
+            "kept": list(self.kept),
+            "leftovers": list(self.leftovers),
+        }
 
 
 # Files and locks -----------------------------------------------------------------------

@@ -6,6 +6,12 @@ People get rich tables on stdout (secrets masked), machines one JSON document
 
 from dativo_runtime._cli._render._checks import render_checks, render_discovery, render_validation
 from dativo_runtime._cli._render._console import console, emit_json, error_console
+from dativo_runtime._cli._render._environments import (
+    environment_progress,
+    render_environments,
+    render_install_report,
+    render_prune_report,
+)
 from dativo_runtime._cli._render._job_files import render_committed_files, render_state, render_state_reset
 from dativo_runtime._cli._render._jobs_report import render_outcome, render_summary
 from dativo_runtime._cli._render._plugins import render_plugin, render_plugins
@@ -16,6 +22,7 @@ from dativo_runtime._cli._render._sandbox import render_backends, render_backend
 __all__ = [
     "console",
     "emit_json",
+    "environment_progress",
     "error_console",
     "progress_bar",
     "render_backends",
@@ -23,9 +30,12 @@ __all__ = [
     "render_checks",
     "render_committed_files",
     "render_discovery",
+    "render_environments",
+    "render_install_report",
     "render_outcome",
     "render_plugin",
     "render_plugins",
+    "render_prune_report",
     "render_run",
     "render_state",
     "render_state_reset",
