@@ -172,17 +172,16 @@ def _run(command: list[str], on_line: Callable[[str], None] | None) -> None:
         )
     except OSError as exc:
         raise ConfigurationError(f"cannot start uv ({command[0]}): {exc}") from None
-    try:
-        assert process.stdout is not None
-        for raw in process.stdout:
-            line = raw.rstrip("\n")
-            tail.append(line)
-            if on_line is not None and line.strip():
-                on_line(line)
-        code = process.wait()
-    finally:
-        if process.poll() is None:
+    with process:  # closes the pipe and reaps uv, also when a callback or Ctrl-C interrupts
+        try:
+            assert process.stdout is not None
+            for raw in process.stdout:
+                line = raw.rstrip("\n")
+                tail.append(line)
+                if on_line is not None and line.strip():
+                    on_line(line)
+        except BaseException:
             process.kill()
-            process.wait()
-    if code != 0:
-        raise UvInstallError(code, _summary(list(tail)), "\n".join(tail), command)
+            raise
+    if process.returncode != 0:
+        raise UvInstallError(process.returncode, _summary(list(tail)), "\n".join(tail), command)
