@@ -107,7 +107,8 @@ def store(dativo_home: Path) -> EnvironmentStore:
 
 @pytest.fixture(scope="session")
 def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder of wheels: ``dativo_envtest_base`` 1.0 and 2.0, and ``dativo_envtest_app`` 1.0 needing base<2."""
+    """A folder of wheels: ``dativo_envtest_base`` 1.0 and 2.0, ``dativo_envtest_app`` 1.0 needing base<2,
+    and ``dativo_envtest_plugin`` 1.0 needing the SDK (which the folder does not hold) and base 2.0."""
     folder = tmp_path_factory.mktemp("wheelhouse")
     make_wheel(folder, "dativo_envtest_base", "1.0")
     make_wheel(folder, "dativo_envtest_base", "2.0")
@@ -117,6 +118,9 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "1.0",
         requires=("dativo-envtest-base<2",),
         body="from dativo_envtest_base import VALUE as BASE\n",
+    )
+    make_wheel(
+        folder, "dativo_envtest_plugin", "1.0", requires=("dativo-plugin-sdk>=1", "dativo-envtest-base==2.0")
     )
     return folder
 

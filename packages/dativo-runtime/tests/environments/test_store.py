@@ -16,6 +16,7 @@ import pytest
 
 from dativo_plugin_sdk import ConfigurationError
 from dativo_runtime._exit_codes import ExitCode, exit_code_for
+from dativo_runtime._plugins._environment_files import key_lock
 from dativo_runtime._plugins._environments import (
     MARKER_FILE,
     EnvironmentProgress,
@@ -25,7 +26,6 @@ from dativo_runtime._plugins._environments import (
     ensure_environment,
     use_environment,
 )
-from dativo_runtime._plugins._environments import _key_lock as key_lock
 
 SIX = EnvironmentSpec(("six==1.16.0",), origin="test: six")
 
@@ -150,6 +150,28 @@ def test_offline_install_from_dativo_find_links(
     monkeypatch.setenv("DATIVO_FIND_LINKS", str(wheelhouse / "missing"))
     with pytest.raises(ConfigurationError, match="is not a folder"):
         ensure_environment(EnvironmentSpec(("six==1.16.0",), origin="x"))
+
+
+def test_a_dependency_on_the_sdk_is_left_to_the_runtime(store: EnvironmentStore, wheelhouse: Path) -> None:
+    environment = ensure_environment(
+        EnvironmentSpec(("dativo-envtest-plugin==1.0",), origin="x"), find_links=wheelhouse
+    )
+    names = sorted(p.name for p in environment.path.glob("*.dist-info"))
+    assert names == ["dativo_envtest_base-2.0.dist-info", "dativo_envtest_plugin-1.0.dist-info"]
+
+
+def test_an_unreachable_index_is_a_configuration_error(
+    store: EnvironmentStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UV_INDEX_URL", "http://127.0.0.1:9/simple")  # nothing listens on the discard port
+    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv-cache"))
+    monkeypatch.setenv("UV_HTTP_RETRIES", "0")
+    with pytest.raises(ConfigurationError) as info:
+        ensure_environment(EnvironmentSpec(("six==1.16.0",), origin="x"))
+    assert exit_code_for(info.value) is ExitCode.USAGE
+    assert info.value.details["uv_exit_code"] == 2
+    assert "127.0.0.1:9" in info.value.message
+    assert "Connection refused" in info.value.message
 
 
 def test_an_empty_spec_builds_an_empty_environment_without_uv(store: EnvironmentStore) -> None:

@@ -37,14 +37,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dativo_plugin_sdk import ConfigurationError
+from dativo_runtime._plugins._environment_files import (
+    TRASH_PREFIX,
+    disk_usage,
+    key_lock,
+    make_readable,
+    remove_tree,
+    touch_used,
+    used_file,
+)
 from dativo_runtime._plugins._environment_spec import EnvironmentSpec
 from dativo_runtime._plugins._plugin_requirements import environment_spec_for
 from dativo_runtime._plugins._uv import UvInstallError, install_into, uv_version
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows has no fcntl; environments need POSIX
-    fcntl = None  # type: ignore[assignment]
 
 __all__ = [
     "MARKER_FILE",
@@ -67,7 +71,6 @@ MARKER_FILE = "dativo-env.json"
 FIND_LINKS_VARIABLE = "DATIVO_FIND_LINKS"
 _MARKER_FORMAT = 1
 _TMP_PREFIX = ".tmp-"
-_TRASH_PREFIX = ".trash-"
 _KEY_LENGTH = 16
 
 Stage = Literal["reused", "waiting", "building", "output", "built", "failed"]
@@ -146,13 +149,13 @@ class PluginEnvironment:
     def last_used(self) -> datetime:
         """When a run last used it (the ``<key>.used`` file's mtime), else when it was built."""
         try:
-            return datetime.fromtimestamp(_used_file(self.path).stat().st_mtime, tz=timezone.utc)
+            return datetime.fromtimestamp(used_file(self.path).stat().st_mtime, tz=timezone.utc)
         except OSError:
             return self.created
 
     def size_bytes(self) -> int:
         """Disk usage of the folder, as ``du`` counts it (hard links once)."""
-        return _disk_usage(self.path)
+        return disk_usage(self.path)
 
     @contextlib.contextmanager
     def in_use(self) -> Iterator[PluginEnvironment]:
@@ -161,10 +164,10 @@ class PluginEnvironment:
         Raises:
             FileNotFoundError: If the environment was removed before the lock was taken.
         """
-        with _key_lock(self.path.parent, self.key, shared=True):
+        with key_lock(self.path.parent, self.key, shared=True):
             if _read_marker(self.path) is None:
                 raise FileNotFoundError(errno.ENOENT, "the plugin environment was removed", str(self.path))
-            _touch_used(self.path)
+            touch_used(self.path)
             yield self
 
     def to_dict(self) -> dict[str, Any]:
@@ -216,87 +219,6 @@ class PruneReport:
         }
 
 
-# Files and locks -----------------------------------------------------------------------
-
-
-def _used_file(path: Path) -> Path:
-    return path.parent / f"{path.name}.used"
-
-
-def _touch_used(path: Path) -> None:
-    used = _used_file(path)
-    with contextlib.suppress(OSError):
-        used.touch()
-        os.utime(used)
-        os.chmod(used, 0o644)
-
-
-def _disk_usage(path: Path) -> int:
-    seen: set[tuple[int, int]] = set()
-    total = 0
-    for folder, dirs, files in os.walk(path):
-        for name in (*dirs, *files):
-            try:
-                info = os.lstat(os.path.join(folder, name))
-            except OSError:
-                continue
-            if (info.st_dev, info.st_ino) in seen:
-                continue
-            seen.add((info.st_dev, info.st_ino))
-            total += info.st_blocks * 512
-    return total
-
-
-def _make_readable(path: Path) -> None:
-    """Let every user read (and traverse) the tree: the sandbox runs plugins as another uid."""
-    for folder, _dirs, files in os.walk(path):
-        os.chmod(folder, stat.S_IMODE(os.lstat(folder).st_mode) | 0o755)
-        for name in files:
-            file = os.path.join(folder, name)
-            mode = os.lstat(file).st_mode
-            if stat.S_ISREG(mode):
-                extra = 0o444 | (0o111 if mode & stat.S_IXUSR else 0)
-                os.chmod(file, stat.S_IMODE(mode) | extra)
-
-
-def _acquire(path: Path, mode: int, wait: bool) -> int | None:
-    """Lock ``path`` with ``flock``; the locked descriptor, or ``None`` when taken and ``wait`` is off.
-
-    A lock file removed by ``prune`` while this process waited on it is not the lock any more:
-    after locking, the file at the path must still be the one locked, else lock again.
-    """
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, mode | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        except BaseException:
-            os.close(fd)
-            raise
-        try:
-            same = os.path.samestat(os.fstat(fd), os.stat(path))
-        except FileNotFoundError:
-            same = False
-        if same:
-            return fd
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def _key_lock(root: Path, key: str, *, shared: bool = False, wait: bool = True) -> Iterator[bool]:
-    """Hold ``<root>/<key>.lock``; yields ``False`` (not holding it) when ``wait`` is off and it is taken."""
-    if fcntl is None:  # pragma: no cover
-        raise ConfigurationError("plugin environments need fcntl locks (Linux or macOS)")
-    fd = _acquire(root / f"{key}.lock", fcntl.LOCK_SH if shared else fcntl.LOCK_EX, wait)
-    try:
-        yield fd is not None
-    finally:
-        if fd is not None:
-            os.close(fd)  # Closing the only descriptor releases the lock.
-
-
 def _read_marker(path: Path) -> dict[str, Any] | None:
     """The marker of a complete environment whose key matches its folder's name, else ``None``."""
     try:
@@ -324,18 +246,6 @@ def _environment(path: Path, data: dict[str, Any], *, built: bool = False) -> Pl
         uv_version=str(data.get("uv_version")),
         built=built,
     )
-
-
-def _remove_tree(path: Path) -> None:
-    """Remove a folder: first renamed aside (atomic), so nobody sees it half-removed."""
-    if not path.exists():
-        return
-    trash = path.parent / f"{_TRASH_PREFIX}{path.name}-{secrets.token_hex(4)}"
-    try:
-        path.rename(trash)
-    except OSError:
-        trash = path
-    shutil.rmtree(trash, ignore_errors=True)
 
 
 # The store -----------------------------------------------------------------------------
@@ -408,16 +318,16 @@ class EnvironmentStore:
 
         existing = self.get(key)
         if existing is not None:
-            _touch_used(existing.path)
+            touch_used(existing.path)
             tell("reused")
             return existing
         links = _check_find_links(tuple(find_links) if find_links is not None else find_links_from_env())
         self._make_root()
-        with _key_lock(self.root, key, wait=False) as locked:
+        with key_lock(self.root, key, wait=False) as locked:
             if locked:
                 return self._build_locked(spec, links, tell)
         tell("waiting", "another process is building this environment")
-        with _key_lock(self.root, key):
+        with key_lock(self.root, key):
             return self._build_locked(spec, links, tell)
 
     def _make_root(self) -> None:
@@ -433,10 +343,10 @@ class EnvironmentStore:
         final = self.path_for(key)
         existing = self.get(key)
         if existing is not None:
-            _touch_used(final)
+            touch_used(final)
             tell("reused")
             return existing
-        _remove_tree(final)  # A folder without a valid marker is never used.
+        remove_tree(final)  # A folder without a valid marker is never used.
         tell("building")
         started = time.monotonic()
         scratch = self.root / f"{_TMP_PREFIX}{key}-{secrets.token_hex(4)}"
@@ -454,7 +364,7 @@ class EnvironmentStore:
                 "created": datetime.now(timezone.utc).isoformat(),
             }
             (scratch / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
-            _make_readable(scratch)
+            make_readable(scratch)
             scratch.rename(final)
         except UvInstallError as exc:
             tell("failed", exc.summary, time.monotonic() - started)
@@ -465,7 +375,7 @@ class EnvironmentStore:
         finally:
             if scratch.exists():
                 shutil.rmtree(scratch, ignore_errors=True)
-        _touch_used(final)
+        touch_used(final)
         tell("built", "", time.monotonic() - started)
         data = _read_marker(final)
         environment = None if data is None else _environment(final, data, built=True)
@@ -507,14 +417,14 @@ class EnvironmentStore:
             if environment.key in keep or too_recent:
                 report.kept.append(environment.key)
                 continue
-            with _key_lock(self.root, environment.key, wait=False) as locked:
+            with key_lock(self.root, environment.key, wait=False) as locked:
                 if not locked:
                     report.in_use.append(environment.key)
                     continue
                 report.removed.append(environment)
                 report.freed_bytes += environment.size_bytes()
                 if not dry_run:
-                    _remove_tree(environment.path)
+                    remove_tree(environment.path)
                     self._forget(environment.key)
         if not dry_run:
             report.leftovers = self._remove_leftovers()
@@ -531,7 +441,7 @@ class EnvironmentStore:
         removed = []
         for path in sorted(self.root.iterdir()):
             name = path.name
-            if name.startswith(_TRASH_PREFIX):
+            if name.startswith(TRASH_PREFIX):
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(name)
                 continue
@@ -547,7 +457,7 @@ class EnvironmentStore:
                 continue
             if not path.exists():
                 continue  # Removed with an earlier leftover of the same key.
-            with _key_lock(self.root, key, wait=False) as locked:
+            with key_lock(self.root, key, wait=False) as locked:
                 if not locked:
                     continue
                 if path.is_dir():
@@ -627,10 +537,10 @@ def use_environment(
     store = store or EnvironmentStore()
     for _ in range(5):
         environment = ensure_environment(spec, find_links=find_links, progress=progress, store=store)
-        with _key_lock(store.root, environment.key, shared=True):
+        with key_lock(store.root, environment.key, shared=True):
             if _read_marker(environment.path) is None:
                 continue  # Pruned between the ensure and the lock: build it again.
-            _touch_used(environment.path)
+            touch_used(environment.path)
             yield environment
             return
     raise ConfigurationError(f"plugin environment {spec.key} keeps disappearing while it is ensured")
