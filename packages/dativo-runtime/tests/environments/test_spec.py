@@ -206,6 +206,16 @@ def test_installed_plugin_without_requirements_or_distribution(installed_plugin:
     assert environment_spec_for(PluginRef.parse("dativo_runtime.connectors:CsvReader"), {}) is None
 
 
+def test_a_plugin_module_of_an_installed_distribution_editable_or_not() -> None:
+    # The testkit is installed editable in a development checkout (found through its .pth file)
+    # and as a wheel elsewhere: the same distribution either way.
+    spec = environment_spec_for(PluginRef.parse("dativo_testkit:MockReader"), {})
+    assert spec is not None
+    assert spec.origin.startswith("dativo-testkit ")
+    assert "pytest>=7" in spec.requirements
+    assert not any(r.startswith(("dativo-plugin-sdk", "pyarrow")) for r in spec.requirements)
+
+
 @pytest.mark.parametrize("name", ["singer", "airbyte"])
 def test_singer_and_airbyte_install_their_package(name: str) -> None:
     ref = PluginRef(

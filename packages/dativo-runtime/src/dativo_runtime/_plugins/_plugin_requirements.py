@@ -71,7 +71,8 @@ def environment_spec_for(ref: _SdkPluginRef, config: Mapping[str, Any]) -> Envir
             return None
         return _spec(read_requirements_file(path), origin=str(path))
     if ref.kind == "builtin" and ref.ref in PACKAGE_PLUGINS:
-        return _spec((_package(ref.ref, config),), origin=f"{ref.ref}: {_package(ref.ref, config)}")
+        package = _package(ref.ref, config)
+        return _spec((package,), origin=f"{ref.ref}: {package}")
     if ref.kind in ("entry_point", "module"):
         dist = _distribution_of(ref)
         if dist is None:
