@@ -56,7 +56,7 @@ def build_environment(cache: pytest.Cache, what: str, key_parts: list[str], *, l
         command += ["--python-platform", "x86_64-manylinux_2_28", "--compile-bytecode"]
     command.append(what)
     env = {**os.environ, "UV_EXCLUDE_NEWER": EXCLUDE_NEWER, "NO_COLOR": "1", "UV_NO_PROGRESS": "1"}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    done = subprocess.run(command, check=False, capture_output=True, text=True, env=env, timeout=900)
     if done.returncode != 0:
         shutil.rmtree(building, ignore_errors=True)
         message = f"cannot build an environment with {what}: {done.stderr.strip()[-1500:]}"
@@ -114,4 +114,4 @@ def in_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
         monkeypatch.setenv("DATIVO_PLUGIN_ENV", str(folder))
         return folder
 
-    yield use
+    return use

@@ -34,11 +34,13 @@ def test_the_config_schema_is_the_sources_spec_with_secrets_marked() -> None:
     check_config_schema(schema, "airbyte")
     config_schema = schema["properties"]["config"]
     assert config_schema["properties"]["api_key"]["secret"] is True
-    assert "$schema" not in config_schema and "nested" in schema["definitions"]
+    assert "$schema" not in config_schema
+    assert "nested" in schema["definitions"]
     assert "config.api_key" in secret_paths(schema)
     assert config_problems(schema, {"package": "x", "config": {"count": 1}}) == []
     problems = config_problems(schema, {"package": "x", "config": {"count": "abc"}})
-    assert problems and problems[0]["field"] == "config.count"
+    assert problems
+    assert problems[0]["field"] == "config.count"
 
 
 def test_outside_a_plugin_environment_the_config_is_any_object(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -49,14 +51,16 @@ def test_outside_a_plugin_environment_the_config_is_any_object(monkeypatch: pyte
 def test_check_maps_connection_status() -> None:
     assert reader().check_connection().success
     failed = reader("check_failed").check_connection()
-    assert not failed.success and "bad credentials" in failed.message
+    assert not failed.success
+    assert "bad credentials" in failed.message
     assert failed.error_code == "CONFIGURATION_ERROR"
 
 
 def test_discover_maps_the_catalog() -> None:
     streams = {s.name: s for s in reader().discover().objects}
     users = streams["users"]
-    assert users.primary_key == ("id",) and users.cursor_field == "updated_at"
+    assert users.primary_key == ("id",)
+    assert users.cursor_field == "updated_at"
     assert [(c.name, c.type.value) for c in users.schema] == [
         ("id", "integer"),
         ("name", "string"),
@@ -79,7 +83,8 @@ def test_trace_errors_map_by_failure_type(mode: str, error: type[Exception], exi
     assert type(caught.value) is error
     assert exit_code_for(caught.value) == exit_code
     result = reader(mode).check_connection()
-    assert not result.success and f"it went wrong: {mode}" in result.message
+    assert not result.success
+    assert f"it went wrong: {mode}" in result.message
 
 
 def test_a_trace_error_after_records_fails_even_on_exit_0() -> None:

@@ -53,7 +53,8 @@ def test_the_fast_path_types_a_block_without_python_objects_per_record() -> None
             {"id": 2, "at": "2024-05-01T12:00:00+02:00"},
         )
     )
-    assert parser.fast_blocks == 1 and parser.slow_blocks == 0
+    assert parser.fast_blocks == 1
+    assert parser.slow_blocks == 0
     assert batch.schema == arrow_schema_for(COLUMNS)
     assert batch.to_pylist()[0]["amount"] == 2.0
     assert batch.column("at").to_pylist()[1] == dt.datetime(2024, 5, 1, 10, tzinfo=dt.timezone.utc)
@@ -77,7 +78,7 @@ def test_json_columns_hold_json_text() -> None:
 
 
 def test_a_line_that_is_not_json_fails_with_the_line() -> None:
-    with pytest.raises(PluginError, match="not JSON.*this is garbage"):
+    with pytest.raises(PluginError, match=r"not JSON.*this is garbage"):
         singer().parse([b'{"type":"RECORD","stream":"orders","record":{"id":1}}\n', b"this is garbage\n"])
 
 

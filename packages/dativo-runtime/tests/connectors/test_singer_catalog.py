@@ -21,7 +21,8 @@ def entry(name: str, **extra: Any) -> dict[str, Any]:
 
 def test_key_properties_and_replication_key_become_primary_key_and_cursor() -> None:
     stream = discovered_stream(entry("a", key_properties=["id"], replication_key="at"))
-    assert stream.primary_key == ("id",) and stream.cursor_field == "at"
+    assert stream.primary_key == ("id",)
+    assert stream.cursor_field == "at"
     assert stream.column("id").nullable is False
 
 
@@ -30,12 +31,14 @@ def test_metadata_stands_in_for_missing_top_level_keys() -> None:
         {"breadcrumb": [], "metadata": {"table-key-properties": ["id"], "valid-replication-keys": ["at"]}}
     ]
     stream = discovered_stream(entry("a", metadata=metadata))
-    assert stream.primary_key == ("id",) and stream.cursor_field == "at"
+    assert stream.primary_key == ("id",)
+    assert stream.cursor_field == "at"
 
 
 def test_keys_the_schema_does_not_list_are_left_out() -> None:
     stream = discovered_stream(entry("a", key_properties=["nope"], replication_key="gone"))
-    assert stream.primary_key == () and stream.cursor_field is None
+    assert stream.primary_key == ()
+    assert stream.cursor_field is None
 
 
 def test_find_stream_by_id_or_the_only_one() -> None:
@@ -62,8 +65,10 @@ def test_select_one_stream_and_its_fields_and_nothing_else() -> None:
     }
     chosen = select_stream(catalog, "b", incremental=True)
     a, b = chosen["streams"]
-    assert _metadata(a, [])["selected"] is False and a["selected"] is False
-    assert _metadata(b, [])["selected"] is True and b["selected"] is True
+    assert _metadata(a, [])["selected"] is False
+    assert a["selected"] is False
+    assert _metadata(b, [])["selected"] is True
+    assert b["selected"] is True
     assert _metadata(b, ["properties", "id"]) == {"selected": True}
     assert _metadata(b, ["properties", "at"])["selected"] is False
     # b has no replication key: read whole even though the job is incremental.

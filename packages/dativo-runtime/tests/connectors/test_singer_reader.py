@@ -36,13 +36,15 @@ def _env(fake_taps_env: Path, in_env: Any) -> None:
 
 def test_check_runs_discovery() -> None:
     result = reader().check_connection()
-    assert result.success and "2 stream(s): orders, customers" in result.message
+    assert result.success
+    assert "2 stream(s): orders, customers" in result.message
 
 
 def test_discover_maps_the_catalog() -> None:
     streams = {s.name: s for s in reader().discover().objects}
     orders = streams["orders"]
-    assert orders.primary_key == ("id",) and orders.cursor_field == "updated_at"
+    assert orders.primary_key == ("id",)
+    assert orders.cursor_field == "updated_at"
     assert [(c.name, c.type.value) for c in orders.schema] == [
         ("id", "integer"),
         ("name", "string"),
@@ -87,10 +89,12 @@ def test_the_tap_gets_a_clean_environment_and_its_files_as_dev_fd(
     environment = next(json.loads(r.message[4:]) for r in caplog.records if r.message.startswith("ENV "))
     argv = next(json.loads(r.message[5:]) for r in caplog.records if r.message.startswith("ARGV "))
     assert "AWS_SECRET_ACCESS_KEY" not in environment
-    assert environment["HOME"] == "/tmp" and environment["TMPDIR"] == "/tmp"
+    assert environment["HOME"] == "/tmp"
+    assert environment["TMPDIR"] == "/tmp"
     assert "DATIVO_TAP_PARENT_PID" not in environment
     files = [argv[i + 1] for i, a in enumerate(argv) if a in ("--config", "--catalog")]
-    assert files and all(f.startswith("/dev/fd/") for f in files)
+    assert files
+    assert all(f.startswith("/dev/fd/") for f in files)
     catalog = next(json.loads(r.message[8:]) for r in caplog.records if r.message.startswith("CATALOG "))
     selected = {s["tap_stream_id"]: s["selected"] for s in catalog["streams"]}
     assert selected == {"orders": True, "customers": False}
@@ -111,7 +115,8 @@ def test_a_tap_that_exits_1_fails_with_its_last_stderr_lines() -> None:
     assert "ERROR cannot reach the database" in caught.value.message
     assert "hunter22secret" not in caught.value.message
     result = reader("fail").check_connection()
-    assert not result.success and "cannot reach the database" in result.message
+    assert not result.success
+    assert "cannot reach the database" in result.message
 
 
 def test_garbage_on_stdout_fails_with_the_line() -> None:
@@ -180,12 +185,13 @@ def test_the_tap_dies_with_its_parent(tmp_path: Path) -> None:
         if source.tap is not None and source.tap.process.poll() is not None:
             break
         time.sleep(0.1)
-    assert source.tap is not None and source.tap.process.poll() is not None, f"tap {pid} outlived its thread"
+    assert source.tap is not None
+    assert source.tap.process.poll() is not None, f"tap {pid} outlived its thread"
     started["batches"].close()
 
 
 def test_an_executable_the_environment_lacks_is_a_configuration_error() -> None:
-    with pytest.raises(ConfigurationError, match="executable 'tap-nope'.*tap-fake, tap-fake-other"):
+    with pytest.raises(ConfigurationError, match=r"executable 'tap-nope'.*tap-fake, tap-fake-other"):
         reader(executable="tap-nope").discover()
 
 
@@ -196,7 +202,7 @@ def test_a_package_with_several_scripts_needs_executable() -> None:
 
 def test_without_a_plugin_environment_the_reader_says_who_builds_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DATIVO_PLUGIN_ENV")
-    with pytest.raises(PluginError, match="DATIVO_PLUGIN_ENV is not set.*source.config.package"):
+    with pytest.raises(PluginError, match=r"DATIVO_PLUGIN_ENV is not set.*source.config.package"):
         reader().discover()
 
 
