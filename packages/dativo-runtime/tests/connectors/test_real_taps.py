@@ -89,7 +89,8 @@ def test_faker_check_and_discover(faker_env: Path, in_env: Any) -> None:
     streams = {s.name: s for s in faker().discover().objects}
     assert set(streams) == {"products", "users", "purchases"}
     users = streams["users"]
-    assert users.primary_key == ("id",) and users.cursor_field == "updated_at"
+    assert users.primary_key == ("id",)
+    assert users.cursor_field == "updated_at"
     assert users.column("address").type.value == "json"
     assert users.column("created_at").type.value == "timestamp"
 
