@@ -45,8 +45,14 @@ def test_each_builtin_declares_its_kind_class_and_options(name: str) -> None:
     cls = _target_class(spec)
     assert issubclass(cls, BaseReader if spec.kind == "reader" else BaseWriter)
     assert spec.options is not None
-    assert spec.location_option == "path"
-    built = cls({"path": "somewhere"})
+    if spec.runs_in_sandbox:
+        # singer/airbyte: no location; they run a tap from the environment built from `package`.
+        assert spec.location_option is None
+        assert spec.environment_option == "package"
+        built = cls({"package": "tap-something==1.0"})
+    else:
+        assert spec.location_option == "path"
+        built = cls({"path": "somewhere"})
     assert isinstance(built.options, spec.options)
 
 

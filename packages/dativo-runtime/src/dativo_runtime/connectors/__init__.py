@@ -1,7 +1,8 @@
-"""The built-in connectors: ``csv`` and ``jsonl`` readers and the ``parquet`` writer.
+"""The built-in connectors: ``csv``, ``jsonl``, ``singer`` and ``airbyte`` readers, the ``parquet`` writer.
 
 They are ordinary SDK plugins (``BaseReader`` / ``BaseWriter``) that job files name by
-their built-in names; :class:`ParquetDataset` reads what the parquet writer committed.
+their built-in names (``singer`` and ``airbyte`` run a tap from a plugin environment, in a
+sandbox worker); :class:`ParquetDataset` reads what the parquet writer committed.
 ``_registry`` declares each one (its name, kind, class, typed options from ``_options``,
 run-context settings and commit probe); the rest of the runtime asks it, never a name.
 
@@ -16,12 +17,15 @@ from typing import TYPE_CHECKING
 from dativo_runtime._lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
+    from dativo_runtime.connectors._airbyte import AirbyteReader
     from dativo_runtime.connectors._csv import CsvReader
     from dativo_runtime.connectors._dataset import ManifestFile, ParquetDataset, RecoveryReport, RunManifest
     from dativo_runtime.connectors._jsonl import JsonlReader
     from dativo_runtime.connectors._parquet import ParquetWriter, new_run_id
+    from dativo_runtime.connectors._singer import SingerReader
 
 __all__ = [
+    "AirbyteReader",
     "CsvReader",
     "JsonlReader",
     "ManifestFile",
@@ -29,10 +33,12 @@ __all__ = [
     "ParquetWriter",
     "RecoveryReport",
     "RunManifest",
+    "SingerReader",
     "new_run_id",
 ]
 
 _EXPORTS = {
+    "AirbyteReader": "._airbyte",
     "CsvReader": "._csv",
     "JsonlReader": "._jsonl",
     "ManifestFile": "._dataset",
@@ -40,6 +46,7 @@ _EXPORTS = {
     "ParquetWriter": "._parquet",
     "RecoveryReport": "._dataset",
     "RunManifest": "._dataset",
+    "SingerReader": "._singer",
     "new_run_id": "._parquet",
 }
 

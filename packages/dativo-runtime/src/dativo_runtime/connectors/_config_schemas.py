@@ -16,7 +16,14 @@ from typing import Any
 
 from dativo_plugin_sdk import ColumnType
 
-__all__ = ["CSV_CONFIG_SCHEMA", "JSONL_CONFIG_SCHEMA", "PARQUET_CONFIG_SCHEMA"]
+__all__ = [
+    "AIRBYTE_CONFIG_SCHEMA",
+    "CSV_CONFIG_SCHEMA",
+    "JSONL_CONFIG_SCHEMA",
+    "PARQUET_CONFIG_SCHEMA",
+    "SINGER_CONFIG_SCHEMA",
+    "tap_config_schema",
+]
 
 _DIALECT = "https://json-schema.org/draft/2020-12/schema"
 _COMPRESSIONS = ["snappy", "zstd", "gzip", "lz4", "brotli", "none"]
@@ -177,3 +184,62 @@ PARQUET_CONFIG_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
 }
 """The ``parquet`` writer's config."""
+
+
+def tap_config_schema(
+    connector: str, connector_config: dict[str, Any] | None = None, *, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The config of a reader that runs a tap (``singer``, ``airbyte``).
+
+    Args:
+        connector: ``singer`` or ``airbyte``.
+        connector_config: The JSON Schema of the tap's own ``config`` (any object when unknown).
+        extra: More keys of this connector.
+
+    Returns:
+        The schema: ``package``, ``executable``, ``config``, ``batch_size`` and the keys the
+        runtime sets (``stream``, ``incremental``).
+    """
+    tap = "Singer tap" if connector == "singer" else "Airbyte source"
+    return {
+        "$schema": _DIALECT,
+        "title": f"{connector} reader config",
+        "type": "object",
+        "properties": {
+            "package": {
+                "type": "string",
+                "minLength": 1,
+                "description": f"The {tap}'s pip requirement, installed into the plugin's environment "
+                "(tap-something==1.2.3).",
+            },
+            "executable": {
+                "type": ["string", "null"],
+                "minLength": 1,
+                "description": "The console script to run; default the package's own.",
+            },
+            "config": connector_config
+            if connector_config is not None
+            else {"type": "object", "description": f"The {tap}'s own config."},
+            "stream": {"type": ["string", "null"], "description": "Set by the runtime from source.stream."},
+            "incremental": {
+                "type": ["object", "null"],
+                "description": "Set by the runtime from source.incremental.",
+            },
+            "batch_size": _count("Records per batch (10000).", minimum=1),
+            **(extra or {}),
+        },
+        "required": ["package"],
+        "additionalProperties": False,
+    }
+
+
+SINGER_CONFIG_SCHEMA: dict[str, Any] = tap_config_schema("singer")
+"""The ``singer`` reader's config (the tap's own ``config`` is any object)."""
+
+AIRBYTE_CONFIG_SCHEMA: dict[str, Any] = tap_config_schema(
+    "airbyte",
+    extra={
+        "namespace": {"type": ["string", "null"], "description": "The stream's namespace, if it has one."}
+    },
+)
+"""The ``airbyte`` reader's config before its source's ``spec`` is known."""

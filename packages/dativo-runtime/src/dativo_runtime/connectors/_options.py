@@ -22,12 +22,15 @@ from dativo_runtime._storage._s3 import s3_options
 
 __all__ = [
     "COMPRESSIONS",
+    "AirbyteOptions",
     "ConnectorOptions",
     "CsvOptions",
     "FileReaderOptions",
     "JobContext",
     "JsonlOptions",
     "ParquetOptions",
+    "SingerOptions",
+    "TapOptions",
 ]
 
 COMPRESSIONS = ("snappy", "zstd", "gzip", "lz4", "brotli", "none")
@@ -402,3 +405,95 @@ class ParquetOptions(ConnectorOptions):
                 "partition_by must be a list of column names", details={"field": "partition_by"}
             )
         return tuple(partition_by)
+
+
+@dataclass(frozen=True)
+class TapOptions(ConnectorOptions):
+    """The keys of the ``singer`` and ``airbyte`` readers, which run a tap from a plugin environment.
+
+    Args:
+        package: The pip requirement installed into the plugin's environment (``tap-x==1.2.3``).
+        executable: The console script to run (default: the package's own), or a file path.
+        config: The tap's own config, handed to it as a JSON file.
+        stream: ``source.stream``, the stream to read (set by the runtime).
+        incremental: Whether the job is incremental (``source.incremental`` is set): the tap
+            then gets its saved state and its bookmarks are kept.
+        batch_size: Records per Arrow batch (10 000).
+    """
+
+    connector: ClassVar[str] = "tap"
+
+    package: str
+    executable: str | None = None
+    config: Mapping[str, Any] = field(default_factory=dict)
+    stream: str | None = None
+    incremental: bool = False
+    batch_size: int = 10_000
+
+    @classmethod
+    def _fields_from(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        package = config.get("package")
+        if not isinstance(package, str) or not package.strip():
+            raise ConfigurationError(
+                f"the {cls.connector} reader needs 'package': the pip requirement of the "
+                f"{'tap' if cls.connector == 'singer' else 'source'} (tap-something==1.2.3)",
+                details={"field": "package"},
+            )
+        executable = config.get("executable")
+        if executable is not None and (not isinstance(executable, str) or not executable.strip()):
+            raise ConfigurationError(
+                "executable must be the name of a console script (or a file path)",
+                details={"field": "executable"},
+            )
+        tap_config = config.get("config")
+        if tap_config is None:
+            tap_config = {}
+        if not isinstance(tap_config, Mapping):
+            raise ConfigurationError(
+                f"config must be a mapping (the {cls.connector} connector's own config), "
+                f"got {type(tap_config).__name__}",
+                details={"field": "config"},
+            )
+        incremental = config.get("incremental")
+        if incremental is not None and not isinstance(incremental, Mapping):
+            raise ConfigurationError("incremental must be a mapping", details={"field": "incremental"})
+        stream = config.get("stream")
+        return {
+            "package": package.strip(),
+            "executable": executable.strip() if executable else None,
+            "config": dict(tap_config),
+            "stream": str(stream) if stream else None,
+            "incremental": incremental is not None,
+            "batch_size": _int(config, "batch_size", 10_000, minimum=1),
+        }
+
+    @classmethod
+    def job_settings(cls, job: JobContext) -> dict[str, Any]:
+        """``incremental`` and ``stream`` from the job's ``source``, when it sets them."""
+        settings: dict[str, Any] = {}
+        if job.incremental is not None:
+            settings["incremental"] = dict(job.incremental)
+        if job.stream:
+            settings["stream"] = job.stream
+        return settings
+
+
+@dataclass(frozen=True)
+class SingerOptions(TapOptions):
+    """The ``singer`` reader's keys: the tap keys."""
+
+    connector: ClassVar[str] = "singer"
+
+
+@dataclass(frozen=True)
+class AirbyteOptions(TapOptions):
+    """The ``airbyte`` reader's keys: the tap keys and the stream's ``namespace``, if it has one."""
+
+    connector: ClassVar[str] = "airbyte"
+
+    namespace: str | None = None
+
+    @classmethod
+    def _fields_from(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        namespace = config.get("namespace")
+        return {**super()._fields_from(config), "namespace": str(namespace) if namespace else None}

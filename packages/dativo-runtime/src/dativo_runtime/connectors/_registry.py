@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from dativo_runtime.connectors._options import (
+    AirbyteOptions,
     ConnectorOptions,
     CsvOptions,
     JobContext,
     JsonlOptions,
     ParquetOptions,
+    SingerOptions,
 )
 
 __all__ = [
@@ -50,6 +52,10 @@ class ConnectorSpec:
             (``run_id``: the writer run's id; ``ingest_date``: the run's date).
         commit_probe: For a writer, how to tell whether a writer run committed (used to
             settle a run that died between its commit and saving its state).
+        environment_option: The config key holding the pip requirement of a plugin
+            environment the connector needs (``package``): such a connector runs third-party
+            code, so it runs like a third-party plugin, in a sandbox worker given that
+            environment (``DATIVO_PLUGIN_ENV``), never in the host process.
     """
 
     name: str
@@ -58,6 +64,12 @@ class ConnectorSpec:
     options: type[ConnectorOptions] | None = None
     run_context: tuple[str, ...] = ()
     commit_probe: CommitProbe | None = None
+    environment_option: str | None = None
+
+    @property
+    def runs_in_sandbox(self) -> bool:
+        """Whether it runs third-party code, so runs in a sandbox worker like a plugin."""
+        return self.environment_option is not None
 
     @property
     def location_option(self) -> str | None:
@@ -94,6 +106,20 @@ BUILTIN_CONNECTORS: Mapping[str, ConnectorSpec] = {
     for spec in (
         ConnectorSpec("csv", "reader", "dativo_runtime.connectors:CsvReader", options=CsvOptions),
         ConnectorSpec("jsonl", "reader", "dativo_runtime.connectors:JsonlReader", options=JsonlOptions),
+        ConnectorSpec(
+            "singer",
+            "reader",
+            "dativo_runtime.connectors:SingerReader",
+            options=SingerOptions,
+            environment_option="package",
+        ),
+        ConnectorSpec(
+            "airbyte",
+            "reader",
+            "dativo_runtime.connectors:AirbyteReader",
+            options=AirbyteOptions,
+            environment_option="package",
+        ),
         ConnectorSpec(
             "parquet",
             "writer",
