@@ -131,7 +131,8 @@ def _catalog_error(message: str) -> ConfigurationError:
 
 
 def _metadata_by_breadcrumb(entry: Mapping[str, Any]) -> dict[tuple[str, ...], Mapping[str, Any]]:
-    items = entry.get("metadata") or []
+    items = entry.get("metadata")
+    items = [] if items is None else items
     if not isinstance(items, list):
         raise _catalog_error("a stream's 'metadata' must be a list of {breadcrumb, metadata} objects")
     found: dict[tuple[str, ...], Mapping[str, Any]] = {}

@@ -9,7 +9,8 @@ Arrow type (SDK column type)          JSON Schema / value written
 ====================================  ==================================================
 bool (boolean)                        ``boolean``
 int8..uint64 (integer)                ``integer``
-float16..float64 (float)              ``number``; NaN and infinities as ``null``
+float16..float64 (float)              ``number``; NaN and infinities as ``null`` (so
+                                      a float field is always ``["null", "number"]``)
 decimal128/256 (decimal)              ``number``, written with every digit (``1.500000000``)
 string (string)                       ``string``
 string with ``dativo.type: json``     any JSON value, written parsed (not as text)
@@ -55,7 +56,7 @@ _TYPE_KEY = b"dativo.type"
 _JSON_MARK = b"json"
 _ANY_JSON = ["object", "array", "string", "number", "boolean", "null"]
 _NEEDS_ESCAPE = r'[\x00-\x1f"\\]'
-_CONTROL = r"[\x00-\x1f]"
+_CONTROL_BUT_COMMON = r"[\x00-\x08\x0b\x0c\x0e-\x1f]"
 _ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"))
 _ROWS_PER_CHUNK = 65_536
 """Rows joined in one call: bounds the size of one joined array (and its 2 GiB offsets)."""
@@ -126,7 +127,9 @@ def json_schema_for_field(field: pa.Field[Any]) -> dict[str, Any]:
     """
     schema = _value_schema(field.type, is_json=_is_json_field(field))
     kind = schema.get("type")
-    if field.nullable and isinstance(kind, str) and kind != "null":
+    # NaN and infinities are written as null, so a float field may be null whatever Arrow says.
+    nullable = field.nullable or pa.types.is_floating(field.type)
+    if nullable and isinstance(kind, str) and kind != "null":
         schema["type"] = ["null", kind]
     return schema
 
@@ -215,11 +218,12 @@ def _quoted(text: pa.Array[Any]) -> pa.Array[Any]:
 def _strings(values: pa.Array[Any]) -> pa.Array[Any]:
     if pa.types.is_large_string(values.type) or pa.types.is_string_view(values.type):
         values = values.cast(pa.string())
-    if pc.any(pc.match_substring_regex(values, _NEEDS_ESCAPE)).as_py():
-        for old, new in _ESCAPES:
-            values = pc.replace_substring(values, old, new)
-        if pc.any(pc.match_substring_regex(values, _CONTROL)).as_py():
-            return _per_value(values)
+    if not pc.any(pc.match_substring_regex(values, _NEEDS_ESCAPE)).as_py():
+        return _quoted(values)
+    if pc.any(pc.match_substring_regex(values, _CONTROL_BUT_COMMON)).as_py():
+        return _per_value(values)  # Control characters only \u escapes can write.
+    for old, new in _ESCAPES:
+        values = pc.replace_substring(values, old, new)
     return _quoted(values)
 
 
@@ -305,11 +309,15 @@ class RecordEncoder:
             column = batch.column(index)
             pieces.append(key if index == 0 else "," + key)
             text: Any = fragments(column)
-            pieces.append(pc.fill_null(text, "null") if column.null_count else text)
+            # The fragments' nulls, not the column's: a float column's NaN became null too.
+            pieces.append(pc.fill_null(text, "null") if text.null_count else text)
         pieces.append(suffix)
         if not batch.num_columns:
             return memoryview("".join(pieces).encode() * batch.num_rows)
-        return _text_of(_join(*pieces))
+        lines = _join(*pieces)
+        if lines.null_count:  # A fragment left null would drop its row's line: never write that.
+            raise ValueError(f"a RECORD line of stream {self.stream!r} could not be built")
+        return _text_of(lines)
 
 
 def _text_of(lines: pa.Array[Any]) -> memoryview:
