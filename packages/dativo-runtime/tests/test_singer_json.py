@@ -174,7 +174,7 @@ def test_binary_json_and_nested_columns_are_encoded_per_value() -> None:
             pa.array(['{"a": [1, "x"]}', "not json"]),
             pa.array([[moment], []], pa.list_(pa.timestamp("us", "UTC"))),
             pa.array([{"x": 1, "y": decimal.Decimal("2.50")}, None], schema.field("st").type),
-            pa.array([[("k", 1)], None], pa.map_(pa.string(), pa.int64())),
+            pa.array([[("k", 1)], []], pa.map_(pa.string(), pa.int64())),
             pa.array(["red", "red"]).dictionary_encode().cast(pa.dictionary(pa.int8(), pa.string())),
         ],
         schema=schema,
@@ -188,7 +188,7 @@ def test_binary_json_and_nested_columns_are_encoded_per_value() -> None:
         "m": {"k": 1},
         "dict": "red",
     }
-    assert second == {"b": None, "j": "not json", "l": [], "st": None, "m": None, "dict": "red"}
+    assert second == {"b": None, "j": "not json", "l": [], "st": None, "m": {}, "dict": "red"}
 
 
 def test_an_empty_batch_and_a_batch_without_columns() -> None:

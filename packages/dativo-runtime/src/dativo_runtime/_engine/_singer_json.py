@@ -162,9 +162,6 @@ def _python_value(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _python_value(v) for k, v in value.items()}
     if isinstance(value, list):
-        # A map arrives as a list of (key, value) tuples.
-        if value and all(isinstance(item, tuple) and len(item) == 2 for item in value):
-            return {str(k): _python_value(v) for k, v in value}
         return [_python_value(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -187,7 +184,8 @@ def _dump(value: Any) -> str:
 
 
 def _per_value(values: pa.Array[Any]) -> pa.Array[Any]:
-    return pa.array([_dump(v) for v in values.to_pylist()], pa.string())
+    # Maps as dicts (a repeated key keeps its last value), at any depth.
+    return pa.array([_dump(v) for v in values.to_pylist(maps_as_pydicts="lossy")], pa.string())
 
 
 def _json_text(values: pa.Array[Any]) -> pa.Array[Any]:
