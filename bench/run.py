@@ -3,9 +3,10 @@
 Measures, in one run, interleaved, each as a fresh process: the dict generator alone,
 pyarrow from dicts (the floor), pyarrow from columns (the ceiling), dlt, a singer-sdk tap
 piped into a singer-sdk target, and ``dativo-run`` with the bench plugins in-process and
-in the ``process`` and ``docker`` sandboxes; then sandbox cold start per backend and peak
-RSS at a small vs a large N. Prints a table and the issue's targets as PASS/MISS, and
-writes everything to a JSON file. See bench/README.md.
+in the ``process`` and ``docker`` sandboxes; then sandbox cold start per backend, two jobs
+at once, the Singer adapter against its tap alone, and peak RSS at a small vs a large N.
+Prints a table and the issues' targets as PASS/MISS, and writes everything to a JSON file.
+See bench/README.md.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ from dativo_bench.parallel_jobs import ParallelScaling, parallel_candidates
 from dativo_bench.report import RssScaling, check_targets, print_report, results_document
 from dativo_bench.runner import OK, CandidateResult, Runner
 from dativo_bench.sandbox_startup import ColdStart, measure_cold_start
+from dativo_bench.singer_adapter import SingerAdapter, adapter_candidates
 
-EXTRAS = ("cold-start", "rss", "parallel", "ipc-validation")
+EXTRAS = ("cold-start", "rss", "parallel", "ipc-validation", "adapter")
 """Sections that ``--only`` can name besides candidates."""
 
 RSS_CANDIDATES = ("dativo-dict-none", "dativo-dict-process", FLOOR)
@@ -99,7 +101,15 @@ def log(line: str) -> None:
 def package_versions() -> dict[str, str | None]:
     """Return the versions of the packages the candidates use."""
     versions: dict[str, str | None] = {}
-    for name in ("pyarrow", "dlt", "singer-sdk", "psutil", "dativo-runtime", "dativo-plugin-sdk"):
+    for name in (
+        "pyarrow",
+        "dlt",
+        "singer-sdk",
+        "meltanolabs-target-csv",
+        "psutil",
+        "dativo-runtime",
+        "dativo-plugin-sdk",
+    ):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -201,6 +211,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             parallel_results = runner.preflight(parallel_candidates(dativo_run), preflight_n)
             runner.timed_rounds(parallel_results, args.n, args.runs)
             parallel = ParallelScaling(args.n, parallel_results)
+        adapter: SingerAdapter | None = None
+        if "adapter" in args.selected:
+            log(f"Singer adapter ({args.runs} x {args.n:,} records, interleaved; preflight builds its env):")
+            adapter_results = runner.preflight(adapter_candidates(dativo_run), preflight_n)
+            runner.timed_rounds(adapter_results, args.n, args.runs)
+            adapter = SingerAdapter(args.n, adapter_results)
         validation: IpcValidation | None = None
         if "ipc-validation" in args.selected:
             log(f"Host decode of worker batches ({args.runs} x {args.n:,} rows, cheap vs full validation):")
@@ -215,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         runner.close()
 
-    checks = check_targets(by_name, cold_start, rss, parallel)
+    checks = check_targets(by_name, cold_start, rss, parallel, adapter)
     print_report(
         f"{mode}, N={args.n:,}, {args.runs} runs, {os.cpu_count()} CPUs",
         results,
@@ -223,6 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rss,
         checks,
         parallel=parallel,
+        adapter=adapter,
     )
     meta = {
         "started_at": started_at,
@@ -247,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "harness's own RSS at spawn)"
         ),
     }
-    document = results_document(meta, results, cold_start, rss, checks, parallel=parallel)
+    document = results_document(meta, results, cold_start, rss, checks, parallel=parallel, adapter=adapter)
     if validation is not None:
         document["ipc_validation"] = validation.to_dict()
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ from .candidates import CEILING, FLOOR
 from .parallel_jobs import PARALLEL, PARALLEL_TARGET, ParallelScaling
 from .runner import OK, CandidateResult, RunRecord
 from .sandbox_startup import ColdStart
+from .singer_adapter import ADAPTER_TARGET, SingerAdapter
 
 __all__ = [
     "RssScaling",
@@ -115,6 +116,7 @@ def check_targets(
     cold_start: Mapping[str, ColdStart],
     rss: Sequence[RssScaling],
     parallel: ParallelScaling | None = None,
+    adapter: SingerAdapter | None = None,
 ) -> list[TargetCheck]:
     """Check the issue's targets against this run's numbers (reported, never asserted).
 
@@ -123,6 +125,7 @@ def check_targets(
         cold_start: Backend to its cold start figures.
         rss: The peak RSS scaling runs.
         parallel: The ``parallel`` section, ``None`` when it was not run.
+        adapter: The ``adapter`` section (issue 14), ``None`` when it was not run.
 
     Returns:
         One :class:`TargetCheck` per target.
@@ -187,7 +190,22 @@ def check_targets(
             )
             verdict = "PASS" if speed_up >= PARALLEL_TARGET else "MISS"
             checks.append(TargetCheck(target, f"{speed_up:.2f}x", verdict, note))
+    checks.append(_adapter_check(adapter))
     return checks
+
+
+def _adapter_check(adapter: SingerAdapter | None) -> TargetCheck:
+    target = f"Singer adapter adds < {ADAPTER_TARGET:.0%} to the tap's own time (issue 14)"
+    if adapter is None:
+        return TargetCheck(target, "—", "N/A", "not measured")
+    overhead = adapter.overhead()
+    if overhead is None:
+        return TargetCheck(target, "—", "N/A", adapter.why_missing())
+    piped = adapter.overhead("adapter-tap-target-csv")
+    note = f"dativo-run (singer → Parquet, process) vs tap > /dev/null, {adapter.n:,} records" + (
+        "" if piped is None else f"; tap | target-csv: {piped:+.0%}"
+    )
+    return TargetCheck(target, f"{overhead:+.1%}", "PASS" if overhead < ADAPTER_TARGET else "MISS", note)
 
 
 def _rate(value: float | None) -> str:
@@ -298,6 +316,7 @@ def print_report(
     checks: Sequence[TargetCheck],
     *,
     parallel: ParallelScaling | None = None,
+    adapter: SingerAdapter | None = None,
 ) -> None:
     """Print the tables (with rich when it is installed) and the target lines."""
     table = _table_printer()
@@ -317,6 +336,13 @@ def print_report(
         from .parallel_jobs import HEADER
 
         table(f"Parallel jobs — {parallel.n:,} rows per job (medians)", HEADER, parallel.rows())
+    if adapter is not None:
+        from .singer_adapter import HEADER as ADAPTER_HEADER
+
+        table(f"Singer adapter — {adapter.n:,} records (medians)", ADAPTER_HEADER, adapter.rows())
+        for result in adapter.results:
+            if result.status != OK:
+                print(f"  {result.name}: {result.status} - {result.reason}")
     troubles = [r for r in results if r.status != OK]
     if troubles:
         print("\nNot timed:")
@@ -325,7 +351,7 @@ def print_report(
             print(
                 f"  {result.name}: {result.status} - {result.reason}" + (f" (logs in {logs})" if logs else "")
             )
-    print("\nTargets (issue 6; reported, not asserted):")
+    print("\nTargets (issues 6 and 14; reported, not asserted):")
     for check in checks:
         print(f"  {check.line()}")
 
@@ -371,6 +397,7 @@ def results_document(
     checks: Sequence[TargetCheck],
     *,
     parallel: ParallelScaling | None = None,
+    adapter: SingerAdapter | None = None,
 ) -> dict[str, Any]:
     """Return everything measured as one JSON-serialisable document."""
     by_name = {r.name: r for r in results}
@@ -403,6 +430,7 @@ def results_document(
         "cold_start": [figures.to_dict(baseline) for figures in cold_start.values()],
         "rss_scaling": [s.to_dict() for s in rss],
         "parallel": None if parallel is None else parallel.to_dict(),
+        "singer_adapter": None if adapter is None else adapter.to_dict(),
         "targets": [
             {"target": c.target, "measured": c.measured, "verdict": c.verdict, "note": c.note} for c in checks
         ],

@@ -3,6 +3,7 @@
 Usage::
 
     python bench/singer/tap.py --config CONFIG.json > messages.jsonl
+    tap-dativo-bench --config CONFIG.json    # installed from the wheel of bench/singer (pyproject.toml)
 
 ``CONFIG.json`` holds ``n``, ``seed`` and ``batch_size``. The records are the same as the
 Dativo bench plugins'; singer-sdk serialises them to JSON lines on stdout.
@@ -18,10 +19,14 @@ from typing import Any
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 
-# The workload lives in the plugin folder so that sandboxed plugins can import it too.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
+if __package__:
+    # Installed as the package tap_dativo_bench (pyproject.toml here): workload.py is packaged beside it.
+    from . import workload
+else:
+    # Run as a script: the workload lives in the plugin folder so that sandboxed plugins can import it too.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 
-import workload  # found through the path set just above
+    import workload  # found through the path set just above
 
 _PROPERTY_TYPES: dict[str, Any] = {
     "integer": th.IntegerType,
@@ -68,5 +73,10 @@ class BenchTap(Tap):
         return [RecordsStream(self)]
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """Entry point of the ``tap-dativo-bench`` console script (the installed package)."""
     BenchTap.cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -5,5 +5,6 @@ they return; no run logic lives here.
 """
 
 from dativo_runtime._cli._app import app, main
+from dativo_runtime._cli._singer_tap import tap_main
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "tap_main"]

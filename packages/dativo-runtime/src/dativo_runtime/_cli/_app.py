@@ -9,6 +9,7 @@ module              commands
 ``_job_files``      ``schema``, ``files``, ``state show``, ``state reset``
 ``_plugins``        ``plugins list|inspect|install|envs``
 ``_sandbox``        ``sandbox doctor``, ``sandbox build-image``
+``_singer_tap``     ``singer-tap`` (also the ``tap-dativo`` script)
 =================== =========================================================
 
 What they print comes from :mod:`._render` (one renderer a report type); shared options
@@ -29,6 +30,7 @@ from dativo_runtime._cli._plugins import plugins_envs, plugins_inspect, plugins_
 from dativo_runtime._cli._run import run
 from dativo_runtime._cli._sandbox import sandbox_app
 from dativo_runtime._cli._serve import serve
+from dativo_runtime._cli._singer_tap import singer_tap
 from dativo_runtime._engine._termination import install_signal_handlers
 from dativo_runtime._version import __version__
 
@@ -57,6 +59,7 @@ app.add_typer(sandbox_app, name="sandbox")
 
 for command in (run, serve, check, validate, discover, schema, files):
     app.command(epilog=EXIT_CODES_HELP)(command)
+app.command("singer-tap", epilog=EXIT_CODES_HELP)(singer_tap)
 plugins_app.command("list", epilog=EXIT_CODES_HELP)(plugins_list)
 plugins_app.command("inspect", epilog=EXIT_CODES_HELP)(plugins_inspect)
 plugins_app.command("install", epilog=EXIT_CODES_HELP)(plugins_install)
