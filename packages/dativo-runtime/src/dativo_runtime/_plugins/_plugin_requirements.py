@@ -37,11 +37,9 @@ from dativo_plugin_sdk import ConfigurationError
 from dativo_plugin_sdk._loading import ENTRY_POINT_GROUP
 from dativo_plugin_sdk._loading import PluginRef as _SdkPluginRef
 from dativo_runtime._plugins._environment_spec import PROVIDED_BY_RUNTIME, EnvironmentSpec
+from dativo_runtime.connectors._registry import BUILTIN_CONNECTORS
 
-__all__ = ["PACKAGE_PLUGINS", "environment_spec_for", "read_requirements_file"]
-
-PACKAGE_PLUGINS = ("airbyte", "singer")
-"""Built-in plugins whose environment is the ``package`` of their config."""
+__all__ = ["environment_spec_for", "read_requirements_file"]
 
 REQUIREMENTS_FILE = "requirements.txt"
 
@@ -70,8 +68,9 @@ def environment_spec_for(ref: _SdkPluginRef, config: Mapping[str, Any]) -> Envir
         if not path.is_file():
             return None
         return _spec(read_requirements_file(path), origin=str(path))
-    if ref.kind == "builtin" and ref.ref in PACKAGE_PLUGINS:
-        package = _package(ref.ref, config)
+    connector = BUILTIN_CONNECTORS.get(ref.ref) if ref.kind == "builtin" else None
+    if connector is not None and connector.environment_option is not None:
+        package = _package(ref.ref, config, connector.environment_option)
         return _spec((package,), origin=f"{ref.ref}: {package}")
     if ref.kind in ("entry_point", "module"):
         dist = _distribution_of(ref)
@@ -89,15 +88,15 @@ def _spec(requirements: tuple[str, ...], *, origin: str) -> EnvironmentSpec | No
     return spec if spec.requirements else None
 
 
-def _package(name: str, config: Mapping[str, Any]) -> str:
-    package = config.get("package")
+def _package(name: str, config: Mapping[str, Any], option: str) -> str:
+    package = config.get(option)
     if not isinstance(package, str) or not package.strip():
         raise ConfigurationError(
-            f"plugin {name!r}: config.package must be the pip requirement of the "
+            f"plugin {name!r}: config.{option} must be the pip requirement of the "
             f"{'tap' if name == 'singer' else 'source'} to install, such as "
             f"{'tap-example==1.2.3' if name == 'singer' else 'airbyte-source-example==1.2.3'!r}; "
             f"got {package!r}",
-            details={"plugin": name, "field": "config.package"},
+            details={"plugin": name, "field": f"config.{option}"},
         )
     return package.strip()
 
