@@ -160,14 +160,18 @@ class _ArgvBuilder:
         self._made.add(Path(dest))
 
 
-def _bind_python(build: _ArgvBuilder, options: frozenset[str]) -> None:
-    """Bind the Python installation, its site-packages hidden but for the worker's distributions."""
+def _bind_python(build: _ArgvBuilder, options: frozenset[str], packages: tuple[Path, ...]) -> None:
+    """Bind the Python installation, its site-packages hidden but for the worker's distributions.
+
+    ``packages`` (an installed plugin's own) are bound before the hidden folders become
+    read-only: a mount point inside one must be created first.
+    """
     view = python_view()
     for path in view.installation:
         build.bind("--ro-bind", str(path), str(path))
     for folder in view.hidden:
         build.tmpfs(str(folder), _HIDDEN_BYTES, options, mode="0755")
-    for path in [*view.entries, *view.sources]:
+    for path in [*view.entries, *view.sources, *packages]:
         build.bind("--ro-bind", str(path), str(path))
     for folder in view.hidden:
         build.add("--remount-ro", str(folder))
@@ -242,11 +246,11 @@ def sandbox_argv(
     build.tmpfs("/dev/shm", SHM_BYTES, options)
     build.tmpfs("/tmp", scratch_bytes(limits), options)
     if python:
-        _bind_python(build, options)
+        _bind_python(build, options, mounts.packages)
     if plugin_dir is not None:
         build.bind("--ro-bind", str(plugin_dir), str(plugin_dir))
     extra = [mounts.environment] if mounts.environment is not None else []
-    for path in [*extra, *mounts.packages, *mounts.read_only_paths]:
+    for path in [*extra, *([] if python else mounts.packages), *mounts.read_only_paths]:
         build.bind("--ro-bind", str(path), str(path))
     if output_dir is not None:
         build.bind("--bind", str(output_dir), str(output_dir))
