@@ -31,6 +31,7 @@ __all__ = [
     "open_reader_session",
     "open_writer_session",
     "plugin_environment",
+    "plugin_mounts",
     "resolve_stream",
     "session_mounts",
     "writer_columns",
@@ -90,12 +91,23 @@ def session_mounts(
         ConfigurationError: If a read-only path would expose the runtime's own files
             (:func:`check_read_only_paths`), or the environment cannot be built.
     """
+    read_only = check_read_only_paths(job) if sandbox.isolated and ref.kind != "builtin" else ()
+    return plugin_mounts(ref, config, sandbox, read_only_paths=read_only)
+
+
+def plugin_mounts(
+    ref: PluginRef,
+    config: Mapping[str, Any],
+    sandbox: Sandbox,
+    *,
+    read_only_paths: tuple[Path, ...] = (),
+) -> SessionMounts:
+    """What a plugin's session mounts, with or without a job: its environment and its installed package."""
     if ref.kind == "builtin":
         return SessionMounts()
-    read_only = check_read_only_paths(job) if sandbox.isolated else ()
     return SessionMounts(
         environment=plugin_environment(ref, config),
-        read_only_paths=read_only,
+        read_only_paths=read_only_paths,
         packages=installed_plugin_packages(ref) if sandbox.isolated else (),
     )
 
