@@ -165,9 +165,11 @@ def test_a_bad_reference_fails_alike_in_both_tools(
     assert conformance.stderr == f"dativo-conformance: error: {expected}\n"
     if backend == "process" and case == "ImportError at import":
         # In a sandbox, a missing module also says how to make it available there.
+        from dativo_runtime._plugins._ref import PluginRef
         from dativo_runtime._sandbox.host._import_hints import import_hint
 
-        expected = f"{expected}. {import_hint('driver_of_the_plugin_xyz', backend)}"
+        plugin_ref = PluginRef.parse(ref, base_dir=folder)
+        expected = f"{expected}. {import_hint('driver_of_the_plugin_xyz', backend, ref=plugin_ref)}"
 
     code, plan = _dativo_run(run_cli, folder, "validate")
     (step,) = [s for s in plan["steps"] if s["step"] == "source plugin"]

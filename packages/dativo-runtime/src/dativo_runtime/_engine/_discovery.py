@@ -10,7 +10,7 @@ from typing import Any
 from dativo_plugin_sdk import DativoError, DiscoveryResult
 from dativo_runtime._engine._checks import close_session
 from dativo_runtime._engine._retry import RetryPolicy, call_with_retry
-from dativo_runtime._engine._sessions import open_reader_session, resolve_stream
+from dativo_runtime._engine._sessions import open_reader_session, plugin_mounts, resolve_stream
 from dativo_runtime._jobs._model import JobConfig
 from dativo_runtime._plugins._ref import PluginRef
 from dativo_runtime._sandbox import choose_sandbox
@@ -69,7 +69,7 @@ def discover_plugin(
     """
     ref = PluginRef.parse(ref_text, base_dir=base_dir)
     sandbox = choose_sandbox(mode, backend, ref, policy)
-    reader = sandbox.open_reader(ref, dict(config))
+    reader = sandbox.open_reader(ref, dict(config), mounts=plugin_mounts(ref, config, sandbox))
     try:
         result: DiscoveryResult = reader.discover()
         return {"plugin": reader.info.to_dict(), "sandbox": sandbox.name, **result.to_dict()}

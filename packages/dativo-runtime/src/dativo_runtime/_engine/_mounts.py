@@ -1,19 +1,24 @@
-"""What a sandboxed plugin may see and change: its own folder, and one output folder.
+"""What a sandboxed plugin may see and change: its own folder, read-only paths, and one output folder.
 
-A sandbox mounts a file plugin's folder read-only and a target's output folder
-read-write. Both checks here refuse a layout that would let the plugin read or change the
-runtime's own files (the job file, its secrets, the state, the quarantine, ``.dativo``).
+A sandbox mounts a file plugin's folder and the job's ``sandbox.read_only_paths`` read-only
+and a target's output folder read-write. The checks here refuse a layout that would let the
+plugin read or change the runtime's own files (the job file, its secrets, the state, the
+quarantine, ``.dativo``).
 """
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 from dativo_plugin_sdk import ConfigurationError
 from dativo_runtime._jobs._model import JobConfig, is_remote_uri
 from dativo_runtime._plugins._ref import PluginRef
 
-__all__ = ["check_plugin_folder", "writable_output_dir"]
+__all__ = ["check_plugin_folder", "check_read_only_paths", "writable_output_dir"]
+
+_SECRET_FILE = re.compile(r"(?<!\$)\$\{\s*file:([^}]*)\}")
 
 
 def check_plugin_folder(job: JobConfig, ref: PluginRef, *, role: str = "source") -> None:
@@ -59,6 +64,62 @@ def check_plugin_folder(job: JobConfig, ref: PluginRef, *, role: str = "source")
                 "it from there",
                 details={"setting": f"{role}.plugin", "plugin_dir": str(folder), "holds": str(resolved)},
             )
+
+
+def _secret_files(job: JobConfig) -> list[Path]:
+    """The files the job file's ``${file:...}`` references read (relative to its folder)."""
+    if job.source_file is None:
+        return []
+    try:
+        text = job.source_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return []
+    files = []
+    for raw in _SECRET_FILE.findall(text):
+        path = Path(raw.strip()).expanduser()
+        files.append(path if path.is_absolute() else job.base_dir / path)
+    return files
+
+
+def check_read_only_paths(job: JobConfig) -> tuple[Path, ...]:
+    """Return the job's ``sandbox.read_only_paths``, refusing one that exposes the runtime's own files.
+
+    A read-only path is readable by the plugin whole, so it may neither hold nor lie inside
+    the job file, its ``${file:...}`` secret files, the job's state, the runtime's ``.dativo``
+    folder beside the job file, or the operator's runtime configuration.
+
+    Raises:
+        ConfigurationError: Naming the path, what it would expose and how to narrow it.
+    """
+    paths = job.read_only_paths()
+    if not paths:
+        return ()
+    private: list[tuple[str, Path]] = []
+    if job.source_file is not None:
+        private.append(("the job file", job.source_file))
+        private.append(("the runtime's .dativo folder", job.base_dir / ".dativo"))
+    private += [("a secret file of the job (${file:...})", file) for file in _secret_files(job)]
+    state = job.state_location()
+    if not is_remote_uri(state):
+        private.append(("the job's state", Path(state)))
+    runtime_config = os.environ.get("DATIVO_RUNTIME_CONFIG")
+    if runtime_config:
+        private.append(("the operator's runtime configuration", Path(runtime_config)))
+    for index, path in enumerate(paths):
+        for what, protected in private:
+            resolved = protected.resolve()
+            if _inside(resolved, path) or _inside(path, resolved):
+                raise ConfigurationError(
+                    f"sandbox.read_only_paths[{index}] ({str(path)!r}) would let the plugin read {what} "
+                    f"({str(resolved)!r}); name a narrower folder that holds only the plugin's input, "
+                    "such as ./data beside the job file",
+                    details={
+                        "setting": "sandbox.read_only_paths",
+                        "path": str(path),
+                        "holds": str(resolved),
+                    },
+                )
+    return paths
 
 
 def _inside(path: Path, folder: Path) -> bool:

@@ -7,17 +7,20 @@ user knows which setting to change; see :func:`in_role`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from dativo_plugin_sdk import Column, ConfigurationError, DativoError, DiscoveredStream, from_dict
-from dativo_runtime._engine._mounts import check_plugin_folder, writable_output_dir
+from dativo_runtime._engine._mounts import check_plugin_folder, check_read_only_paths, writable_output_dir
 from dativo_runtime._engine._retry import RetryPolicy, call_with_retry
 from dativo_runtime._jobs._model import JobConfig
 from dativo_runtime._observability._tracing import Tracing, active_tracing
 from dativo_runtime._plugins._config_spec import describe_problems
 from dativo_runtime._plugins._ref import PluginRef
-from dativo_runtime._sandbox import ReaderSession, WriterSession, choose_sandbox
+from dativo_runtime._sandbox import ReaderSession, Sandbox, WriterSession, choose_sandbox
+from dativo_runtime._sandbox._base import SessionMounts
+from dativo_runtime._sandbox._plugin_packages import installed_plugin_packages
 from dativo_runtime._sandbox._policy import OperatorPolicy
 
 __all__ = [
@@ -27,7 +30,10 @@ __all__ = [
     "in_role",
     "open_reader_session",
     "open_writer_session",
+    "plugin_environment",
+    "plugin_mounts",
     "resolve_stream",
+    "session_mounts",
     "writer_columns",
 ]
 
@@ -66,6 +72,46 @@ def in_role(exc: DativoError, role: str, job: JobConfig) -> DativoError:
     return from_dict(data)
 
 
+def plugin_environment(ref: PluginRef, config: Mapping[str, Any]) -> Path | None:
+    """The folder of the plugin's environment (what it declares, installed), or ``None`` for none.
+
+    Issue 14 merge point: ``ensure_environment(environment_spec_for(ref, config)).path`` of
+    :mod:`dativo_runtime._plugins._environments` (``None`` when the spec is ``None``).
+    """
+    del ref, config
+    return None
+
+
+def session_mounts(
+    job: JobConfig, ref: PluginRef, config: Mapping[str, Any], sandbox: Sandbox
+) -> SessionMounts:
+    """What a plugin's session mounts: its environment, its installed package, the job's read-only paths.
+
+    Raises:
+        ConfigurationError: If a read-only path would expose the runtime's own files
+            (:func:`check_read_only_paths`), or the environment cannot be built.
+    """
+    read_only = check_read_only_paths(job) if sandbox.isolated and ref.kind != "builtin" else ()
+    return plugin_mounts(ref, config, sandbox, read_only_paths=read_only)
+
+
+def plugin_mounts(
+    ref: PluginRef,
+    config: Mapping[str, Any],
+    sandbox: Sandbox,
+    *,
+    read_only_paths: tuple[Path, ...] = (),
+) -> SessionMounts:
+    """What a plugin's session mounts, with or without a job: its environment and its installed package."""
+    if ref.kind == "builtin":
+        return SessionMounts()
+    return SessionMounts(
+        environment=plugin_environment(ref, config),
+        read_only_paths=read_only_paths,
+        packages=installed_plugin_packages(ref) if sandbox.isolated else (),
+    )
+
+
 def open_reader_session(job: JobConfig, *, policy: OperatorPolicy | None = None) -> tuple[ReaderSession, str]:
     """Start the job's source plugin in the sandbox the job and the mode call for.
 
@@ -78,10 +124,14 @@ def open_reader_session(job: JobConfig, *, policy: OperatorPolicy | None = None)
     try:
         ref = job.source_ref()
         limits = job.sandbox.to_limits()
-        sandbox = choose_sandbox(job.mode, job.sandbox.backend, ref, policy, limits=limits)
+        sandbox = choose_sandbox(
+            job.mode, job.sandbox.backend, ref, policy, limits=limits, read_only_paths=job.read_only_paths()
+        )
         if sandbox.isolated:
             check_plugin_folder(job, ref)
-        return sandbox.open_reader(ref, job.source_config(), limits=limits), sandbox.name
+        config = job.source_config()
+        mounts = session_mounts(job, ref, config, sandbox)
+        return sandbox.open_reader(ref, config, limits=limits, mounts=mounts), sandbox.name
     except DativoError as exc:
         raise in_role(exc, "source", job) from exc
 
@@ -110,18 +160,27 @@ def open_writer_session(
     try:
         writer_ref = ref or job.target_ref()
         limits = job.sandbox.to_limits()
-        sandbox = choose_sandbox(job.mode, job.sandbox.backend, writer_ref, policy, limits=limits)
+        sandbox = choose_sandbox(
+            job.mode,
+            job.sandbox.backend,
+            writer_ref,
+            policy,
+            limits=limits,
+            read_only_paths=job.read_only_paths(),
+        )
         output_dir = None
         if sandbox.isolated:
             check_plugin_folder(job, writer_ref, role=role)
         if role == "target":
             output_dir = writable_output_dir(job) if sandbox.isolated else job.output_dir()
+        config = config if config is not None else job.target_config()
         session = sandbox.open_writer(
             writer_ref,
-            config if config is not None else job.target_config(),
+            config,
             schema=schema,
             limits=limits,
             output_dir=output_dir,
+            mounts=session_mounts(job, writer_ref, config, sandbox),
         )
         return session, sandbox.name
     except DativoError as exc:

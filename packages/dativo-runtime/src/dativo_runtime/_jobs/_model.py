@@ -182,6 +182,13 @@ class JobConfig(JobSection):
         path = Path(value).expanduser()
         return str(path if path.is_absolute() else (self._base_dir / path).resolve())
 
+    def read_only_paths(self) -> tuple[Path, ...]:
+        """``sandbox.read_only_paths``, resolved against :attr:`base_dir` (symbolic links followed)."""
+        return tuple(
+            Path(self.resolve_path(str(Path(item).expanduser()))).resolve()
+            for item in self.sandbox.read_only_paths
+        )
+
     def source_ref(self) -> PluginRef:
         """Parse ``source.plugin`` (file references are relative to the job file)."""
         return PluginRef.parse(self.source.plugin, base_dir=self._base_dir)

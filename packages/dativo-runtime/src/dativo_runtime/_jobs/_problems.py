@@ -64,6 +64,7 @@ def consistency_problems(job: JobConfig) -> list[dict[str, str]]:
                     "fix": spec.options.location_fix if spec.options is not None else "",
                 }
             )
+    problems.extend(_read_only_path_problems(job))
     if job.validation == "quarantine" and job.quarantine is None and not _has_location(writer):
         located = _joined(builtin_names("writer", where=_has_location), "or")
         problems.append(
@@ -73,6 +74,29 @@ def consistency_problems(job: JobConfig) -> list[dict[str, str]]:
                 "fix": "add quarantine: {path: some/folder}",
             }
         )
+    return problems
+
+
+def _read_only_path_problems(job: JobConfig) -> list[dict[str, str]]:
+    """Each ``sandbox.read_only_paths`` entry must be a local path that exists."""
+    from dativo_runtime._jobs._model import is_remote_uri
+
+    problems = []
+    paths = zip(job.sandbox.read_only_paths, job.read_only_paths(), strict=True)
+    for index, (item, path) in enumerate(paths):
+        field = f"sandbox.read_only_paths[{index}]"
+        if is_remote_uri(item):
+            problems.append(
+                {"field": field, "problem": f"is a URI ({item!r})", "fix": "name a local file or folder"}
+            )
+        elif not path.exists():
+            problems.append(
+                {
+                    "field": field,
+                    "problem": f"names {item!r}, which does not exist ({str(path)!r})",
+                    "fix": "create it, or correct the path (relative paths start at the job file's folder)",
+                }
+            )
     return problems
 
 

@@ -119,6 +119,19 @@ class SandboxSpec(JobSection):
         description="What the plugin may write in all (its output folder and scratch space): bytes, or a "
         "size such as '512m', '10g'. Default 10 GiB, capped by the operator's ceiling.",
     )
+    read_only_paths: list[str] = Field(
+        default_factory=list,
+        description="Host files or folders the plugin may read, mounted read-only at the same path "
+        "(relative paths against the job file's folder; each must exist). Refused in cloud mode unless "
+        "the operator's policy sets allow_read_only_paths: true.",
+    )
+
+    @field_validator("read_only_paths")
+    @classmethod
+    def _non_empty_paths(cls, value: list[str]) -> list[str]:
+        if any(not item.strip() for item in value):
+            raise ValueError("an entry is empty; name a file or folder, such as ./data")
+        return value
 
     @field_validator("memory", "disk", mode="before")
     @classmethod

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from dativo_plugin_sdk import Column, ConnectionTestResult, DiscoveryResult
+from dativo_plugin_sdk import Column, ConnectionTestResult, DiscoveryResult, SandboxError
 from dativo_runtime._plugins._ref import PluginInfo, PluginRef
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "ReaderSession",
     "Sandbox",
     "SandboxLimits",
+    "SessionMounts",
     "WriterSession",
 ]
 
@@ -53,6 +54,71 @@ class SandboxLimits:
     pids: int | None = None
     network: bool = False
     disk_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class SessionMounts:
+    """What a plugin run sees besides its own folder: its environment and the host paths it may read.
+
+    Every backend gives the plugin the same view: ``process`` and ``docker`` mount each path
+    read-only at its host path; ``none`` runs a plugin with an environment in a child worker
+    process (never in the runtime's own), and sees everything anyway.
+
+    Args:
+        environment: The plugin's environment, a folder of packages (a ``pip install --target``
+            layout); the worker puts it on ``sys.path`` right after the standard library, with
+            ``site.addsitedir`` semantics (``.pth`` files apply), and sets ``DATIVO_PLUGIN_ENV``.
+        read_only_paths: Host files or folders the plugin may read, at the same path
+            (``sandbox.read_only_paths`` of the job).
+        packages: Extra package folders or single-module files (an installed plugin's own
+            package, its ``.dist-info``) made importable by name: each is mounted at its host
+            path and its parent folder put on ``sys.path``.
+    """
+
+    environment: Path | None = None
+    read_only_paths: tuple[Path, ...] = ()
+    packages: tuple[Path, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("read_only_paths", "packages"):
+            value = getattr(self, name)
+            if isinstance(value, (str, Path)):
+                raise TypeError(f"SessionMounts.{name} takes a sequence of paths, not one path")
+            object.__setattr__(self, name, tuple(Path(p) for p in value))
+        if self.environment is not None:
+            object.__setattr__(self, "environment", Path(self.environment))
+        for path in (self.environment, *self.read_only_paths, *self.packages):
+            if path is not None and not path.is_absolute():
+                raise ValueError(f"SessionMounts paths must be absolute, got {str(path)!r}")
+
+    def resolved(self, ref: str, backend: str) -> SessionMounts:
+        """These mounts with every path resolved, as a sandbox binds them.
+
+        Raises:
+            SandboxError: If a path does not exist (``startup_failed``), naming it.
+        """
+        environment = [self.environment] if self.environment is not None else []
+        missing = [str(p) for p in [*environment, *self.packages, *self.read_only_paths] if not p.exists()]
+        if missing:
+            raise SandboxError(
+                f"the {backend} sandbox cannot run plugin {ref!r}: {', '.join(missing)} "
+                f"{'does' if len(missing) == 1 else 'do'} not exist",
+                details={"reason": "startup_failed", "backend": backend, "paths": missing},
+            )
+        return SessionMounts(
+            environment=None if self.environment is None else self.environment.resolve(),
+            read_only_paths=tuple(p.resolve() for p in self.read_only_paths),
+            packages=tuple(p.resolve() for p in self.packages),
+        )
+
+    def hello(self) -> dict[str, Any]:
+        """What the worker's ``hello`` carries of these mounts: ``environment`` and ``paths``."""
+        paths: list[str] = []
+        for package in self.packages:
+            parent = str(package.parent)
+            if parent not in paths:
+                paths.append(parent)
+        return {"environment": None if self.environment is None else str(self.environment), "paths": paths}
 
 
 @dataclass
@@ -187,8 +253,11 @@ class Sandbox(abc.ABC):
         config: Mapping[str, Any],
         *,
         limits: SandboxLimits = SandboxLimits(),
+        mounts: SessionMounts = SessionMounts(),
     ) -> ReaderSession:
         """Start a source plugin; loading and version checks happen where it runs.
+
+        ``mounts`` is what the plugin sees besides its own folder (see :class:`SessionMounts`).
 
         Raises:
             DativoError: ``ConfigurationError``/``PluginError``/``PluginVersionError`` from
@@ -204,5 +273,9 @@ class Sandbox(abc.ABC):
         schema: Sequence[Column] | None = None,
         limits: SandboxLimits = SandboxLimits(),
         output_dir: Path | None = None,
+        mounts: SessionMounts = SessionMounts(),
     ) -> WriterSession:
-        """Start a target plugin; ``output_dir`` is the one folder it may write to (if local)."""
+        """Start a target plugin; ``output_dir`` is the one folder it may write to (if local).
+
+        ``mounts`` is what the plugin sees besides its own folder (see :class:`SessionMounts`).
+        """

@@ -49,7 +49,14 @@ from dativo_plugin_sdk import (
 )
 from dativo_plugin_sdk._arrow import arrow_schema_for, batch_to_arrow, records_to_arrow
 from dativo_runtime._plugins._ref import PluginRef
-from dativo_runtime._sandbox._base import ExtractedBatch, ReaderSession, SandboxLimits, WriterSession
+from dativo_runtime._sandbox._base import (
+    ExtractedBatch,
+    ReaderSession,
+    SandboxLimits,
+    SessionMounts,
+    WriterSession,
+)
+from dativo_runtime._sandbox._plugin_packages import installed_plugin_packages
 from dativo_runtime._sandbox._policy import choose_sandbox
 from dativo_runtime._sandbox.host._remote import InspectedPlugin, WorkerSandbox
 
@@ -123,6 +130,8 @@ class _Sandboxing:
         self.ref = ref
         self.limits = limits
         self.output_dir = output_dir
+        # An installed plugin's own package; its dependencies would come from its environment.
+        self.mounts = SessionMounts(packages=installed_plugin_packages(ref))
         self.columns: dict[str, list[Column]] = {}
         self._open: list[ReaderSession | WriterSession] = []
         self._lock = threading.Lock()
@@ -195,7 +204,9 @@ class _SandboxedReader(BaseReader):
         super().__init__(config)
         sandboxing = self.dativo_sandbox
         with sandboxing.calls():
-            self._session = sandboxing.sandbox.open_reader(sandboxing.ref, config, limits=sandboxing.limits)
+            self._session = sandboxing.sandbox.open_reader(
+                sandboxing.ref, config, limits=sandboxing.limits, mounts=sandboxing.mounts
+            )
         sandboxing.opened(self._session)
 
     def check_connection(self) -> ConnectionTestResult:
@@ -255,7 +266,12 @@ class _SandboxedWriter(BaseWriter):
         sent, folder = sandboxing.writer_target(config)
         with sandboxing.calls():
             self._session = sandboxing.sandbox.open_writer(
-                sandboxing.ref, sent, schema=schema, limits=sandboxing.limits, output_dir=folder
+                sandboxing.ref,
+                sent,
+                schema=schema,
+                limits=sandboxing.limits,
+                output_dir=folder,
+                mounts=sandboxing.mounts,
             )
         sandboxing.opened(self._session)
 
@@ -375,7 +391,9 @@ def sandboxed_plugin_class(
             "sandbox",
             details={"ref": ref, "backend": backend},
         )
-    inspected = sandbox.inspect(parsed, limits=limits)
+    inspected = sandbox.inspect(
+        parsed, limits=limits, mounts=SessionMounts(packages=installed_plugin_packages(parsed))
+    )
     sandboxing = _Sandboxing(
         sandbox, parsed, limits, None if output_dir is None else Path(output_dir).expanduser().resolve()
     )

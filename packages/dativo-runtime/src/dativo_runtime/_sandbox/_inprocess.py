@@ -2,7 +2,9 @@
 
 No isolation at all, so :func:`~dativo_runtime._sandbox.choose_sandbox` allows it only
 for trusted plugins in ``self_hosted`` mode. It still speaks the session interface in
-Arrow, so the pipeline cannot tell it from a real sandbox.
+Arrow, so the pipeline cannot tell it from a real sandbox. A plugin with an environment
+(``mounts.environment``) runs in a child worker process instead (:mod:`._child_worker`),
+never in the runtime's own.
 """
 
 from __future__ import annotations
@@ -32,7 +34,14 @@ from dativo_plugin_sdk._arrow import batch_to_arrow
 from dativo_plugin_sdk._frames import PluginScope, with_frames
 from dativo_runtime._plugins._config_spec import check_plugin_config, read_config_schema
 from dativo_runtime._plugins._ref import PluginInfo, PluginRef, load_plugin_class, plugin_info
-from dativo_runtime._sandbox._base import ExtractedBatch, ReaderSession, Sandbox, SandboxLimits, WriterSession
+from dativo_runtime._sandbox._base import (
+    ExtractedBatch,
+    ReaderSession,
+    Sandbox,
+    SandboxLimits,
+    SessionMounts,
+    WriterSession,
+)
 from dativo_runtime._secrets import RedactingStream
 
 __all__ = ["InProcessSandbox"]
@@ -277,8 +286,18 @@ class InProcessSandbox(Sandbox):
         config: Mapping[str, Any],
         *,
         limits: SandboxLimits = SandboxLimits(),  # noqa: B008
+        mounts: SessionMounts = SessionMounts(),  # noqa: B008
     ) -> ReaderSession:
-        """Load the reader class here, check it and ``config`` (its ``config_schema``), and build it."""
+        """Load the reader class here, check it and ``config`` (its ``config_schema``), and build it.
+
+        With an environment (``mounts.environment``) the reader runs in a child worker process.
+        """
+        if mounts.environment is not None:
+            from dativo_runtime._sandbox._child_worker import open_child_session
+
+            session = open_child_session("reader", ref, config, mounts=mounts)
+            assert isinstance(session, ReaderSession)
+            return session
         _PluginOutput.hold()
         try:
             cls = load_plugin_class(ref, expected=BaseReader)
@@ -298,8 +317,18 @@ class InProcessSandbox(Sandbox):
         schema: Sequence[Column] | None = None,
         limits: SandboxLimits = SandboxLimits(),  # noqa: B008
         output_dir: Path | None = None,
+        mounts: SessionMounts = SessionMounts(),  # noqa: B008
     ) -> WriterSession:
-        """Load the writer class here, check it and ``config``, and build it with ``schema``."""
+        """Load the writer class here, check it and ``config``, and build it with ``schema``.
+
+        With an environment (``mounts.environment``) the writer runs in a child worker process.
+        """
+        if mounts.environment is not None:
+            from dativo_runtime._sandbox._child_worker import open_child_session
+
+            session = open_child_session("writer", ref, config, mounts=mounts, schema=schema)
+            assert isinstance(session, WriterSession)
+            return session
         _PluginOutput.hold()
         try:
             cls = load_plugin_class(ref, expected=BaseWriter)

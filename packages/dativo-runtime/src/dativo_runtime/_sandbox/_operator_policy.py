@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,6 +109,9 @@ class OperatorPolicy:
         max_disk_bytes: Ceiling for ``sandbox.disk``.
         mode: ``cloud`` runs every job in cloud mode, whatever its job file says;
             ``self_hosted`` (the default) lets each job's ``mode`` decide.
+        allow_read_only_paths: Whether jobs may give their plugins read-only host paths
+            (``sandbox.read_only_paths``); ``None`` (unset): yes in ``self_hosted`` mode, no in
+            ``cloud`` mode.
 
     In ``cloud`` mode an unset ceiling is the one of :data:`CLOUD_DEFAULT_CEILINGS`; in
     ``self_hosted`` mode it is no ceiling.
@@ -128,6 +131,7 @@ class OperatorPolicy:
     docker_image: str | None = None
     max_disk_bytes: int | None = None
     mode: str = "self_hosted"
+    allow_read_only_paths: bool | None = None
     source: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -162,13 +166,21 @@ class OperatorPolicy:
 
         Accepted keys: ``mode`` (``cloud`` or ``self_hosted``), ``allowed_backends``,
         ``backend`` (pin), ``ceilings`` (``cpu``, ``memory``, ``timeout``, ``pids``,
-        ``disk``), ``allow_network``, ``docker_image``.
+        ``disk``), ``allow_network``, ``allow_read_only_paths``, ``docker_image``.
 
         Raises:
             ConfigurationError: If a key or value is invalid.
         """
         where = source or "the operator policy"
-        known = {"mode", "allowed_backends", "backend", "ceilings", "allow_network", "docker_image"}
+        known = {
+            "mode",
+            "allowed_backends",
+            "backend",
+            "ceilings",
+            "allow_network",
+            "allow_read_only_paths",
+            "docker_image",
+        }
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigurationError(
@@ -193,6 +205,13 @@ class OperatorPolicy:
                 f"{where}: sandbox.allow_network must be true or false, got {allow_network!r}",
                 details={"setting": "sandbox.allow_network"},
             )
+        allow_read_only_paths = data.get("allow_read_only_paths")
+        if allow_read_only_paths is not None and not isinstance(allow_read_only_paths, bool):
+            raise ConfigurationError(
+                f"{where}: sandbox.allow_read_only_paths must be true or false, "
+                f"got {allow_read_only_paths!r}",
+                details={"setting": "sandbox.allow_read_only_paths"},
+            )
         ceilings = data.get("ceilings") or {}
         if not isinstance(ceilings, Mapping):
             raise ConfigurationError(
@@ -216,6 +235,7 @@ class OperatorPolicy:
                 max_pids=_positive_count(ceilings, "pids"),
                 max_disk_bytes=None if disk is None else parse_byte_size(disk, what="ceilings.disk"),
                 allow_network=allow_network,
+                allow_read_only_paths=allow_read_only_paths,
                 docker_image=data.get("docker_image"),
                 source=source,
             )
@@ -322,6 +342,36 @@ class OperatorPolicy:
                 "them with sandbox.ceilings and allow egress with sandbox.allow_network: true)"
             )
             check_ceilings(limits, unset, where=where)
+
+    def check_read_only_paths(self, paths: Sequence[Path], job_mode: str | None = None) -> None:
+        """Refuse ``sandbox.read_only_paths`` where the policy or cloud mode does not allow them.
+
+        Unset, ``allow_read_only_paths`` allows them in ``self_hosted`` mode and refuses them in
+        ``cloud`` mode: a tenant's job must not choose which of the operator's files its plugin reads.
+
+        Raises:
+            ConfigurationError: Naming ``sandbox.read_only_paths`` and who refuses them.
+        """
+        if not paths:
+            return
+        job_mode = job_mode or self.mode
+        cloud = self.effective_mode(job_mode) == "cloud"
+        allowed = (not cloud) if self.allow_read_only_paths is None else self.allow_read_only_paths
+        if allowed:
+            return
+        if self.allow_read_only_paths is None:
+            who = (
+                f"cloud mode refuses them ({self.cloud_reason(job_mode)}; the operator's policy may allow "
+                "them with sandbox.allow_read_only_paths: true)"
+            )
+        else:
+            who = f"{self.where} forbids them (sandbox.allow_read_only_paths: false)"
+        raise ConfigurationError(
+            f"the job asks for read-only host paths for its plugins (sandbox.read_only_paths: "
+            f"{', '.join(str(p) for p in paths)}) but {who}; remove sandbox.read_only_paths or ask the "
+            "operator to allow them",
+            details={"setting": "sandbox.read_only_paths", "mode": self.effective_mode(job_mode)},
+        )
 
     def cloud_reason(self, job_mode: str) -> str:
         """Why a job in ``job_mode`` runs in cloud mode, for messages."""

@@ -30,6 +30,9 @@ makes the choice those rules govern.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 from dativo_plugin_sdk import ConfigurationError, DativoError, SandboxError
 from dativo_runtime._plugins._ref import PluginRef
 from dativo_runtime._sandbox._base import Sandbox, SandboxLimits
@@ -149,6 +152,7 @@ def choose_sandbox(
     policy: OperatorPolicy | None = None,
     *,
     limits: SandboxLimits | None = None,
+    read_only_paths: Sequence[Path] = (),
 ) -> Sandbox:
     """Return the backend that will run ``ref``.
 
@@ -159,6 +163,7 @@ def choose_sandbox(
         ref: The plugin reference.
         policy: The operator's policy; :meth:`OperatorPolicy.load` (``DATIVO_RUNTIME_CONFIG``) when omitted.
         limits: The job's limits, checked against the ceilings of its mode.
+        read_only_paths: The job's ``sandbox.read_only_paths``, checked against the policy and the mode.
 
     Returns:
         A backend instance; call its ``open_reader``/``open_writer``.
@@ -166,7 +171,7 @@ def choose_sandbox(
     Raises:
         ConfigurationError: If the job asks for something the mode or the operator forbids
             (``none`` in cloud mode, a backend not allowed, a limit above a ceiling, egress
-            that is not allowed).
+            or read-only host paths that are not allowed).
         SandboxError: If the backend it must use does not work on this machine (the
             message says why and how to fix it).
     """
@@ -176,6 +181,7 @@ def choose_sandbox(
     job_mode, mode = mode, policy.effective_mode(mode)
     if limits is not None:
         policy.check_limits(limits, job_mode)
+    policy.check_read_only_paths(read_only_paths, job_mode)
     ceilings = policy.ceilings(mode)
     where = f" ({policy.source})" if policy.source else ""
     if ref.kind == "builtin":

@@ -4,7 +4,9 @@ It serves one plugin run over the frame protocol of :mod:`._protocol` on its std
 stdout. Before any plugin code runs it moves the protocol to private file descriptors:
 fd 0 becomes ``/dev/null`` and fd 1 a copy of stderr, so a plugin's ``print()`` or
 ``input()`` cannot corrupt or read the protocol. It applies the rlimits the host asked
-for, then imports the plugin (class lookup and SDK compatibility check happen here, never
+for, puts the plugin's environment (``environment`` in ``hello``: a folder of packages) on
+``sys.path`` right after the standard library and names it in ``DATIVO_PLUGIN_ENV``, then
+imports the plugin (class lookup and SDK compatibility check happen here, never
 in the host), tells the host what it declares (``loaded``: its info and ``config_schema``),
 builds it with the configuration the host then sends (``configure``, once the host checked
 it against that schema), and answers requests until ``close`` or the end of its stdin.
@@ -38,6 +40,7 @@ import os
 import resource
 import select
 import signal
+import site
 import sys
 import threading
 import time
@@ -78,7 +81,7 @@ from dativo_runtime._worker._protocol import (
 if TYPE_CHECKING:
     from dativo_runtime._worker._span_relay import SpanRelay
 
-__all__ = ["main"]
+__all__ = ["PLUGIN_ENV_VARIABLE", "main", "use_plugin_paths"]
 
 DEADLINE_GRACE_S = 2.0
 """The watchdog fires this long after the host's deadline, so the host's timeout normally wins."""
@@ -168,6 +171,54 @@ def _apply_rlimits(rlimits: Mapping[str, Any]) -> None:
             # Python ignores SIGXFSZ; restored, a file over the disk limit ends the worker, which
             # the host reports as the sandbox's disk limit (not as the plugin's own OSError).
             signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+
+
+PLUGIN_ENV_VARIABLE = "DATIVO_PLUGIN_ENV"
+"""Set in the worker to the plugin's environment folder, when it has one."""
+
+
+def _is_stdlib(entry: str) -> bool:
+    """Whether a ``sys.path`` entry is the standard library (its folder, zip or ``lib-dynload``)."""
+    import sysconfig  # Only for a plugin with an environment: the worker starts faster.
+
+    stdlib = {os.path.normpath(sysconfig.get_path(name)) for name in ("stdlib", "platstdlib")}
+    path = os.path.normpath(entry) if entry else entry
+    return (
+        path in stdlib
+        or (os.path.dirname(path) in stdlib and os.path.basename(path) == "lib-dynload")
+        or (path.endswith(".zip") and os.path.basename(path).startswith("python"))
+    )
+
+
+def use_plugin_paths(environment: Any, paths: Any) -> None:
+    """Put the plugin's environment, then ``paths``, on ``sys.path`` right after the standard library.
+
+    The environment is added as :func:`site.addsitedir` adds a folder, so the ``.pth`` files of
+    the packages in it apply; what it adds comes before the worker's own packages (the SDK,
+    pyarrow), which are already imported, so a plugin's dependency wins over a host copy.
+
+    Raises:
+        ProtocolError: If ``hello`` named them with the wrong types.
+    """
+    if environment is not None and not isinstance(environment, str):
+        raise ProtocolError("hello: environment must be a folder or null")
+    if paths is None:
+        paths = []
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        raise ProtocolError("hello: paths must be a list of folders")
+    before = list(sys.path)
+    if environment is not None:
+        os.environ[PLUGIN_ENV_VARIABLE] = environment
+        site.addsitedir(environment)
+    for path in paths:
+        if path not in sys.path:
+            sys.path.append(path)
+    known = set(before)
+    added = [entry for entry in sys.path if entry not in known]
+    if not added:
+        return
+    position = max((i + 1 for i, entry in enumerate(before) if _is_stdlib(entry)), default=0)
+    sys.path[:] = before[:position] + added + before[position:]
 
 
 def _proc_status() -> dict[str, str]:
@@ -414,6 +465,7 @@ def _serve(reader: FrameReader, writer: FrameWriter, protocol_fd: int) -> int:
     logging.basicConfig(level=logging.INFO, handlers=[_LogForwarder(writer)], force=True)
     worker = _Worker(reader, writer, _start_relay(hello.get("trace")))
     try:
+        use_plugin_paths(hello.get("environment"), hello.get("paths"))
         with worker.traced(hello):
             ready = worker.open(hello)
     except MemoryError:

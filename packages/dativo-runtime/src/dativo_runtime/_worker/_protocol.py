@@ -9,7 +9,7 @@ as JSON.
 A session::
 
     host                                         worker
-    CONTROL {"op": "hello", role, ref, limits, schema?}
+    CONTROL {"op": "hello", role, ref, limits, schema?, environment?, paths?}
                                                  CONTROL {"op": "loaded", info, config_schema}
                                                  | CONTROL {"op": "error", error}
     CONTROL {"op": "configure", config}          (config only ever here, once the host
@@ -28,6 +28,11 @@ A session::
     DATA    <Arrow IPC stream>                   CONTROL {"op": "result", value}
     CONTROL {"op": "commit_files" | "abort" | "close"}
                                                  CONTROL {"op": "result", value}
+
+``environment`` (a folder or ``null``) is the plugin's environment: the worker puts it on
+``sys.path`` right after the standard library (``.pth`` files apply, as with
+``site.addsitedir``) and sets ``DATIVO_PLUGIN_ENV`` before the plugin is imported; ``paths``
+are further folders (those holding an installed plugin's package) put after it.
 
 Role ``inspect`` (``dativo-conformance --sandbox``) loads the plugin class, answers
 ``ready`` with its ``info`` without building it, and then accepts only ``close``.
@@ -73,7 +78,7 @@ __all__ = [
     "schema_to_text",
 ]
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 FRAME_CONTROL = 1
 FRAME_DATA = 2
 MAX_FRAME_BYTES = 512 * 1024 * 1024

@@ -5,8 +5,9 @@ uid/gid 65534 (on the host: :data:`._userns.SANDBOX_HOST_ID` when the runtime is
 runtime's own user otherwise; see :mod:`._userns`), in a new session, dying with the
 runtime. Its filesystem is an empty, read-only root with read-only bind mounts of ``/usr``
 (and the ``/bin``, ``/lib`` links), a few files of ``/etc`` (dynamic linker cache, time
-zone, CA certificates, a synthetic ``passwd``), the Python installation and the
-directories holding the SDK, pyarrow and the runtime, and the plugin's own folder; ``/tmp``
+zone, CA certificates, a synthetic ``passwd``), the Python installation with only the
+worker's distributions in its ``site-packages`` (the SDK, the runtime, pyarrow, packaging),
+the plugin's own folder, its environment and the job's read-only paths; ``/tmp``
 and ``/dev/shm`` are size-limited tmpfs and a writer's output folder the only writable bind
 mount. A job with network egress gets a network namespace of its own behind slirp4netns
 (:mod:`._egress`), never the host's. The seccomp filter of :mod:`._seccomp`, rlimits
@@ -31,7 +32,7 @@ from typing import Any
 
 from dativo_plugin_sdk import Column, SandboxError
 from dativo_runtime._plugins._ref import PluginRef
-from dativo_runtime._sandbox._base import ReaderSession, SandboxLimits, WriterSession
+from dativo_runtime._sandbox._base import ReaderSession, SandboxLimits, SessionMounts, WriterSession
 from dativo_runtime._sandbox._cgroups import SandboxCgroup, cgroup_support, join_cgroup_command
 from dativo_runtime._sandbox._limits import cpu_seconds_budget, effective_limits
 from dativo_runtime._sandbox._worker_environment import OPEN_FILES, SANDBOX_GID, SANDBOX_UID, worker_rlimits
@@ -117,11 +118,18 @@ class BubblewrapSandbox(WorkerSandbox):
         files: SandboxFiles,
         gate: StartGate | None = None,
         output_dir: Path | None = None,
+        mounts: SessionMounts = SessionMounts(),  # noqa: B008
     ) -> list[str]:
         """Return the command line for one worker (no secrets: config goes over stdin)."""
         program = [sys.executable, "-I", "-B", "-m", WORKER_MODULE]
         return self._argv(
-            limits, files=files, gate=gate, plugin_dir=ref.plugin_dir, output_dir=output_dir, program=program
+            limits,
+            files=files,
+            gate=gate,
+            plugin_dir=ref.plugin_dir,
+            output_dir=output_dir,
+            program=program,
+            mounts=mounts,
         )
 
     def _argv(
@@ -134,6 +142,7 @@ class BubblewrapSandbox(WorkerSandbox):
         plugin_dir: Path | None = None,
         output_dir: Path | None = None,
         python: bool = True,
+        mounts: SessionMounts = SessionMounts(),  # noqa: B008
     ) -> list[str]:
         return sandbox_argv(
             self.bwrap,
@@ -144,6 +153,7 @@ class BubblewrapSandbox(WorkerSandbox):
             plugin_dir=plugin_dir,
             output_dir=output_dir,
             python=python,
+            mounts=mounts,
         )
 
     def _spawn(
@@ -181,6 +191,7 @@ class BubblewrapSandbox(WorkerSandbox):
         limits: SandboxLimits,
         schema: Sequence[Column] | None = None,
         output_dir: Path | None = None,
+        mounts: SessionMounts = SessionMounts(),  # noqa: B008
     ) -> ReaderSession | WriterSession | InspectedPlugin:
         available, why = self.availability() if self.bwrap == shutil.which("bwrap") else (True, "")
         if not available:
@@ -201,9 +212,10 @@ class BubblewrapSandbox(WorkerSandbox):
                 f"plugin folder {str(ref.plugin_dir)!r} of {ref.ref!r} does not exist",
                 details={"reason": "startup_failed", "backend": self.name},
             )
+        mounts = mounts.resolved(ref.ref, self.name)
         as_root = os.geteuid() == 0
         if as_root:
-            self._check_reachable(ref)
+            self._check_reachable(ref, mounts)
         if output_dir is not None:
             output_dir = Path(output_dir).resolve()
             output_dir.mkdir(parents=True, exist_ok=True)
@@ -223,7 +235,7 @@ class BubblewrapSandbox(WorkerSandbox):
         files = SandboxFiles.create(network=limits.network)
         gate = StartGate(map_ids=as_root, network=limits.network)
         try:
-            argv = self.command(ref, limits, files=files, gate=gate, output_dir=output_dir)
+            argv = self.command(ref, limits, files=files, gate=gate, output_dir=output_dir, mounts=mounts)
             process = self._spawn(argv, files=files, gate=gate, cgroup=cgroup)
         except OSError as exc:
             gate.close()
@@ -267,7 +279,9 @@ class BubblewrapSandbox(WorkerSandbox):
             cpu_seconds=cpu_seconds,
             started_at=started_at,
         )
-        return open_remote_session(client, role=role, config=config, rlimits=rlimits, schema=schema)
+        return open_remote_session(
+            client, role=role, config=config, rlimits=rlimits, schema=schema, mounts=mounts
+        )
 
     def _hand_over(self, folder: Path, ref: PluginRef) -> None:
         """Give the writer's folder (not what it holds) to the plugin's host user, as under Docker."""
@@ -280,14 +294,22 @@ class BubblewrapSandbox(WorkerSandbox):
                 details={"reason": "startup_failed", "backend": self.name, "output_dir": str(folder)},
             ) from exc
 
-    def _check_reachable(self, ref: PluginRef) -> None:
+    def _check_reachable(self, ref: PluginRef, mounts: SessionMounts) -> None:
         """Refuse to start when the plugin's user could not even run Python (root runtime only)."""
         blocked = unreachable_paths(python_paths(), host_id=self.host_id)
+        what = "the Python installation"
+        if not blocked:
+            environment = [mounts.environment] if mounts.environment is not None else []
+            blocked = unreachable_paths([*environment, *mounts.packages], host_id=self.host_id)
+            what = "the plugin's environment"
+        if not blocked:
+            blocked = unreachable_paths(mounts.read_only_paths, host_id=self.host_id)
+            what = "the job's sandbox.read_only_paths"
         if blocked:
             raise SandboxError(
                 f"the process sandbox cannot run plugin {ref.ref!r}: plugins run as the unprivileged "
-                f"host user {self.host_id}, which cannot read {', '.join(blocked)}; make the Python "
-                "installation readable by others (chmod o+rx on its folders, o+r on its files)",
+                f"host user {self.host_id}, which cannot read {', '.join(blocked)}; make {what} "
+                "readable by others (chmod o+rx on its folders, o+r on its files)",
                 details={"reason": "startup_failed", "backend": self.name, "paths": blocked},
             )
 

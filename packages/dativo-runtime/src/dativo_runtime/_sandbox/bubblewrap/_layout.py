@@ -3,9 +3,11 @@
 An empty, read-only root with read-only bind mounts of ``/usr`` (and the ``/bin``,
 ``/lib`` links), a few files of ``/etc`` (dynamic linker cache, time zone, CA
 certificates, a synthetic ``passwd`` and ``group``; with egress the resolver's files),
-the Python installation and the directories holding the SDK, pyarrow and the runtime,
-and the plugin's own folder; ``/tmp`` and ``/dev/shm`` are size-limited tmpfs and a
-writer's output folder the only writable bind mount.
+the Python installation with its ``site-packages`` hidden but for the worker's own
+distributions (:mod:`._python_view`), the plugin's own folder, its environment and the
+job's read-only paths (:class:`~dativo_runtime._sandbox._base.SessionMounts`, each at its
+host path); ``/tmp`` and ``/dev/shm`` are size-limited tmpfs and a writer's output folder
+the only writable bind mount.
 """
 
 from __future__ import annotations
@@ -14,11 +16,10 @@ import functools
 import os
 import re
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from dativo_runtime._sandbox._base import SandboxLimits
+from dativo_runtime._sandbox._base import SandboxLimits, SessionMounts
 from dativo_runtime._sandbox._worker_environment import (
     SANDBOX_GID,
     SANDBOX_HOSTNAME,
@@ -27,6 +28,7 @@ from dativo_runtime._sandbox._worker_environment import (
     scratch_bytes,
 )
 from dativo_runtime._sandbox.bubblewrap._egress import guest_hosts, guest_resolv_conf, netns_command
+from dativo_runtime._sandbox.bubblewrap._python_view import python_view
 from dativo_runtime._sandbox.bubblewrap._userns import SETPRIV_CAPS, StartGate, setpriv_command
 from dativo_runtime._sandbox.seccomp import bpf_program
 
@@ -47,6 +49,7 @@ _ETC_FILES = (
 )
 _NETWORK_ETC_FILES = ("/etc/nsswitch.conf", "/etc/host.conf", "/etc/gai.conf")
 _ROOT_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+_HIDDEN_BYTES = 1 << 20  # a hidden site-packages folder holds only the mount points of what is bound back
 _PASSWD = f"nobody:x:{SANDBOX_UID}:{SANDBOX_GID}:nobody:/tmp:/usr/sbin/nologin\n"
 _GROUP = f"nogroup:x:{SANDBOX_GID}:\n"
 
@@ -66,34 +69,9 @@ def bwrap_features(bwrap: str) -> tuple[str, frozenset[str]]:
     return version.strip(), frozenset(re.findall(r"^\s+(--[a-z0-9-]+)", help_text, re.MULTILINE))
 
 
-def _module_root(module_name: str) -> Path | None:
-    module = sys.modules.get(module_name)
-    if module is None:
-        try:
-            module = __import__(module_name)
-        except ImportError:
-            return None
-    file = getattr(module, "__file__", None)
-    return Path(file).resolve().parent.parent if file else None
-
-
 def python_paths() -> list[Path]:
-    """Directories the worker's Python needs: the installation and where the worker's imports live."""
-    candidates = [Path(p) for p in {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}]
-    for name in ("dativo_plugin_sdk", "dativo_runtime", "pyarrow", "packaging"):
-        root = _module_root(name)
-        if root is not None:
-            candidates.append(root)
-    executable = Path(sys.executable)
-    candidates.append(executable.resolve().parent)
-    paths: list[Path] = []
-    for candidate in candidates:
-        for path in {candidate, candidate.resolve()}:
-            if path.is_dir() and path not in paths:
-                paths.append(path)
-    usr = Path("/usr")
-    kept = [p for p in paths if not (p == usr or usr in p.parents)]
-    return sorted(p for p in kept if not any(other in p.parents for other in kept))
+    """Folders the sandbox's user must be able to read: the Python installation and the worker's sources."""
+    return python_view().readable_paths()
 
 
 def _memfd(name: str, data: bytes) -> int:
@@ -173,12 +151,30 @@ class _ArgvBuilder:
             self.argv += ["--perms", "0444"]
         self.argv += ["--ro-bind-data", str(fd), dest]
 
-    def tmpfs(self, dest: str, size: int, options: frozenset[str]) -> None:
+    def tmpfs(self, dest: str, size: int, options: frozenset[str], mode: str = "1777") -> None:
         if self.perms:
-            self.argv += ["--perms", "1777"]
+            self.argv += ["--perms", mode]
         if "--size" in options:
             self.argv += ["--size", str(size)]
         self.argv += ["--tmpfs", dest]
+        self._made.add(Path(dest))
+
+
+def _bind_python(build: _ArgvBuilder, options: frozenset[str], packages: tuple[Path, ...]) -> None:
+    """Bind the Python installation, its site-packages hidden but for the worker's distributions.
+
+    ``packages`` (an installed plugin's own) are bound before the hidden folders become
+    read-only: a mount point inside one must be created first.
+    """
+    view = python_view()
+    for path in view.installation:
+        build.bind("--ro-bind", str(path), str(path))
+    for folder in view.hidden:
+        build.tmpfs(str(folder), _HIDDEN_BYTES, options, mode="0755")
+    for path in [*view.entries, *view.sources, *packages]:
+        build.bind("--ro-bind", str(path), str(path))
+    for folder in view.hidden:
+        build.add("--remount-ro", str(folder))
 
 
 def sandbox_argv(
@@ -191,6 +187,7 @@ def sandbox_argv(
     plugin_dir: Path | None = None,
     output_dir: Path | None = None,
     python: bool = True,
+    mounts: SessionMounts = SessionMounts(),  # noqa: B008
 ) -> list[str]:
     """Return the bwrap command line running ``program`` in the sandbox (no secrets: config goes over stdin).
 
@@ -203,6 +200,8 @@ def sandbox_argv(
         plugin_dir: The plugin's folder, bound read-only.
         output_dir: A writer's folder, bound read-write.
         python: Bind the Python installation and the worker's imports.
+        mounts: The plugin's environment, package folders and read-only paths, bound read-only
+            at their host paths.
 
     Returns:
         The argv, starting with ``unshare`` for egress, else ``bwrap``.
@@ -246,10 +245,13 @@ def sandbox_argv(
     build.add("--proc", "/proc", "--dev", "/dev")
     build.tmpfs("/dev/shm", SHM_BYTES, options)
     build.tmpfs("/tmp", scratch_bytes(limits), options)
-    for path in python_paths() if python else []:
-        build.bind("--ro-bind", str(path), str(path))
+    if python:
+        _bind_python(build, options, mounts.packages)
     if plugin_dir is not None:
         build.bind("--ro-bind", str(plugin_dir), str(plugin_dir))
+    extra = [mounts.environment] if mounts.environment is not None else []
+    for path in [*extra, *([] if python else mounts.packages), *mounts.read_only_paths]:
+        build.bind("--ro-bind", str(path), str(path))
     if output_dir is not None:
         build.bind("--bind", str(output_dir), str(output_dir))
     build.add("--remount-ro", "/", "--chdir", "/tmp", "--seccomp", str(files.seccomp), "--")

@@ -5,7 +5,9 @@ The container runs the worker as a non-root user with every capability dropped,
 a daemon without seccomp support, or a worker that reports no filter, fails the run), a
 read-only root filesystem, a size-limited tmpfs ``/tmp``, no network unless the job opts
 in, memory (without swap), CPU and pids limits, and logging off. The plugin's folder is
-bind-mounted read-only and a writer's output folder read-write, at their host paths.
+bind-mounted read-only and a writer's output folder read-write, at their host paths, and so
+are the plugin's environment (put first on the worker's ``sys.path``, before the image's
+own packages) and the job's read-only paths, read-only.
 Configuration travels over the attached stdin, never in the container's environment.
 The docker SDK is imported only when this backend is used.
 
@@ -30,7 +32,7 @@ from typing import Any
 
 from dativo_plugin_sdk import Column, SandboxError
 from dativo_runtime._plugins._ref import PluginRef
-from dativo_runtime._sandbox._base import ReaderSession, SandboxLimits, WriterSession
+from dativo_runtime._sandbox._base import ReaderSession, SandboxLimits, SessionMounts, WriterSession
 from dativo_runtime._sandbox._limits import cpu_seconds_budget, effective_limits
 from dativo_runtime._sandbox._worker_environment import (
     OPEN_FILES,
@@ -189,7 +191,12 @@ class DockerSandbox(WorkerSandbox):
         return True, f"Docker {info.get('ServerVersion', '?')}, image {image}"
 
     def container_config(
-        self, ref: PluginRef, limits: SandboxLimits, *, output_dir: Path | None = None
+        self,
+        ref: PluginRef,
+        limits: SandboxLimits,
+        *,
+        output_dir: Path | None = None,
+        mounts: SessionMounts = SessionMounts(),  # noqa: B008
     ) -> dict[str, Any]:
         """Return the ``create_container`` arguments for one worker (secrets never appear here)."""
         api = self.client.api
@@ -199,6 +206,9 @@ class DockerSandbox(WorkerSandbox):
         binds: dict[str, dict[str, str]] = {}
         if ref.plugin_dir is not None:
             binds[str(ref.plugin_dir)] = {"bind": str(ref.plugin_dir), "mode": "ro"}
+        environment = [mounts.environment] if mounts.environment is not None else []
+        for path in [*environment, *mounts.packages, *mounts.read_only_paths]:
+            binds[str(path)] = {"bind": str(path), "mode": "ro"}
         if output_dir is not None:
             binds[str(output_dir)] = {"bind": str(output_dir), "mode": "rw"}
         from docker.types import LogConfig, Ulimit
@@ -256,6 +266,7 @@ class DockerSandbox(WorkerSandbox):
         limits: SandboxLimits,
         schema: Sequence[Column] | None = None,
         output_dir: Path | None = None,
+        mounts: SessionMounts = SessionMounts(),  # noqa: B008
     ) -> ReaderSession | WriterSession | InspectedPlugin:
         import docker
 
@@ -268,6 +279,7 @@ class DockerSandbox(WorkerSandbox):
                 retryable="unreachable" in why,
                 details={"reason": "startup_failed", "backend": self.name, "why": why},
             )
+        mounts = mounts.resolved(ref.ref, self.name)
         if output_dir is not None:
             output_dir = Path(output_dir).resolve()
             output_dir.mkdir(parents=True, exist_ok=True)
@@ -276,7 +288,9 @@ class DockerSandbox(WorkerSandbox):
         api = self.client.api
         reap_once(api)
         try:
-            container = api.create_container(**self.container_config(ref, limits, output_dir=output_dir))
+            container = api.create_container(
+                **self.container_config(ref, limits, output_dir=output_dir, mounts=mounts)
+            )
         except docker.errors.APIError as exc:
             raise SandboxError(
                 f"Docker refused to create the sandbox container for {ref.ref!r}: {exc.explanation or exc}",
@@ -313,4 +327,6 @@ class DockerSandbox(WorkerSandbox):
             started_at=started_at,
         )
         rlimits = worker_rlimits(cpu_seconds)
-        return open_remote_session(client, role=role, config=config, rlimits=rlimits, schema=schema)
+        return open_remote_session(
+            client, role=role, config=config, rlimits=rlimits, schema=schema, mounts=mounts
+        )

@@ -211,7 +211,7 @@ class WorkerClient:
     def _rebuild(self, data: Any) -> DativoError:
         try:
             if isinstance(data, dict):
-                data = add_import_hint(bounded_error(data), self.backend)
+                data = add_import_hint(bounded_error(data), self.backend, ref=self.ref)
             return from_dict(data)
         except (TypeError, ValueError, OverflowError) as exc:
             return self._dead(ProtocolError(f"invalid error message: {exc}"))

@@ -37,7 +37,14 @@ from dativo_plugin_sdk import (
 )
 from dativo_runtime._plugins._config_spec import check_plugin_config
 from dativo_runtime._plugins._ref import PluginInfo, PluginRef
-from dativo_runtime._sandbox._base import ExtractedBatch, ReaderSession, Sandbox, SandboxLimits, WriterSession
+from dativo_runtime._sandbox._base import (
+    ExtractedBatch,
+    ReaderSession,
+    Sandbox,
+    SandboxLimits,
+    SessionMounts,
+    WriterSession,
+)
 from dativo_runtime._sandbox._limits import (
     DEFAULT_CPU,
     DEFAULT_DISK_BYTES,
@@ -419,14 +426,16 @@ def open_remote_session(
     rlimits: Mapping[str, Any],
     schema: Sequence[Column] | None = None,
     require_seccomp: bool = True,
+    mounts: SessionMounts = SessionMounts(),  # noqa: B008
 ) -> RemoteReaderSession | RemoteWriterSession | InspectedPlugin:
     """Handshake with a started worker and wrap it in a reader or writer session.
 
     The worker loads the plugin and sends its ``config_schema``; the config is checked
     against it here (:func:`check_plugin_config`) and only then sent to build the plugin.
-    Role ``inspect`` loads the plugin class without building it: the worker is closed at
-    once and the plugin's :class:`PluginInfo` and ``config_schema`` returned (see
-    :meth:`WorkerSandbox.inspect`).
+    ``hello`` names the plugin's environment and package folders of ``mounts`` (which the
+    backend has mounted), for the worker to put on ``sys.path``. Role ``inspect`` loads the
+    plugin class without building it: the worker is closed at once and the plugin's
+    :class:`PluginInfo` and ``config_schema`` returned (see :meth:`WorkerSandbox.inspect`).
 
     Raises:
         DativoError: The plugin's loading or construction error, or a ``SandboxError``.
@@ -440,6 +449,7 @@ def open_remote_session(
         "rlimits": rlimits,
         # The worker enforces the wall clock too, so a worker outlives no crashed host.
         "timeout_s": client.limits.timeout_s,
+        **mounts.hello(),
     }
     if role == "writer":
         hello["schema"] = None if schema is None else [c.to_dict() for c in schema]
@@ -482,9 +492,11 @@ class WorkerSandbox(Sandbox):
         limits: SandboxLimits,
         schema: Sequence[Column] | None = None,
         output_dir: Path | None = None,
+        mounts: SessionMounts = SessionMounts(),  # noqa: B008
     ) -> ReaderSession | WriterSession | InspectedPlugin:
         """Start a worker for ``role`` (``reader``, ``writer``, ``inspect``) and return its session.
 
+        ``mounts`` are mounted read-only at their host paths (see :class:`SessionMounts`).
         Role ``inspect`` returns an :class:`InspectedPlugin` (see :func:`open_remote_session`).
         """
 
@@ -493,6 +505,7 @@ class WorkerSandbox(Sandbox):
         ref: PluginRef,
         *,
         limits: SandboxLimits = SandboxLimits(),  # noqa: B008
+        mounts: SessionMounts = SessionMounts(),  # noqa: B008
     ) -> InspectedPlugin:
         """Load the plugin class in a worker, without building it, and describe it.
 
@@ -502,6 +515,7 @@ class WorkerSandbox(Sandbox):
         Args:
             ref: The plugin reference.
             limits: The worker's limits.
+            mounts: The plugin's environment and the paths it reads (see :class:`SessionMounts`).
 
         Returns:
             What the plugin declares: its role, version, ``requires_sdk``, capabilities
@@ -512,7 +526,7 @@ class WorkerSandbox(Sandbox):
                 and line; a missing module with how to make it available to this backend),
                 ``PluginError`` for an abstract class, or a ``SandboxError``.
         """
-        info = self._open("inspect", ref, {}, limits=limits)
+        info = self._open("inspect", ref, {}, limits=limits, mounts=mounts)
         assert isinstance(info, InspectedPlugin)
         return info
 
@@ -522,9 +536,10 @@ class WorkerSandbox(Sandbox):
         config: Mapping[str, Any],
         *,
         limits: SandboxLimits = SandboxLimits(),  # noqa: B008
+        mounts: SessionMounts = SessionMounts(),  # noqa: B008
     ) -> ReaderSession:
         """Start a worker for a source plugin; see :meth:`Sandbox.open_reader`."""
-        session = self._open("reader", ref, config, limits=limits)
+        session = self._open("reader", ref, config, limits=limits, mounts=mounts)
         assert isinstance(session, ReaderSession)
         return session
 
@@ -536,9 +551,12 @@ class WorkerSandbox(Sandbox):
         schema: Sequence[Column] | None = None,
         limits: SandboxLimits = SandboxLimits(),  # noqa: B008
         output_dir: Path | None = None,
+        mounts: SessionMounts = SessionMounts(),  # noqa: B008
     ) -> WriterSession:
         """Start a worker for a target plugin; ``output_dir`` is its one writable folder."""
-        session = self._open("writer", ref, config, limits=limits, schema=schema, output_dir=output_dir)
+        session = self._open(
+            "writer", ref, config, limits=limits, schema=schema, output_dir=output_dir, mounts=mounts
+        )
         assert isinstance(session, WriterSession)
         if isinstance(session, RemoteWriterSession):
             session.guard_output(output_dir)
