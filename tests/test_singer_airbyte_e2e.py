@@ -1,9 +1,8 @@
 """Singer taps and Airbyte sources through ``dativo-run run``, each in its plugin environment.
 
-WAITING FOR WIRING: these tests need plugin environments (``dativo_runtime._plugins._environments``,
-built from ``source.config.package``) and the sandboxes that hand them to the worker
-(``DATIVO_PLUGIN_ENV``); until both are merged they skip, saying so. The readers themselves
-are tested in-process in ``packages/dativo-runtime/tests/connectors/``.
+The environments are built from ``source.config.package`` by dativo-run itself and handed
+to the worker (``DATIVO_PLUGIN_ENV``); the readers themselves are tested in-process in
+``packages/dativo-runtime/tests/connectors/``.
 
 Real packages from PyPI (pinned; transitive versions frozen with ``UV_EXCLUDE_NEWER``); the
 environment store (``DATIVO_HOME``) is shared by the whole session, so each package is
@@ -12,7 +11,6 @@ installed once.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -23,13 +21,7 @@ import pytest
 
 from tests.conftest import RunCli, require_backend
 
-pytestmark = [
-    pytest.mark.timeout(1800),
-    pytest.mark.skipif(
-        importlib.util.find_spec("dativo_runtime._plugins._environments") is None,
-        reason="plugin environments are not wired into dativo-run yet (issue 14: the lead merges ENV and SANDBOX)",
-    ),
-]
+pytestmark = pytest.mark.timeout(1800)
 
 FAKER = "airbyte-source-faker==7.2.1"
 JSONFILE = "tap-jsonfile==0.1.2"

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from dativo_plugin_sdk import ConfigurationError
-from dativo_runtime._plugins._environments import EnvironmentSpec, EnvironmentStore
+from dativo_runtime._plugins._environments import EnvironmentStore, environment_spec_for
+from dativo_runtime._plugins._ref import PluginRef
 
 FAKE_TAPS = Path(__file__).parent / "fake_taps"
 FAKER = "airbyte-source-faker==7.2.1"
@@ -41,7 +42,8 @@ def _store_root(config: pytest.Config, tmp_path_factory: pytest.TempPathFactory)
 def build_environment(root: Path, what: str) -> Path:
     """The runtime's own plugin environment holding ``what`` (built by uv once, then reused)."""
     os.environ.setdefault("UV_EXCLUDE_NEWER", EXCLUDE_NEWER)
-    spec = EnvironmentSpec(requirements=(what,), origin="tests")
+    spec = environment_spec_for(PluginRef.parse("airbyte"), {"package": what})  # as dativo-run builds it
+    assert spec is not None
     try:
         return EnvironmentStore(root).ensure(spec).path
     except ConfigurationError as exc:

@@ -12,6 +12,7 @@ import yaml
 from dativo_plugin_sdk import ConfigurationError
 from dativo_runtime._cli._options import (
     ConfigOption,
+    FindLinksOption,
     JsonOption,
     LogFormatOption,
     LogLevelOption,
@@ -20,6 +21,7 @@ from dativo_runtime._cli._options import (
     setup,
     tracing,
     usage,
+    use_find_links,
 )
 from dativo_runtime._cli._render import emit_json, render_checks, render_discovery, render_validation
 from dativo_runtime._exit_codes import ExitCode
@@ -31,6 +33,7 @@ __all__ = ["check", "discover", "parse_settings", "validate"]
 
 def check(
     config: ConfigOption = None,
+    find_links: FindLinksOption = None,
     as_json: JsonOption = False,
     log_format: LogFormatOption = "auto",
     log_level: LogLevelOption = "warning",
@@ -39,6 +42,7 @@ def check(
     from dativo_runtime._engine._checks import check_exit_code, check_job
 
     setup(log_format, log_level)
+    use_find_links(find_links)
     with errors(as_json):
         job = load(config)
         with tracing():
@@ -122,6 +126,7 @@ def discover(
         str,
         typer.Option("--sandbox", help="Backend for --plugin: auto, process, docker or none (trusted code)."),
     ] = "auto",
+    find_links: FindLinksOption = None,
     as_json: JsonOption = False,
     log_format: LogFormatOption = "auto",
     log_level: LogLevelOption = "warning",
@@ -130,6 +135,7 @@ def discover(
     from dativo_runtime._engine._discovery import discover_job, discover_plugin
 
     setup(log_format, log_level)
+    use_find_links(find_links)
     given = [x for x in (config, connector, plugin) if x is not None]
     if len(given) != 1:
         usage("give exactly one of --config JOB.yaml, --connector NAME or --plugin REF")

@@ -33,6 +33,7 @@ __all__ = [
     "setup",
     "tracing",
     "usage",
+    "use_find_links",
 ]
 
 EXIT_CODES_HELP = """
@@ -73,6 +74,12 @@ def setup(log_format: str, log_level: str) -> None:
     if log_level.lower() not in ("debug", "info", "warning", "error"):
         usage(f"--log-level must be debug, info, warning or error, not {log_level!r}")
     configure_logging(fmt=log_format, level=log_level.lower())  # type: ignore[arg-type]
+
+
+def use_find_links(folder: Path | None) -> None:
+    """Make ``--find-links`` the wheel folder of every environment this command (and its children) builds."""
+    if folder is not None:
+        os.environ["DATIVO_FIND_LINKS"] = str(folder.resolve())
 
 
 def child_env(log_format: str, log_level: str) -> dict[str, str]:

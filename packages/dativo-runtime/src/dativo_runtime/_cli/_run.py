@@ -12,6 +12,7 @@ import typer
 from dativo_plugin_sdk import ConfigurationError, DativoError
 from dativo_runtime._cli._options import (
     ConfigOption,
+    FindLinksOption,
     JsonOption,
     LogFormatOption,
     LogLevelOption,
@@ -20,6 +21,7 @@ from dativo_runtime._cli._options import (
     setup,
     tracing,
     usage,
+    use_find_links,
 )
 from dativo_runtime._cli._render import console, emit_json, progress_bar, render_outcome, render_summary
 from dativo_runtime._engine._outcome import RunResult, RunStatus
@@ -107,6 +109,7 @@ def run(
             help="Write each job's metrics to this node-exporter textfile ({tenant} and {job} are replaced).",
         ),
     ] = None,
+    find_links: FindLinksOption = None,
     as_json: JsonOption = False,
     progress: Annotated[
         Optional[bool],  # noqa: UP045
@@ -131,6 +134,7 @@ def run(
     from dativo_runtime._observability._metrics import RunMetrics
 
     setup(log_format, log_level)
+    use_find_links(find_links)
     if (config is None) == (job_dir is None):
         usage("give exactly one of --config JOB.yaml or --job-dir DIR")
     if job_dir is None and (parallel != 1 or per_tenant_limit is not None):

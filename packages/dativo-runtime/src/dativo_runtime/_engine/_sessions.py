@@ -17,7 +17,12 @@ from dativo_runtime._engine._retry import RetryPolicy, call_with_retry
 from dativo_runtime._jobs._model import JobConfig
 from dativo_runtime._observability._tracing import Tracing, active_tracing
 from dativo_runtime._plugins._config_spec import describe_problems
-from dativo_runtime._plugins._ref import PluginRef
+from dativo_runtime._plugins._environments import (
+    EnvironmentProgress,
+    ensure_environment,
+    environment_spec_for,
+)
+from dativo_runtime._plugins._ref import PluginRef, is_trusted_builtin
 from dativo_runtime._sandbox import ReaderSession, Sandbox, WriterSession, choose_sandbox
 from dativo_runtime._sandbox._base import SessionMounts
 from dativo_runtime._sandbox._plugin_packages import installed_plugin_packages
@@ -75,11 +80,28 @@ def in_role(exc: DativoError, role: str, job: JobConfig) -> DativoError:
 def plugin_environment(ref: PluginRef, config: Mapping[str, Any]) -> Path | None:
     """The folder of the plugin's environment (what it declares, installed), or ``None`` for none.
 
-    Issue 14 merge point: ``ensure_environment(environment_spec_for(ref, config)).path`` of
-    :mod:`dativo_runtime._plugins._environments` (``None`` when the spec is ``None``).
+    A missing environment is built here (uv, under the store's lock; later runs and other
+    jobs declaring the same requirements reuse it); ``DATIVO_FIND_LINKS`` names wheel
+    folders for offline machines.
+
+    Raises:
+        ConfigurationError: If the declaration is invalid or the install fails (uv's message).
     """
-    del ref, config
-    return None
+    spec = environment_spec_for(ref, config)
+    if spec is None:
+        return None
+
+    def progress(event: EnvironmentProgress) -> None:
+        if event.stage == "building":
+            log.info(
+                "building the plugin environment of %s (%s): first use, later runs reuse it",
+                ref.ref,
+                ", ".join(spec.requirements),
+            )
+        elif event.stage == "built":
+            log.info("built the plugin environment %s in %.1f s", event.key, event.elapsed_s)
+
+    return ensure_environment(spec, progress=progress).path
 
 
 def session_mounts(
@@ -91,7 +113,7 @@ def session_mounts(
         ConfigurationError: If a read-only path would expose the runtime's own files
             (:func:`check_read_only_paths`), or the environment cannot be built.
     """
-    read_only = check_read_only_paths(job) if sandbox.isolated and ref.kind != "builtin" else ()
+    read_only = check_read_only_paths(job) if sandbox.isolated and not is_trusted_builtin(ref) else ()
     return plugin_mounts(ref, config, sandbox, read_only_paths=read_only)
 
 
@@ -103,12 +125,12 @@ def plugin_mounts(
     read_only_paths: tuple[Path, ...] = (),
 ) -> SessionMounts:
     """What a plugin's session mounts, with or without a job: its environment and its installed package."""
-    if ref.kind == "builtin":
+    if is_trusted_builtin(ref):
         return SessionMounts()
     return SessionMounts(
         environment=plugin_environment(ref, config),
         read_only_paths=read_only_paths,
-        packages=installed_plugin_packages(ref) if sandbox.isolated else (),
+        packages=installed_plugin_packages(ref) if sandbox.isolated and ref.kind != "builtin" else (),
     )
 
 

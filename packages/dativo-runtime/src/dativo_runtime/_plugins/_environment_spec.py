@@ -38,8 +38,12 @@ __all__ = [
 PROVIDED_BY_RUNTIME = ("dativo-plugin-sdk", "dativo-runtime")
 """Distributions the runtime provides to every plugin; never installed into an environment."""
 
-_PINNED = ("packaging", "pyarrow")
-"""The runtime's own dependencies a plugin shares with the worker: pinned to the runtime's versions."""
+_PINNED = ("pyarrow",)
+"""What a plugin running in the worker shares with it, pinned to the runtime's version.
+
+Only pyarrow: its batches cross into the worker's own pyarrow. ``packaging`` is not
+pinned (many packages cap it; the worker imports its own copy before the plugin's).
+"""
 
 
 def runtime_python() -> str:
@@ -69,7 +73,7 @@ def runtime_platform() -> str:
 
 
 def runtime_constraints() -> tuple[str, ...]:
-    """Pins of the packages the runtime shares with plugins (``pyarrow==X``, ``packaging==Y``)."""
+    """Pins of the packages a plugin in the worker shares with the runtime (``pyarrow==X``)."""
     pins = []
     for name in _PINNED:
         try:

@@ -71,7 +71,8 @@ def environment_spec_for(ref: _SdkPluginRef, config: Mapping[str, Any]) -> Envir
     connector = BUILTIN_CONNECTORS.get(ref.ref) if ref.kind == "builtin" else None
     if connector is not None and connector.environment_option is not None:
         package = _package(ref.ref, config, connector.environment_option)
-        return _spec((package,), origin=f"{ref.ref}: {package}")
+        # The tap runs as its own process, never in the worker: nothing of the runtime's to pin.
+        return _spec((package,), origin=f"{ref.ref}: {package}", constraints=())
     if ref.kind in ("entry_point", "module"):
         dist = _distribution_of(ref)
         if dist is None:
@@ -83,8 +84,13 @@ def environment_spec_for(ref: _SdkPluginRef, config: Mapping[str, Any]) -> Envir
     return None
 
 
-def _spec(requirements: tuple[str, ...], *, origin: str) -> EnvironmentSpec | None:
-    spec = EnvironmentSpec(requirements=requirements, origin=origin)
+def _spec(
+    requirements: tuple[str, ...], *, origin: str, constraints: tuple[str, ...] | None = None
+) -> EnvironmentSpec | None:
+    if constraints is None:
+        spec = EnvironmentSpec(requirements=requirements, origin=origin)
+    else:
+        spec = EnvironmentSpec(requirements=requirements, origin=origin, constraints=constraints)
     return spec if spec.requirements else None
 
 

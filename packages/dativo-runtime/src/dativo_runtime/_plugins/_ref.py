@@ -30,6 +30,7 @@ __all__ = [
     "PluginInfo",
     "PluginKind",
     "PluginRef",
+    "is_trusted_builtin",
     "load_plugin_class",
     "plugin_info",
 ]
@@ -66,6 +67,19 @@ class PluginRef(_SdkPluginRef):
         )
         assert isinstance(parsed, PluginRef)
         return parsed
+
+
+def is_trusted_builtin(ref: _SdkPluginRef) -> bool:
+    """Whether ``ref`` is a built-in connector that runs only the runtime's own code.
+
+    Such a connector runs in the host process under any mode. A built-in that runs
+    third-party code (``singer`` and ``airbyte`` start a tap from their environment) is
+    treated like a third-party plugin: sandboxed, with its environment.
+    """
+    if ref.kind != "builtin":
+        return False
+    spec = BUILTIN_CONNECTORS.get(ref.ref)
+    return spec is None or not spec.runs_in_sandbox
 
 
 def load_plugin_class(

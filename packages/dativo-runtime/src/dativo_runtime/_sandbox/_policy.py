@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dativo_plugin_sdk import ConfigurationError, DativoError, SandboxError
-from dativo_runtime._plugins._ref import PluginRef
+from dativo_runtime._plugins._ref import PluginRef, is_trusted_builtin
 from dativo_runtime._sandbox._base import Sandbox, SandboxLimits
 from dativo_runtime._sandbox._operator_policy import (
     BACKEND_NAMES,
@@ -89,7 +89,7 @@ def should_sandbox_plugin(
     """
     check_mode(mode, "mode")
     _check_request(requested)
-    if ref.kind == "builtin":
+    if is_trusted_builtin(ref):
         return False
     policy = policy if policy is not None else OperatorPolicy.load()
     if policy.effective_mode(mode) == "cloud":
@@ -184,7 +184,7 @@ def choose_sandbox(
     policy.check_read_only_paths(read_only_paths, job_mode)
     ceilings = policy.ceilings(mode)
     where = f" ({policy.source})" if policy.source else ""
-    if ref.kind == "builtin":
+    if is_trusted_builtin(ref):
         return _instantiate("none", policy, ceilings)
     if policy.pinned_backend is not None:
         pinned = policy.pinned_backend

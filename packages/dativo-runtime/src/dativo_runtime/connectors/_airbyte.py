@@ -72,13 +72,15 @@ _MARKER = "dativo-env.json"
 def source_in(env_dir: str) -> tuple[str, str | None] | None:
     """The source an environment holds: ``(package, executable)``, or ``None`` when it cannot tell.
 
-    The package is the requirement the environment was built for (its marker file names
-    it), else its one ``airbyte-source-*`` distribution; the executable is ``None`` (the
+    The package is the requirement the environment was built for (its marker file,
+    written by the runtime's ``EnvironmentStore``, names it in ``spec.requirements``),
+    else its one ``airbyte-source-*`` distribution; the executable is ``None`` (the
     package's console script) unless the package has several, then its ``source-*`` one.
     """
     try:
         marker = json.loads(Path(env_dir, _MARKER).read_text(encoding="utf-8"))
-        requirements = [str(r) for r in marker.get("requirements") or [] if str(r).strip()]
+        declared = (marker.get("spec") or {}).get("requirements")  # the runtime's EnvironmentStore marker
+        requirements = [str(r) for r in declared or [] if str(r).strip()]
     except (OSError, ValueError, AttributeError):
         requirements = []
     names = {distribution_name(r).lower().replace("_", "-"): r for r in requirements}
