@@ -131,6 +131,7 @@ def plugin_mounts(
         environment=plugin_environment(ref, config),
         read_only_paths=read_only_paths,
         packages=installed_plugin_packages(ref) if sandbox.isolated and ref.kind != "builtin" else (),
+        tool_environment=ref.kind == "builtin",  # singer/airbyte start their tap from it
     )
 
 

@@ -73,11 +73,16 @@ class SessionMounts:
         packages: Extra package folders or single-module files (an installed plugin's own
             package, its ``.dist-info``) made importable by name: each is mounted at its host
             path and its parent folder put on ``sys.path``.
+        tool_environment: The environment holds a program the plugin starts as a process of
+            its own (a Singer tap, an Airbyte source), not packages the plugin imports: the
+            worker only names it in ``DATIVO_PLUGIN_ENV``, so the tool's dependencies (an old
+            numpy, say) never shadow the worker's.
     """
 
     environment: Path | None = None
     read_only_paths: tuple[Path, ...] = ()
     packages: tuple[Path, ...] = ()
+    tool_environment: bool = False
 
     def __post_init__(self) -> None:
         for name in ("read_only_paths", "packages"):
@@ -109,16 +114,21 @@ class SessionMounts:
             environment=None if self.environment is None else self.environment.resolve(),
             read_only_paths=tuple(p.resolve() for p in self.read_only_paths),
             packages=tuple(p.resolve() for p in self.packages),
+            tool_environment=self.tool_environment,
         )
 
     def hello(self) -> dict[str, Any]:
-        """What the worker's ``hello`` carries of these mounts: ``environment`` and ``paths``."""
+        """What the worker's ``hello`` carries of these mounts (environment, its place, paths)."""
         paths: list[str] = []
         for package in self.packages:
             parent = str(package.parent)
             if parent not in paths:
                 paths.append(parent)
-        return {"environment": None if self.environment is None else str(self.environment), "paths": paths}
+        return {
+            "environment": None if self.environment is None else str(self.environment),
+            "environment_on_path": not self.tool_environment,
+            "paths": paths,
+        }
 
 
 @dataclass

@@ -190,8 +190,11 @@ def _is_stdlib(entry: str) -> bool:
     )
 
 
-def use_plugin_paths(environment: Any, paths: Any) -> None:
+def use_plugin_paths(environment: Any, paths: Any, *, on_path: Any = True) -> None:
     """Put the plugin's environment, then ``paths``, on ``sys.path`` right after the standard library.
+
+    With ``on_path`` false the environment holds a tool the plugin starts as its own process
+    (``environment_on_path`` of ``hello``): it is only named in ``DATIVO_PLUGIN_ENV``.
 
     The environment is added as :func:`site.addsitedir` adds a folder, so the ``.pth`` files of
     the packages in it apply; what it adds comes before the worker's own packages (the SDK,
@@ -202,6 +205,8 @@ def use_plugin_paths(environment: Any, paths: Any) -> None:
     """
     if environment is not None and not isinstance(environment, str):
         raise ProtocolError("hello: environment must be a folder or null")
+    if not isinstance(on_path, bool):
+        raise ProtocolError("hello: environment_on_path must be true or false")
     if paths is None:
         paths = []
     if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
@@ -209,7 +214,8 @@ def use_plugin_paths(environment: Any, paths: Any) -> None:
     before = list(sys.path)
     if environment is not None:
         os.environ[PLUGIN_ENV_VARIABLE] = environment
-        site.addsitedir(environment)
+        if on_path:
+            site.addsitedir(environment)
     for path in paths:
         if path not in sys.path:
             sys.path.append(path)
@@ -465,7 +471,9 @@ def _serve(reader: FrameReader, writer: FrameWriter, protocol_fd: int) -> int:
     logging.basicConfig(level=logging.INFO, handlers=[_LogForwarder(writer)], force=True)
     worker = _Worker(reader, writer, _start_relay(hello.get("trace")))
     try:
-        use_plugin_paths(hello.get("environment"), hello.get("paths"))
+        use_plugin_paths(
+            hello.get("environment"), hello.get("paths"), on_path=hello.get("environment_on_path", True)
+        )
         with worker.traced(hello):
             ready = worker.open(hello)
     except MemoryError:
