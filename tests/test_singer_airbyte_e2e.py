@@ -11,9 +11,13 @@ installed once.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +30,34 @@ pytestmark = pytest.mark.timeout(1800)
 FAKER = "airbyte-source-faker==7.2.1"
 JSONFILE = "tap-jsonfile==0.1.2"
 FAKE_TAPS = Path(__file__).parent.parent / "packages/dativo-runtime/tests/connectors/fake_taps"
+
+
+def _digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and ".egg-info" not in str(path):
+            digest.update(str(path.relative_to(folder)).encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+# An environment is keyed by its requirement's text, so the fake taps are installed from a folder
+# named by their content: a changed fake tap gets a new environment.
+FAKE_TAPS_COPY = Path(tempfile.gettempdir()) / f"dativo-fake-taps-{_digest(FAKE_TAPS)}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fake_taps_copy() -> None:
+    if not FAKE_TAPS_COPY.exists():
+        staging = FAKE_TAPS_COPY.with_name(f"{FAKE_TAPS_COPY.name}.{os.getpid()}")
+        shutil.copytree(
+            FAKE_TAPS, staging, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
+        )
+        try:
+            staging.rename(FAKE_TAPS_COPY)
+        except OSError:  # Another session made it meanwhile.
+            shutil.rmtree(staging, ignore_errors=True)
+
+
 FAKER_CONFIG = {"count": 40, "seed": 1, "parallelism": 1, "always_updated": False}
 BACKENDS = ["none", "process", "docker"]
 
@@ -169,7 +201,7 @@ def test_jsonfile_incremental_twice_reads_only_new_files(
 
 
 def fake_tap(mode: str, **config: Any) -> dict[str, Any]:
-    package = f"dativo-fake-taps @ {FAKE_TAPS.resolve().as_uri()}"
+    package = f"dativo-fake-taps @ {FAKE_TAPS_COPY.as_uri()}"
     tap = {"package": package, "executable": "tap-fake", "config": {"mode": mode, "count": 5, **config}}
     return {"plugin": "singer", "config": tap, "stream": "orders"}
 
@@ -190,6 +222,7 @@ def fake_tap(mode: str, **config: Any) -> dict[str, Any]:
         (fake_tap("garbage"), 1, "not a JSON message"),
         (fake_tap("record_first"), 1, "before its SCHEMA"),
         (fake_tap("fail"), 1, "cannot reach the database"),
+        (fake_tap("network"), 1, "sandbox.network: true"),
     ],
 )
 def test_bad_taps_fail_clearly_and_commit_nothing(

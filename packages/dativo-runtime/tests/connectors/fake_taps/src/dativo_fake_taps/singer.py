@@ -78,6 +78,10 @@ def main():
     if args.discover:
         print(json.dumps(catalog(), indent=2))
         return
+    if mode == "network":  # Only ever run in a sandbox without network: no packet can leave it.
+        import urllib.request
+
+        urllib.request.urlopen("https://api.example.com/v1/orders", timeout=5)
     with open(args.catalog) as handle:
         selected = json.load(handle)
     if mode == "environment":
