@@ -259,7 +259,9 @@ def test_session_mounts_take_absolute_paths_only() -> None:
         SessionMounts(read_only_paths=Path("/data"))  # type: ignore[arg-type]
     mounts = SessionMounts(read_only_paths=[Path("/data")], packages=[Path("/site/acme"), Path("/site/x.py")])
     assert mounts.read_only_paths == (Path("/data"),)
-    assert mounts.hello() == {"environment": None, "paths": ["/site"]}
+    assert mounts.hello() == {"environment": None, "environment_on_path": True, "paths": ["/site"]}
+    tool = SessionMounts(environment=Path("/envs/tap"), tool_environment=True)
+    assert tool.hello() == {"environment": "/envs/tap", "environment_on_path": False, "paths": []}
 
 
 # The worker's side: the environment on sys.path -----------------------------------------
@@ -284,12 +286,30 @@ def test_the_worker_adds_the_environment_like_a_site_folder_after_the_stdlib(
     assert sys.path[:position] == stdlib[:position]
 
 
+def test_a_tool_environment_is_named_but_never_imported_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A Singer tap's or Airbyte source's environment (an old numpy, say) must not shadow the worker's.
+    env = tmp_path / "env"
+    env.mkdir()
+    (env / "extra.pth").write_text("extra\n")
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    before = list(sys.path)
+    monkeypatch.delenv(PLUGIN_ENV_VARIABLE, raising=False)
+    use_plugin_paths(str(env), [], on_path=False)
+    assert os.environ[PLUGIN_ENV_VARIABLE] == str(env)
+    monkeypatch.delenv(PLUGIN_ENV_VARIABLE)
+    assert sys.path == before
+
+
 @pytest.mark.parametrize(("environment", "paths"), [(3, None), (None, "x"), (None, [1])])
 def test_the_worker_refuses_a_malformed_hello(environment: Any, paths: Any) -> None:
     from dativo_runtime._worker._protocol import ProtocolError
 
     with pytest.raises(ProtocolError):
         use_plugin_paths(environment, paths)
+    with pytest.raises(ProtocolError):
+        use_plugin_paths(None, [], on_path="yes")
 
 
 # The policy ---------------------------------------------------------------------------
