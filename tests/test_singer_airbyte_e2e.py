@@ -99,8 +99,10 @@ def parquet_rows(folder: Path) -> list[dict[str, Any]]:
     files = sorted(str(p) for p in folder.rglob("*.parquet"))
     if not files:
         return []
-    relation = duckdb.sql(f"SELECT * FROM read_parquet({files!r}, union_by_name=true) ORDER BY id")
-    return [dict(zip(relation.columns, row, strict=True)) for row in relation.fetchall()]
+    with duckdb.connect() as con:
+        cursor = con.execute("SELECT * FROM read_parquet(?, union_by_name=true) ORDER BY id", [files])
+        columns = [column[0] for column in cursor.description]
+        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
 
 def faker_on_its_own(dativo_home: Path, folder: Path) -> list[dict[str, Any]]:
