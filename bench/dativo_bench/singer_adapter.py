@@ -3,10 +3,12 @@
 Issue 14's target: "the adapter adds less than 25 % to the tap's own time", i.e. Dativo is
 never the bottleneck of a Singer pipeline. Three candidates run interleaved, as fresh
 processes, each over N records of the workload from the same singer-sdk tap
-(``singer/tap.py``):
+(``singer/tap.py``), the same installation of it: the plugin environment ``dativo-run``
+builds from its wheel, started the way the adapter starts it (the launcher, ``-I -S -B``),
+so the singer-sdk version and interpreter flags are the same in all three:
 
-* ``adapter-tap-devnull``: ``tap.py > /dev/null``, the tap's own time (the reference);
-* ``adapter-tap-target-csv``: ``tap.py | target-csv``, the tap piped into a Singer SDK
+* ``adapter-tap-devnull``: the tap ``> /dev/null``, the tap's own time (the reference);
+* ``adapter-tap-target-csv``: the tap ``| target-csv``, the tap piped into a Singer SDK
   target (``meltanolabs-target-csv``, from ``bench/requirements.txt``): what a Singer
   pipeline costs;
 * ``adapter-dativo-process``: ``dativo-run run`` of a job with ``source.plugin: singer``
@@ -22,6 +24,7 @@ the target-csv run counts its CSV's lines.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shlex
@@ -56,8 +59,29 @@ def _tap_config(ctx: RunContext) -> Path:
     return path
 
 
+@functools.lru_cache(maxsize=1)
+def _tap_package() -> str:
+    """The ``package:`` requirement of the tap: its wheel, built once per bench run."""
+    return f"tap-dativo-bench @ {_tap_wheel().as_uri()}"
+
+
+@functools.lru_cache(maxsize=1)
+def _tap_environment() -> Path:
+    """The plugin environment ``dativo-run`` runs the tap from (built here first when missing)."""
+    from dativo_runtime._plugins._environments import ensure_environment, environment_spec_for
+    from dativo_runtime._plugins._ref import PluginRef
+
+    spec = environment_spec_for(PluginRef.parse("singer"), {"package": _tap_package()})
+    assert spec is not None
+    return ensure_environment(spec).path
+
+
 def _tap_command(ctx: RunContext) -> str:
-    return shlex.join([sys.executable, str(TAP_DIR / "tap.py"), "--config", str(_tap_config(ctx))])
+    # The very tap dativo-run starts: same environment (same singer-sdk), same interpreter and flags.
+    from dativo_runtime.connectors import _tap_launcher
+
+    launcher = [sys.executable, "-I", "-S", "-B", str(_tap_launcher.__file__), str(_tap_environment())]
+    return shlex.join([*launcher, TAP_SCRIPT, "--config", str(_tap_config(ctx))])
 
 
 def _tap_alone(ctx: RunContext) -> list[str]:
@@ -148,16 +172,11 @@ def singer_job_document(*, package: str, n: int, seed: int, batch_size: int, out
 
 
 def _through_dativo(executable: str | None) -> Callable[[RunContext], list[str]]:
-    built: list[Path] = []
-
     def command(ctx: RunContext) -> list[str]:
         if executable is None:
             raise FileNotFoundError("dativo-run is not installed in this environment")
-        if not built:
-            built.append(_tap_wheel())  # once per bench run
-        wheel = built[0]
         document = singer_job_document(
-            package=f"tap-dativo-bench @ {wheel.as_uri()}",
+            package=_tap_package(),
             n=ctx.n,
             seed=ctx.seed,
             batch_size=ctx.batch_size,
