@@ -31,6 +31,7 @@ __all__ = [
     "ParquetOptions",
     "SingerOptions",
     "TapOptions",
+    "source_settings",
 ]
 
 COMPRESSIONS = ("snappy", "zstd", "gzip", "lz4", "brotli", "none")
@@ -38,6 +39,16 @@ COMPRESSIONS = ("snappy", "zstd", "gzip", "lz4", "brotli", "none")
 
 _INGEST_DATE = "ingest_date"
 _Options = TypeVar("_Options", bound="ConnectorOptions")
+
+
+def source_settings(job: JobContext) -> dict[str, Any]:
+    """``incremental`` and ``stream`` from the job's ``source``, when it sets them (for readers)."""
+    settings: dict[str, Any] = {}
+    if job.incremental is not None:
+        settings["incremental"] = dict(job.incremental)
+    if job.stream:
+        settings["stream"] = job.stream
+    return settings
 
 
 @dataclass(frozen=True)
@@ -205,12 +216,7 @@ class FileReaderOptions(ConnectorOptions):
     @classmethod
     def job_settings(cls, job: JobContext) -> dict[str, Any]:
         """``incremental`` and ``stream`` from the job's ``source``, when it sets them."""
-        settings: dict[str, Any] = {}
-        if job.incremental is not None:
-            settings["incremental"] = dict(job.incremental)
-        if job.stream:
-            settings["stream"] = job.stream
-        return settings
+        return source_settings(job)
 
 
 @dataclass(frozen=True)
@@ -470,12 +476,7 @@ class TapOptions(ConnectorOptions):
     @classmethod
     def job_settings(cls, job: JobContext) -> dict[str, Any]:
         """``incremental`` and ``stream`` from the job's ``source``, when it sets them."""
-        settings: dict[str, Any] = {}
-        if job.incremental is not None:
-            settings["incremental"] = dict(job.incremental)
-        if job.stream:
-            settings["stream"] = job.stream
-        return settings
+        return source_settings(job)
 
 
 @dataclass(frozen=True)
