@@ -15,9 +15,11 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -256,3 +258,37 @@ def test_a_record_that_does_not_match_its_schema_is_judged_by_validation(
     assert result["records_written"] == written
     if validation == "quarantine":
         assert result["records_quarantined"] == 1
+
+
+def test_a_run_killed_part_way_then_rerun_commits_every_record_once(
+    *, run_cli: RunCli, start_cli: Any, write_job: Any, env: dict[str, str], tmp_path: Path
+) -> None:
+    """The tap's STATE is saved only with the data it covers: a kill -9 loses and repeats nothing."""
+    require_backend("process")
+
+    def job(count: int, delay: float, name: str) -> Path:
+        source = fake_tap("good", count=count, delay=delay, state_every=5) | {"incremental": {}}
+        source["config"]["batch_size"] = 5
+        text = job_text(source, "process")
+        document = json.loads(text)
+        document["target"]["config"].update({"row_group_size": 5, "target_file_size": 1})
+        return write_job(json.dumps(document), name=name)
+
+    first = run(run_cli, job(20, 0, "first.yaml"), env)
+    assert first["exit_code"] == 0, first["error"]
+    slow = start_cli("run", "--config", str(job(40, 0.1, "slow.yaml")), env=env)
+    staging = tmp_path / "out" / "_dativo" / "staging"
+    deadline = time.monotonic() + 120
+    try:
+        while len(list(staging.rglob("*.staged"))) < 2:
+            assert slow.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "no staged files appeared"
+            time.sleep(0.05)
+        os.kill(slow.pid, signal.SIGKILL)
+    finally:
+        slow.wait(timeout=60)
+    assert [r["id"] for r in parquet_rows(tmp_path / "out")] == list(range(1, 21))
+    rerun = run(run_cli, job(40, 0, "slow.yaml"), env)
+    assert rerun["exit_code"] == 0, rerun["error"]
+    assert rerun["records_written"] == 40
+    assert [r["id"] for r in parquet_rows(tmp_path / "out")] == list(range(1, 61))

@@ -118,6 +118,9 @@ def main():
         )
         if i % every == 0:
             emit({"type": "STATE", "value": {"bookmarks": {"orders": {"last_id": i}}}})
+        if float(config.get("delay") or 0):  # a slow tap, for runs killed part-way
+            sys.stdout.flush()
+            time.sleep(float(config["delay"]))
         if mode == "hang" and i == 1:
             sys.stdout.flush()
             time.sleep(3600)
