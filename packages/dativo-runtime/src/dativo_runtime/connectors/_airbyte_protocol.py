@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from dativo_plugin_sdk import ConfigurationError, DativoError, DiscoveredStream, PluginError, TransientError
-from dativo_runtime.connectors._json_schema_columns import columns_from_json_schema
+from dativo_runtime.connectors._json_schema_columns import columns_from_json_schema, only_stream
 
 __all__ = [
     "AirbyteStateKeeper",
@@ -111,13 +111,7 @@ def find_stream(
     """
     names = [stream_name(s) for s in streams]
     if wanted is None:
-        if len(streams) == 1:
-            return streams[0]
-        raise ConfigurationError(
-            f"{describe} offers {len(streams)} streams ({', '.join(names[:20]) or 'none'}); "
-            "set source.stream to one of them",
-            details={"field": "source.stream", "streams": names[:100]},
-        )
+        return only_stream(streams, names, describe)
     for entry in streams:
         if stream_name(entry) == wanted and (namespace is None or entry.get("namespace") == namespace):
             return entry

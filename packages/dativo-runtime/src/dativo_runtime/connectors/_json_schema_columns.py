@@ -27,9 +27,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from dativo_plugin_sdk import Column, ColumnType
+from dativo_plugin_sdk import Column, ColumnType, ConfigurationError
 
-__all__ = ["column_for_property", "columns_from_json_schema", "json_types"]
+__all__ = ["column_for_property", "columns_from_json_schema", "json_types", "only_stream"]
 
 _MAX_DEPTH = 32
 
@@ -138,3 +138,18 @@ def columns_from_json_schema(schema: Any, *, key_properties: Iterable[str] = ())
         column_for_property(str(name), sub_schema, required=str(name) in must_hold)
         for name, sub_schema in properties.items()
     ]
+
+
+def only_stream(streams: list[dict[str, Any]], names: list[str], describe: str) -> dict[str, Any]:
+    """The catalog's one stream, for a job that names none (Singer and Airbyte catalogs alike).
+
+    Raises:
+        ConfigurationError: If the catalog has several (or no) streams: set ``source.stream``.
+    """
+    if len(streams) == 1:
+        return streams[0]
+    raise ConfigurationError(
+        f"{describe} offers {len(streams)} streams ({', '.join(names[:20]) or 'none'}); "
+        "set source.stream to one of them",
+        details={"field": "source.stream", "streams": names[:100]},
+    )

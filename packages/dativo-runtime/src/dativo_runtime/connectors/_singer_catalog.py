@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dativo_plugin_sdk import ConfigurationError, DiscoveredStream, PluginError
-from dativo_runtime.connectors._json_schema_columns import columns_from_json_schema
+from dativo_runtime.connectors._json_schema_columns import columns_from_json_schema, only_stream
 
 __all__ = ["catalog_streams", "discovered_stream", "find_stream", "select_stream", "stream_id"]
 
@@ -104,13 +104,7 @@ def find_stream(
     """
     names = [stream_id(s) for s in streams]
     if wanted is None:
-        if len(streams) == 1:
-            return streams[0]
-        raise ConfigurationError(
-            f"{describe} offers {len(streams)} streams ({', '.join(names[:20]) or 'none'}); "
-            "set source.stream to one of them",
-            details={"field": "source.stream", "streams": names[:100]},
-        )
+        return only_stream(streams, names, describe)
     for key in ("tap_stream_id", "stream"):
         for entry in streams:
             if entry.get(key) == wanted:
