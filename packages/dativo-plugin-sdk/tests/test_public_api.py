@@ -8,6 +8,7 @@ import dativo_plugin_sdk
 EXPECTED = [
     "DEFAULT_REQUIRES_SDK",
     "PLUGIN_SDK_VERSION",
+    "WHOLE_STREAM",
     "ArrowBatch",
     "AuthenticationError",
     "BaseReader",
@@ -22,6 +23,7 @@ EXPECTED = [
     "DativoError",
     "DiscoveredStream",
     "DiscoveryResult",
+    "Partition",
     "PluginError",
     "PluginVersionError",
     "RateLimitError",
@@ -61,7 +63,7 @@ def test_every_exported_name_exists() -> None:
 def test_version_is_the_package_version() -> None:
     from importlib.metadata import version
 
-    assert dativo_plugin_sdk.PLUGIN_SDK_VERSION == "1.0.3"
+    assert dativo_plugin_sdk.PLUGIN_SDK_VERSION == "1.1.0"
     assert dativo_plugin_sdk.__version__ == dativo_plugin_sdk.PLUGIN_SDK_VERSION
     assert version("dativo-plugin-sdk") == dativo_plugin_sdk.PLUGIN_SDK_VERSION
 

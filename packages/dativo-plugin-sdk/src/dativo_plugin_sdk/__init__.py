@@ -22,6 +22,7 @@ from ._errors import (
     get_error_code,
     is_retryable,
 )
+from ._partition import WHOLE_STREAM, Partition
 from ._reader import BaseReader
 from ._results import ConnectionTestResult, DiscoveryResult
 from ._schema import Column, ColumnType, DiscoveredStream
@@ -34,6 +35,7 @@ __version__ = PLUGIN_SDK_VERSION
 __all__ = [
     "DEFAULT_REQUIRES_SDK",
     "PLUGIN_SDK_VERSION",
+    "WHOLE_STREAM",
     "ArrowBatch",
     "AuthenticationError",
     "BaseReader",
@@ -48,6 +50,7 @@ __all__ = [
     "DativoError",
     "DiscoveredStream",
     "DiscoveryResult",
+    "Partition",
     "PluginError",
     "PluginVersionError",
     "RateLimitError",

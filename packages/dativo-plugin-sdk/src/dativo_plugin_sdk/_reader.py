@@ -8,6 +8,7 @@ from types import TracebackType
 from typing import Any, ClassVar
 
 from ._batch import Batch
+from ._partition import WHOLE_STREAM, Partition
 from ._results import ConnectionTestResult, DiscoveryResult
 from ._state import State
 
@@ -26,6 +27,11 @@ class BaseReader(abc.ABC):
 
     Attributes:
         config: The configuration the reader was built with.
+        partition: The partition this instance extracts (SDK 1.1): set by the runtime
+            before ``extract``; the whole stream (:data:`WHOLE_STREAM`) unless
+            :meth:`partitions` splits it.
+        partition_states: Every partition's last committed state by name (SDK 1.1), set by
+            the runtime before :meth:`partitions` is called, for readers that re-split.
     """
 
     __version__: ClassVar[str | None] = None
@@ -37,6 +43,8 @@ class BaseReader(abc.ABC):
         if not isinstance(config, Mapping):
             raise TypeError(f"{type(self).__name__} config must be a mapping, got {type(config).__name__}")
         self.config: Mapping[str, Any] = config
+        self.partition: Partition = Partition(WHOLE_STREAM)
+        self.partition_states: Mapping[str, Mapping[str, Any]] = {}
 
     def check_connection(self) -> ConnectionTestResult:
         """Check that the source is reachable with this config.
@@ -57,6 +65,22 @@ class BaseReader(abc.ABC):
             A :class:`DiscoveryResult`; empty by default.
         """
         return DiscoveryResult(objects=[], metadata={})
+
+    def partitions(self) -> list[Partition]:
+        """Split the stream into independent partitions, each extracted by its own instance (SDK 1.1).
+
+        Each partition's records must be disjoint from every other's, and together they are
+        the stream. The runtime extracts up to ``source.parallelism`` of them at once, each
+        in a new instance of this class whose :attr:`partition` is set before ``extract`` is
+        called with that partition's own saved state (a partition with no saved state yet
+        gets the stream's unpartitioned state, or an empty one). Name partitions by what
+        they cover, so a name means the same records in every run; see docs/sdk.md for
+        re-splitting between runs.
+
+        Returns:
+            The partitions, in the order to extract them; by default one, the whole stream.
+        """
+        return [Partition(WHOLE_STREAM)]
 
     @abc.abstractmethod
     def extract(self, state: State | None = None) -> Iterator[Batch]:

@@ -1,3 +1,3 @@
 """The SDK's own version: the single source for the package metadata too."""
 
-PLUGIN_SDK_VERSION = "1.0.3"
+PLUGIN_SDK_VERSION = "1.1.0"
