@@ -40,6 +40,7 @@ RUN_JSON_FIELDS = [
     "state",
     "validation",
     "sandbox",
+    "partitions",
     "error",
 ]
 """What ``run --json`` prints (and each entry of ``run --job-dir --json``), in this order."""

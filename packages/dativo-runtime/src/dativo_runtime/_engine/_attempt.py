@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from dativo_plugin_sdk import DativoError, Partition
 from dativo_plugin_sdk._arrow import arrow_schema_for
 from dativo_runtime._engine._commit import (
     CommitProtocol,
@@ -24,6 +25,7 @@ from dativo_runtime._engine._commit import (
     target_storage_options,
 )
 from dativo_runtime._engine._observer import RunObserver, StageClock
+from dativo_runtime._engine._partitioned import PartitionCounts, PartitionedExtraction
 from dativo_runtime._engine._preflight import Preflight
 from dativo_runtime._engine._sessions import (
     QUARANTINE_WRITER,
@@ -36,7 +38,7 @@ from dativo_runtime._engine._validation import BatchValidator, ValidationReport
 from dativo_runtime._engine._write_behind import WriteBehind
 from dativo_runtime._jobs._model import JobConfig
 from dativo_runtime._plugins._ref import PluginRef
-from dativo_runtime._sandbox import ReaderSession, WriterSession
+from dativo_runtime._sandbox import ExtractedBatch, ReaderSession, WriterSession
 from dativo_runtime._storage._state_store import JobState
 
 __all__ = ["Attempt", "AttemptOutcome", "ProgressEvent"]
@@ -57,6 +59,8 @@ class ProgressEvent:
         records_invalid: Invalid records so far.
         elapsed_s: Seconds since the run started.
         estimate: The reader's estimate of the total, if it gave one.
+        partitions_done: Partitions extracted to their end (partitioned streams).
+        partitions_total: The stream's partitions; 0 when it is read whole.
     """
 
     records_read: int
@@ -64,6 +68,8 @@ class ProgressEvent:
     records_invalid: int
     elapsed_s: float
     estimate: int | None = None
+    partitions_done: int = 0
+    partitions_total: int = 0
 
 
 @dataclass
@@ -82,6 +88,7 @@ class AttemptOutcome:
     report: ValidationReport | None = None
     stream: str | None = None
     sandbox: dict[str, str] = field(default_factory=dict)
+    partitions: dict[str, PartitionCounts] | None = None
 
 
 @dataclass
@@ -180,15 +187,32 @@ class Attempt:
             clock = StageClock()
             committed = False
             try:
-                self._move(
-                    reader,
-                    writers=writers,
-                    validator=validator,
-                    sessions=sessions,
-                    clock=clock,
-                    stream=stream.name,
-                    state_in=state_in,
-                )
+                partitions = self._partitions(reader, saved, state_key)
+                if partitions is None:
+                    self._move(
+                        reader,
+                        writers=writers,
+                        validator=validator,
+                        sessions=sessions,
+                        clock=clock,
+                        stream=stream.name,
+                        state_in=state_in,
+                    )
+                else:
+                    self._move_partitions(
+                        reader,
+                        partitions,
+                        writers=writers,
+                        validator=validator,
+                        sessions=sessions,
+                        clock=clock,
+                        stream=stream.name,
+                        state_of=lambda name: (
+                            saved.state_of_partition(state_key, name)
+                            if job.source.incremental is not None
+                            else None
+                        ),
+                    )
                 with self.observer.committing(stream.name), commit_section():
                     self._commit(writers, saved, state_key)
                     committed = True
@@ -235,19 +259,44 @@ class Attempt:
                     break
                 if extracted.state is not None:
                     outcome.state = extracted.state
-                rows = extracted.data.num_rows
-                if rows == 0:
-                    continue
-                index = outcome.batches
-                outcome.records_read += rows
-                self.observer.batch_read(stream, rows)
-                with self.observer.batch(index, stream, rows):
-                    with self.observer.batch_stage(index, "validate", stream), clock.timing("validate"):
-                        checked = validator.validate(extracted.data)
-                    with self.observer.batch_stage(index, "write", stream), clock.timing("write"):
-                        self._write(checked, index, writers, sessions)
-                outcome.batches += 1
-                self._progress(validator.report.records_invalid, estimate)
+                if extracted.data.num_rows:
+                    self._take(
+                        extracted,
+                        writers=writers,
+                        validator=validator,
+                        sessions=sessions,
+                        clock=clock,
+                        stream=stream,
+                    )
+                    self._progress(validator.report.records_invalid, estimate)
+        self._finish_writes(writers, validator, clock)
+
+    def _take(
+        self,
+        extracted: ExtractedBatch,
+        *,
+        writers: _Writers,
+        validator: BatchValidator,
+        sessions: contextlib.ExitStack,
+        clock: StageClock,
+        stream: str | None,
+    ) -> int:
+        """Validate one batch with rows, write its valid rows; return how many were valid."""
+        outcome = self.outcome
+        rows = extracted.data.num_rows
+        index = outcome.batches
+        outcome.records_read += rows
+        self.observer.batch_read(stream, rows)
+        written = outcome.records_written
+        with self.observer.batch(index, stream, rows):
+            with self.observer.batch_stage(index, "validate", stream), clock.timing("validate"):
+                checked = validator.validate(extracted.data)
+            with self.observer.batch_stage(index, "write", stream), clock.timing("write"):
+                self._write(checked, index, writers, sessions)
+        outcome.batches += 1
+        return outcome.records_written - written
+
+    def _finish_writes(self, writers: _Writers, validator: BatchValidator, clock: StageClock) -> None:
         if writers.behind is not None:
             with clock.timing("write"):
                 writers.behind.finish()
@@ -256,6 +305,96 @@ class Attempt:
                 "column(s) %s are not in the schema and were not written",
                 ", ".join(sorted(validator.report.dropped_columns)),
             )
+
+    # Partitions ----------------------------------------------------------------------------
+
+    def _partitions(self, reader: ReaderSession, saved: JobState, state_key: str) -> list[Partition] | None:
+        """The reader's partitions, or ``None`` when it reads its stream whole."""
+        incremental = self.job.source.incremental is not None
+        partitions = reader.partitions(saved.partition_states(state_key) if incremental else {})
+        if len(partitions) == 1 and partitions[0].is_whole_stream:
+            return None
+        return partitions
+
+    def _move_partitions(
+        self,
+        reader: ReaderSession,
+        partitions: list[Partition],
+        *,
+        writers: _Writers,
+        validator: BatchValidator,
+        sessions: contextlib.ExitStack,
+        clock: StageClock,
+        stream: str | None,
+        state_of: Callable[[str], dict[str, Any] | None],
+    ) -> None:
+        """Extract the partitions, up to ``source.parallelism`` at once, through one write path."""
+        outcome = self.outcome
+        outcome.partitions = {p.name: PartitionCounts(p.name) for p in partitions}
+        estimate = reader.estimate()
+        observer = self.observer
+
+        def ended(name: str, complete: bool) -> None:
+            observer.partition_finished(stream, complete=complete)
+
+        extraction = PartitionedExtraction(
+            partitions,
+            at_once=self.job.source.partitions_at_once(),
+            first=reader,
+            open_session=self._open_more_source,
+            stream=stream,
+            schema=validator.schema,
+            state_of=state_of,
+            on_start=lambda name: observer.partition_started(),
+            on_end=ended,
+        )
+        log.info(
+            "reading %d partition(s), %d at once",
+            len(partitions),
+            extraction.at_once,
+            extra={"partitions": len(partitions), "parallelism": extraction.at_once},
+        )
+        try:
+            with self.observer.extracting(stream):
+                items = iter(extraction)
+                while True:
+                    with clock.timing("extract"):
+                        item = next(items, None)
+                    if item is None:
+                        break
+                    counts = outcome.partitions[item.partition]
+                    if item.batch is None:
+                        counts.complete = True
+                        self._progress(validator.report.records_invalid, estimate)
+                        continue
+                    if item.batch.state is not None:
+                        counts.state = item.batch.state
+                    rows = item.batch.data.num_rows
+                    if rows:
+                        counts.records_written += self._take(
+                            item.batch,
+                            writers=writers,
+                            validator=validator,
+                            sessions=sessions,
+                            clock=clock,
+                            stream=stream,
+                        )
+                        counts.records_read += rows
+                        counts.batches += 1
+                        observer.partition_read(item.partition, stream, rows)
+                        self._progress(validator.report.records_invalid, estimate)
+        except DativoError as exc:
+            exc.details.setdefault("partitions", len(partitions))
+            raise
+        finally:
+            extraction.stop()
+            for extra in extraction.extra_sessions():
+                sessions.callback(close_quietly, extra, "source")
+        self._finish_writes(writers, validator, clock)
+
+    def _open_more_source(self) -> ReaderSession:
+        session, _backend = self.preflight.open_source()
+        return session
 
     def _write(self, checked: Any, index: int, writers: _Writers, sessions: contextlib.ExitStack) -> None:
         outcome = self.outcome
@@ -296,6 +435,7 @@ class Attempt:
 
     def _progress(self, invalid: int, estimate: int | None) -> None:
         if self.on_progress is not None:
+            partitions = self.outcome.partitions or {}
             self.on_progress(
                 ProgressEvent(
                     records_read=self.outcome.records_read,
@@ -303,6 +443,8 @@ class Attempt:
                     records_invalid=invalid,
                     elapsed_s=self.observer.elapsed(),
                     estimate=estimate,
+                    partitions_done=sum(1 for p in partitions.values() if p.complete),
+                    partitions_total=len(partitions),
                 )
             )
 
@@ -320,6 +462,11 @@ class Attempt:
             saved=saved,
             state_key=state_key,
             state=outcome.state,
+            partition_states=(
+                None
+                if outcome.partitions is None
+                else {name: p.state for name, p in outcome.partitions.items() if p.state is not None}
+            ),
         )
         self.commits.commit(staged)
         outcome.commit = staged.commit

@@ -112,6 +112,8 @@ class StagedRun:
         saved: The state the attempt started from.
         state_key: The key of the job's stream in the state.
         state: The state the reader reported last, if any.
+        partition_states: For a partitioned read, each extracted partition's last state by
+            name (``None`` for a read of the whole stream).
         commit: What the target's ``commit_files`` returned, once it did.
     """
 
@@ -121,6 +123,7 @@ class StagedRun:
     saved: JobState
     state_key: str
     state: dict[str, Any] | None = None
+    partition_states: dict[str, dict[str, Any]] | None = None
     commit: dict[str, Any] = field(default_factory=dict)
 
 
@@ -199,9 +202,7 @@ class CommitProtocol:
         job = self.job
         new_state: JobState | None = None
         if job.source.incremental is not None:
-            streams = dict(staged.saved.streams)
-            streams[staged.state_key] = dict(staged.state or staged.saved.streams.get(staged.state_key, {}))
-            new_state = JobState(streams=streams, run_id=self.run_id, updated_at=utc_now_iso())
+            new_state = _next_state(staged, self.run_id)
             pending = PendingCommit(
                 run_id=self.run_id,
                 writer_run_id=staged.writer_run_id if self._probes_commits() else None,
@@ -240,7 +241,27 @@ class CommitProtocol:
             self.with_retry(
                 lambda: self.store.clear_pending(job.tenant, job.name), "clearing the pending state"
             )
-            staged.state = new_state.streams.get(staged.state_key)
+            if staged.partition_states is None:
+                staged.state = new_state.streams.get(staged.state_key)
+            else:
+                staged.state = {"partitions": new_state.partition_states(staged.state_key)}
+
+
+def _next_state(staged: StagedRun, run_id: str) -> JobState:
+    """The job's state once ``staged`` is committed: the stream's, or each extracted partition's.
+
+    Partitions not extracted by this run keep their state, so a partition that comes back
+    later resumes where it was.
+    """
+    saved = staged.saved
+    streams = dict(saved.streams)
+    partitions = {key: dict(by_name) for key, by_name in saved.partitions.items()}
+    if staged.partition_states is None:
+        streams[staged.state_key] = dict(staged.state or saved.streams.get(staged.state_key, {}))
+    else:
+        merged = partitions.setdefault(staged.state_key, {})
+        merged.update({name: dict(values) for name, values in staged.partition_states.items()})
+    return JobState(streams=streams, partitions=partitions, run_id=run_id, updated_at=utc_now_iso())
 
 
 def run_context(job: JobConfig, *, writer_run_id: str, ingest_date: str) -> Mapping[str, Any]:

@@ -119,6 +119,18 @@ class RunObserver:
         """Count one non-empty batch and its records."""
         self.metrics.batch(stream, records_read=rows)
 
+    def partition_read(self, partition: str, stream: str | None, rows: int) -> None:
+        """Count records one partition of a partitioned stream read."""
+        self.metrics.partition_read(partition, rows, stream=stream)
+
+    def partition_started(self) -> None:
+        """Count a partition as being extracted."""
+        self.metrics.partition_started()
+
+    def partition_finished(self, stream: str | None, *, complete: bool) -> None:
+        """Count a partition as done (``complete``) or stopped."""
+        self.metrics.partition_finished(stream=stream, complete=complete)
+
     def batch(self, index: int, stream: str | None, rows: int) -> contextlib.AbstractContextManager[Any]:
         """The span of batch ``index`` (sampled: see :meth:`Tracing.batch_sampled`)."""
         return self.tracing.batch(index, stream=stream, records=rows)

@@ -67,6 +67,8 @@ class RunResult:
         exit_code: The process exit code this outcome maps to.
         error: The error that ended a failed run.
         batches: Non-empty batches that went through the run (a count, not printed by ``run --json``).
+        partitions: Per partition of a partitioned stream, its counts and last state
+            (``None`` when the stream was read whole).
         metrics_text: The run's own metrics in the Prometheus text format when it ran in
             another process (added to the caller's); never serialised.
     """
@@ -98,6 +100,7 @@ class RunResult:
     validation: dict[str, Any] = field(default_factory=dict)
     commit: dict[str, Any] = field(default_factory=dict)
     sandbox: dict[str, str] = field(default_factory=dict)
+    partitions: list[dict[str, Any]] | None = None
     error: DativoError | None = None
     batches: int = 0
     metrics_text: str | None = field(default=None, repr=False, compare=False)
@@ -146,6 +149,7 @@ class RunResult:
             "state": self.state,
             "validation": self.validation,
             "sandbox": dict(self.sandbox),
+            "partitions": None if self.partitions is None else [dict(p) for p in self.partitions],
             "error": None if self.error is None else self.error.to_dict(),
         }
         redacted: dict[str, Any] = REDACTOR.redact(data)
@@ -202,5 +206,6 @@ _PLAIN_FIELDS = (
     "quarantine_output",
     "state_uri",
     "state",
+    "partitions",
     "batches",
 )

@@ -142,6 +142,8 @@ def _fill_success(result: RunResult, outcome: AttemptOutcome, job: JobConfig) ->
     result.manifest = outcome.commit.get("manifest")
     result.state = outcome.state if job.source.incremental is not None else None
     result.sandbox = outcome.sandbox
+    if outcome.partitions is not None:
+        result.partitions = [p.to_dict() for p in outcome.partitions.values()]
     if outcome.report is not None:
         result.validation = outcome.report.to_dict()
         result.records_invalid = outcome.report.records_invalid
@@ -157,6 +159,8 @@ def _fill_failure(result: RunResult, error: DativoError, last: AttemptOutcome | 
         result.stream = last.stream
         result.sandbox = last.sandbox
         result.attempts = last.attempts
+        if last.partitions is not None:
+            result.partitions = [p.to_dict() for p in last.partitions.values()]
     result.status = RunStatus.FAILED
     result.exit_code = exit_code_for(error)
     validation = error.details.get("validation")

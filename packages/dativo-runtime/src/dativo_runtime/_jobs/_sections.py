@@ -6,9 +6,10 @@ every key, and ``dativo-run schema`` prints their JSON Schema.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, field_validator, model_validator
 
 from dativo_plugin_sdk import Column, ColumnType
 from dativo_runtime._sandbox._base import SandboxLimits
@@ -67,6 +68,25 @@ class SourceSpec(JobSection):
     incremental: IncrementalSpec | None = Field(
         default=None, description="Enables incremental state; absent means a full read every run."
     )
+    parallelism: StrictInt | Literal["auto"] = Field(
+        default=1,
+        description="Partitions extracted at once, each in its own sandbox worker: an integer >= 1, or "
+        "'auto' for this machine's cores. Readers that do not split their stream read it in one.",
+    )
+
+    @field_validator("parallelism")
+    @classmethod
+    def _parallelism_at_least_one(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("parallelism must be an integer >= 1 or 'auto'")
+        return value
+
+    def partitions_at_once(self) -> int:
+        """How many partitions to extract at once: ``parallelism``, ``auto`` being the usable cores."""
+        if self.parallelism == "auto":
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+            return max(1, cores or 1)
+        return int(self.parallelism)
 
 
 class TargetSpec(JobSection):

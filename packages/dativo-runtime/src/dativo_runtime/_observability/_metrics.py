@@ -68,7 +68,14 @@ _RUN_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 
 _STAGE_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 _COLD_START_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
-_LIMITS = {"tenant": 200, "dativo_job": 2000, "stream": 500, "error_code": 100, "backend": 20}
+_LIMITS = {
+    "tenant": 200,
+    "dativo_job": 2000,
+    "stream": 500,
+    "partition": 200,
+    "error_code": 100,
+    "backend": 20,
+}
 _MAX_LABEL_LENGTH = 100
 _ERROR_CODE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -151,6 +158,21 @@ class RunMetrics:
         )
         self.batches = Counter(
             "dativo_batches", "Batches that went through the pipeline.", stream, registry=reg
+        )
+        self.partition_records_read = Counter(
+            "dativo_partition_records_read",
+            "Records read per partition of a partitioned stream (past 200 partitions, '_other').",
+            [*stream, "partition"],
+            registry=reg,
+        )
+        self.partitions_extracted = Counter(
+            "dativo_partitions_extracted",
+            "Partitions of a partitioned stream extracted to their end.",
+            stream,
+            registry=reg,
+        )
+        self.partitions_in_progress = Gauge(
+            "dativo_partitions_in_progress", "Partitions being extracted now.", job, registry=reg
         )
         self.stage_duration = Histogram(
             "dativo_stage_duration_seconds",
@@ -318,6 +340,21 @@ class JobMetrics:
             (self._m.bytes_written, bytes_written),
         ):
             counter.labels(**labels).inc(max(int(amount), 0))
+
+    def partition_read(self, partition: str, rows: int, *, stream: str | None = None) -> None:
+        """Count ``rows`` read by partition ``partition`` of a partitioned stream."""
+        labels = {**self._stream(stream), "partition": self._m.label("partition", partition)}
+        self._m.partition_records_read.labels(**labels).inc(max(int(rows), 0))
+
+    def partition_started(self) -> None:
+        """Count a partition as being extracted."""
+        self._m.partitions_in_progress.labels(**self._job).inc()
+
+    def partition_finished(self, *, stream: str | None = None, complete: bool) -> None:
+        """Count a partition as no longer extracted (``complete``: it reached its end)."""
+        self._m.partitions_in_progress.labels(**self._job).dec()
+        if complete:
+            self._m.partitions_extracted.labels(**self._stream(stream)).inc()
 
     def records_written(self, count: int, *, stream: str | None = None, bytes_written: int = 0) -> None:
         """Count records (and bytes) that became durable at commit time, outside a batch."""

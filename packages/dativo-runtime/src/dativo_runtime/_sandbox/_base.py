@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from dativo_plugin_sdk import Column, ConnectionTestResult, DiscoveryResult, SandboxError
+from dativo_plugin_sdk import Column, ConnectionTestResult, DiscoveryResult, Partition, SandboxError
 from dativo_runtime._plugins._ref import PluginInfo, PluginRef
 
 __all__ = [
@@ -184,12 +184,21 @@ class ReaderSession(_Session):
         """Run the plugin's ``discover``."""
 
     @abc.abstractmethod
+    def partitions(self, states: Mapping[str, Mapping[str, Any]]) -> list[Partition]:
+        """Run the plugin's ``partitions`` (SDK 1.1), its ``partition_states`` set to ``states``.
+
+        Returns:
+            The partitions, checked (:func:`~._partitions.checked_partitions`).
+        """
+
+    @abc.abstractmethod
     def extract(
         self,
         *,
         stream: str | None = None,
         state: Mapping[str, Any] | None = None,
         schema: pa.Schema | None = None,
+        partition: Partition | None = None,
     ) -> Iterator[ExtractedBatch]:
         """Stream the plugin's batches as Arrow.
 
@@ -198,6 +207,9 @@ class ReaderSession(_Session):
             state: The saved state to resume from (``None``: a full read, still with an
                 empty ``State`` object so an incremental plugin can record progress).
             schema: Arrow schema dict batches are converted with (see ``batch_to_arrow``).
+            partition: The partition to extract, by a new instance of the plugin whose
+                ``partition`` is set to it; ``None``: the session's instance reads the
+                whole stream.
 
         Yields:
             :class:`ExtractedBatch` objects, in the order the plugin yielded them. Each

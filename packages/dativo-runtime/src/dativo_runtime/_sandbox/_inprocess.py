@@ -26,6 +26,7 @@ from dativo_plugin_sdk import (
     ConnectionTestResult,
     DativoError,
     DiscoveryResult,
+    Partition,
     PluginError,
     State,
     is_retryable,
@@ -42,6 +43,7 @@ from dativo_runtime._sandbox._base import (
     SessionMounts,
     WriterSession,
 )
+from dativo_runtime._sandbox._partitions import checked_partitions
 from dativo_runtime._secrets import RedactingStream
 
 __all__ = ["InProcessSandbox"]
@@ -170,15 +172,37 @@ class _InProcessReader(ReaderSession):
         value = _call(self.ref, "get_total_records_estimate", self.plugin.get_total_records_estimate)
         return int(value) if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
+    def partitions(self, states: Mapping[str, Mapping[str, Any]]) -> list[Partition]:
+        self.plugin.partition_states = {str(k): dict(v) for k, v in states.items()}
+        return checked_partitions(_call(self.ref, "partitions", self.plugin.partitions), self.ref.ref)
+
     def extract(
         self,
         *,
         stream: str | None = None,
         state: Mapping[str, Any] | None = None,
         schema: pa.Schema | None = None,
+        partition: Partition | None = None,
+    ) -> Iterator[ExtractedBatch]:
+        if partition is None:
+            yield from self._extract(self.plugin, stream, state, schema)
+            return
+        instance = _call(self.ref, "__init__", type(self.plugin), config=self.plugin.config)
+        try:
+            instance.partition = partition
+            yield from self._extract(instance, stream, state, schema)
+        finally:
+            _call(self.ref, "close", instance.close)
+
+    def _extract(
+        self,
+        plugin: BaseReader,
+        stream: str | None,
+        state: Mapping[str, Any] | None,
+        schema: pa.Schema | None,
     ) -> Iterator[ExtractedBatch]:
         plugin_state = State(state or {}, stream=stream)
-        iterator = _call(self.ref, "extract", self.plugin.extract, state=plugin_state)
+        iterator = _call(self.ref, "extract", plugin.extract, state=plugin_state)
         last_schema = schema
         try:
             while True:

@@ -33,29 +33,55 @@ def _refuse_constant(name: str) -> Any:
 
 @dataclass
 class JobState:
-    """The saved state of one job: a state dict per stream, and which run saved it."""
+    """The saved state of one job: a state dict per stream (and per partition), and which run saved it.
+
+    Attributes:
+        streams: The state of each stream read whole (unpartitioned), by stream key.
+        partitions: The state of each partition of a partitioned stream: stream key, then
+            partition name. A partition with none yet starts from its stream's entry in
+            :attr:`streams`.
+        run_id: The run that saved the state.
+        updated_at: When it did.
+    """
 
     streams: dict[str, dict[str, Any]] = field(default_factory=dict)
+    partitions: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     run_id: str | None = None
     updated_at: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the state as JSON data."""
-        return {
+        data: dict[str, Any] = {
             "format": STATE_FORMAT,
             "run_id": self.run_id,
             "updated_at": self.updated_at,
             "streams": self.streams,
         }
+        if self.partitions:
+            data["partitions"] = self.partitions
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobState:
         """Rebuild a state from :meth:`to_dict` output."""
         return cls(
             streams={str(k): dict(v) for k, v in (data.get("streams") or {}).items()},
+            partitions={
+                str(stream): {str(name): dict(values) for name, values in dict(by_name).items()}
+                for stream, by_name in (data.get("partitions") or {}).items()
+            },
             run_id=data.get("run_id"),
             updated_at=data.get("updated_at"),
         )
+
+    def partition_states(self, stream_key: str) -> dict[str, dict[str, Any]]:
+        """Every partition's committed state of stream ``stream_key``, by partition name."""
+        return {name: dict(values) for name, values in self.partitions.get(stream_key, {}).items()}
+
+    def state_of_partition(self, stream_key: str, name: str) -> dict[str, Any]:
+        """Where partition ``name`` resumes: its own state, else its stream's unpartitioned state."""
+        own = self.partitions.get(stream_key, {}).get(name)
+        return dict(own if own is not None else self.streams.get(stream_key, {}))
 
 
 @dataclass

@@ -55,6 +55,7 @@ from dativo_plugin_sdk import (
     ConnectionTestResult,
     DativoError,
     DiscoveryResult,
+    Partition,
     PluginError,
     State,
     is_retryable,
@@ -304,6 +305,8 @@ class _Worker:
         self.writer = writer
         self.relay = relay
         self.plugin: Any = None
+        self.plugin_cls: Any = None
+        self.config: Mapping[str, Any] = {}
         self.ref = "?"
         self.method = "__init__"
         self.scope: PluginScope | None = None
@@ -361,6 +364,8 @@ class _Worker:
             pass  # Described in ``loaded``; never built.
         elif role == "reader":
             self.plugin = plugin_cls(config=config)
+            # Kept for the new instance each partition is extracted by (see ``extract``).
+            self.plugin_cls, self.config = plugin_cls, config
         else:
             columns = hello.get("schema")
             schema = None if columns is None else [Column.from_dict(c) for c in columns]
@@ -398,6 +403,8 @@ class _Worker:
             value = plugin.get_total_records_estimate()
             valid = isinstance(value, int) and not isinstance(value, bool) and value >= 0
             return True, value if valid else None
+        if op == "partitions":
+            return True, self.partitions(message)
         if op == "extract":
             self.extract(message)
             return True, None
@@ -423,15 +430,47 @@ class _Worker:
             return False, None
         raise ProtocolError(f"unknown request {op!r}")
 
+    def partitions(self, message: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Run the plugin's ``partitions`` after handing it every partition's committed state."""
+        states = message.get("states") or {}
+        self.plugin.partition_states = {str(k): dict(v) for k, v in states.items()}
+        listed = self.plugin.partitions()
+        if not isinstance(listed, list) or not all(isinstance(p, Partition) for p in listed):
+            raise _wrong_type(self.ref, "partitions", listed, "a list of Partition objects")
+        return [p.to_dict() for p in listed]
+
     def extract(self, message: Mapping[str, Any]) -> None:
-        """Stream the plugin's batches as Arrow, within the host's credit window."""
+        """Stream the plugin's batches as Arrow, within the host's credit window.
+
+        With a ``partition``, a new instance of the plugin extracts it (its ``partition``
+        set first) and is closed at the end; without one the session's instance extracts
+        the whole stream.
+        """
+        partition = message.get("partition")
+        if partition is None:
+            self.run_extract(self.plugin, message)
+            return
+        instance = self.plugin_cls(config=self.config)
+        try:
+            instance.partition = Partition.from_dict(partition)
+            self.run_extract(instance, message)
+        finally:
+            try:
+                instance.close()
+            except Exception as exc:  # The extract already answered; say it, never fail after.
+                logging.getLogger("dativo.plugin").warning(
+                    "close() of partition %r failed: %s: %s", instance.partition.name, type(exc).__name__, exc
+                )
+
+    def run_extract(self, plugin: Any, message: Mapping[str, Any]) -> None:
+        """Stream ``plugin``'s batches as Arrow, within the host's credit window."""
         from dativo_plugin_sdk._arrow import batch_to_arrow
 
         schema = schema_from_text(message.get("schema"))
         state = State(message.get("state") or {}, stream=message.get("stream"))
         credit = int(message.get("window") or DEFAULT_WINDOW)
         last_state = state.to_dict()
-        batches: Iterator[Any] = iter(self.plugin.extract(state=state))
+        batches: Iterator[Any] = iter(plugin.extract(state=state))
         try:
             for batch in batches:
                 data = batch_to_arrow(batch, schema)

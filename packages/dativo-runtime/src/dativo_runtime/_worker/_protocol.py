@@ -78,7 +78,7 @@ __all__ = [
     "schema_to_text",
 ]
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 FRAME_CONTROL = 1
 FRAME_DATA = 2
 MAX_FRAME_BYTES = 512 * 1024 * 1024

@@ -17,12 +17,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dativo_plugin_sdk import (
+    WHOLE_STREAM,
     BaseReader,
     Column,
     ConfigurationError,
     ConnectionTestResult,
     DiscoveredStream,
     DiscoveryResult,
+    Partition,
     State,
     ValidationError,
 )
@@ -92,9 +94,14 @@ class _FileSet:
                 self.pattern = "*"
             self.storage = open_storage(root)
 
+    @property
+    def names_one_file(self) -> bool:
+        """Whether ``path`` names one file (not a folder or a glob)."""
+        return not self.is_glob and self.pattern != "*"
+
     def list(self) -> list[SourceFile]:
         files = []
-        single = not self.is_glob and self.pattern != "*"
+        single = self.names_one_file
         prefix = "" if not single else self.pattern
         for info in self.storage.list_files(prefix):
             name = info.path.rsplit("/", 1)[-1]
@@ -294,15 +301,40 @@ class FileReader(BaseReader, abc.ABC):
         newest = pc.max(typed) if len(typed) else None
         return batch, newest if newest is not None and newest.is_valid else None
 
+    def partitions(self) -> list[Partition]:
+        """One partition per file of a folder or glob, named by its path under it.
+
+        A file's partition keeps its own state: with ``mtime`` the file is read again only
+        once it changes; with ``cursor`` only its rows past its own maximum are read. A file
+        read before the reader partitioned resumes from the stream's state. A ``path`` naming
+        one file is read whole, as one stream.
+        """
+        if self.files.names_one_file:
+            return [Partition(WHOLE_STREAM)]
+        return [
+            Partition(
+                f.path,
+                {"path": f.path, "location": f.location, "size": f.size, "mtime_ns": f.mtime_ns},
+            )
+            for f in self.files.list()
+        ]
+
+    def _partition_files(self) -> list[SourceFile]:
+        """The files this instance reads: its partition's one file, or every file."""
+        if self.partition.is_whole_stream:
+            return self.files.list()
+        params = self.partition.params
+        return [SourceFile(params["path"], params["location"], int(params["size"]), int(params["mtime_ns"]))]
+
     def extract(self, state: State | None = None) -> Iterator[pa.RecordBatch]:
-        """Yield every selected file's records as Arrow batches.
+        """Yield every selected file's records (or the partition's file's) as Arrow batches.
 
         With ``incremental.strategy: mtime`` only files that are new or modified since the
         saved state are read; with ``cursor`` every file is read and only rows whose
         ``cursor_field`` exceeds the saved maximum are yielded. State is updated after the
         batch it covers is yielded.
         """
-        files = self._select(self.files.list(), state)
+        files = self._select(self._partition_files(), state)
         cursor_type = self._cursor_type(files) if self.strategy == "cursor" and files else None
         last: pa.Scalar[Any] | None = None
         if cursor_type is not None and state is not None and state.get("cursor") is not None:

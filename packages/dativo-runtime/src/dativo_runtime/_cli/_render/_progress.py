@@ -56,12 +56,13 @@ def progress_bar(enabled: bool, description: str) -> Iterator[Any]:
         TextColumn("[bold]{task.fields[records]}[/bold] records"),
         TextColumn("{task.fields[rate]} rec/s"),
         TextColumn("{task.fields[invalid]} invalid"),
+        TextColumn("{task.fields[partitions]}"),
         TimeElapsedColumn(),
     )
     root = logging.getLogger()
     handlers = [h for h in root.handlers if isinstance(h, logging.StreamHandler)]
     with Progress(*columns, console=stderr_console, transient=True) as progress:
-        task = progress.add_task(description, total=None, records=0, rate="0", invalid=0)
+        task = progress.add_task(description, total=None, records=0, rate="0", invalid=0, partitions="")
         previous = [h.stream for h in handlers]
         for handler in handlers:
             handler.setStream(_ConsoleStream(progress.console))
@@ -76,6 +77,11 @@ def progress_bar(enabled: bool, description: str) -> Iterator[Any]:
                     records=event.records_read,
                     rate=f"{rate:,.0f}",
                     invalid=event.records_invalid,
+                    partitions=(
+                        f"{event.partitions_done}/{event.partitions_total} partitions"
+                        if event.partitions_total
+                        else ""
+                    ),
                 )
 
             yield update

@@ -55,6 +55,14 @@ def render_run(result: RunResult, out: Console) -> None:
         + (f" · quarantined {result.records_quarantined}" if result.records_quarantined else "")
     )
     table.add_row("records", counts)
+    if result.partitions:
+        done = sum(1 for p in result.partitions if p.get("complete"))
+        busiest = sorted(result.partitions, key=lambda p: -int(p.get("records_read") or 0))[:3]
+        shown = ", ".join(f"{p['name']} {p.get('records_read', 0)}" for p in busiest)
+        more = " …" if len(result.partitions) > len(busiest) else ""
+        table.add_row(
+            "partitions", Text(f"{done} of {len(result.partitions)} read to the end ({shown}{more})")
+        )
     if result.succeeded:
         files = f"{len(result.files)} new file(s), {_size(result.bytes_written)}"
         table.add_row("output", Text(f"{result.output or result.target}  ({files})"))

@@ -32,6 +32,7 @@ from dativo_plugin_sdk import (
     ConnectionTestResult,
     DativoError,
     DiscoveryResult,
+    Partition,
     SandboxError,
     ValidationError,
 )
@@ -56,6 +57,7 @@ from dativo_runtime._sandbox._limits import (
     effective_limits,
     format_bytes,
 )
+from dativo_runtime._sandbox._partitions import checked_partitions
 from dativo_runtime._sandbox.host._client import WorkerClient
 from dativo_runtime._sandbox.host._exit import SANDBOX_FAILURE_REASONS, describe_exit
 from dativo_runtime._sandbox.host._output_guard import DiskQuota, sanitize_output
@@ -233,12 +235,18 @@ class RemoteReaderSession(ReaderSession):
         value = self.client.request("estimate")
         return None if value is None else int(value)
 
+    def partitions(self, states: Mapping[str, Mapping[str, Any]]) -> list[Partition]:
+        """Run the plugin's ``partitions`` in the worker; check what comes back."""
+        value = self.client.request("partitions", states={k: dict(v) for k, v in states.items()})
+        return checked_partitions(value, self.info.ref)
+
     def extract(
         self,
         *,
         stream: str | None = None,
         state: Mapping[str, Any] | None = None,
         schema: pa.Schema | None = None,
+        partition: Partition | None = None,
     ) -> Iterator[ExtractedBatch]:
         """Stream the plugin's batches from the worker, at most ``window`` batches ahead.
 
@@ -255,6 +263,7 @@ class RemoteReaderSession(ReaderSession):
                 "state": dict(state) if state is not None else None,
                 "schema": schema_to_text(schema),
                 "window": self.window,
+                "partition": partition.to_dict() if partition is not None else None,
             }
         )
         pump = _FramePump(client, self.window)
