@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from dativo_plugin_sdk import DativoError, Partition
+from dativo_plugin_sdk import Column, ConfigurationError, DativoError, Partition
 from dativo_plugin_sdk._arrow import arrow_schema_for
 from dativo_runtime._engine._commit import (
     CommitProtocol,
@@ -25,6 +25,11 @@ from dativo_runtime._engine._commit import (
     target_storage_options,
 )
 from dativo_runtime._engine._observer import RunObserver, StageClock
+from dativo_runtime._engine._partition_task import (
+    PartitionRequest,
+    PartitionRunner,
+    can_stage_remotely,
+)
 from dativo_runtime._engine._partitioned import PartitionCounts, PartitionedExtraction
 from dativo_runtime._engine._preflight import Preflight
 from dativo_runtime._engine._sessions import (
@@ -40,6 +45,7 @@ from dativo_runtime._jobs._model import JobConfig
 from dativo_runtime._plugins._ref import PluginRef
 from dativo_runtime._sandbox import ExtractedBatch, ReaderSession, WriterSession
 from dativo_runtime._storage._state_store import JobState
+from dativo_runtime.connectors._parquet import ParquetWriter
 
 __all__ = ["Attempt", "AttemptOutcome", "ProgressEvent"]
 
@@ -114,6 +120,8 @@ class Attempt:
         observer: Where run events go (metrics, spans).
         ingest_date: The run's date, for writers that partition by it.
         on_progress: Called after each batch.
+        partition_runner: Stages partitions on other machines (``--executor dask``); this
+            machine extracts them when ``None`` or when the job's target cannot be shared.
     """
 
     def __init__(
@@ -127,8 +135,10 @@ class Attempt:
         observer: RunObserver,
         ingest_date: str,
         on_progress: Callable[[ProgressEvent], None] | None = None,
+        partition_runner: PartitionRunner | None = None,
     ) -> None:
         self.job = job
+        self.partition_runner = partition_runner
         self.run_id = run_id
         self.number = number
         self.preflight = preflight
@@ -197,6 +207,19 @@ class Attempt:
                         clock=clock,
                         stream=stream.name,
                         state_in=state_in,
+                    )
+                elif self._stages_remotely():
+                    self._stage_partitions(
+                        partitions,
+                        writers=writers,
+                        validator=validator,
+                        stream=stream.name,
+                        columns=stream.columns,
+                        state_of=lambda name: (
+                            saved.state_of_partition(state_key, name)
+                            if job.source.incremental is not None
+                            else None
+                        ),
                     )
                 else:
                     self._move_partitions(
@@ -391,6 +414,70 @@ class Attempt:
             for extra in extraction.extra_sessions():
                 sessions.callback(close_quietly, extra, "source")
         self._finish_writes(writers, validator, clock)
+
+    def _stages_remotely(self) -> bool:
+        if self.partition_runner is None:
+            return False
+        ok, why = can_stage_remotely(self.job)
+        if not ok:
+            log.info("the job's partitions are read on this machine: %s", why)
+        return ok
+
+    def _stage_partitions(
+        self,
+        partitions: list[Partition],
+        *,
+        writers: _Writers,
+        validator: BatchValidator,
+        stream: str | None,
+        columns: list[Column] | None,
+        state_of: Callable[[str], dict[str, Any] | None],
+    ) -> None:
+        """Have the partition runner stage every partition into this attempt's target run, then adopt them."""
+        assert self.partition_runner is not None
+        holder = getattr(writers.target, "plugin", None)
+        if not isinstance(holder, ParquetWriter):
+            raise ConfigurationError("partitions staged on a cluster need the built-in parquet target")
+        writer_run_id = holder.begin()  # The run's lease, held here until the commit.
+        outcome = self.outcome
+        outcome.partitions = {p.name: PartitionCounts(p.name) for p in partitions}
+        requests = [
+            PartitionRequest(
+                job=self.job,
+                run_id=self.run_id,
+                writer_run_id=writer_run_id,
+                tag=f"p{index}",
+                stream=stream,
+                columns=None if columns is None else [c.to_dict() for c in columns],
+                partition=partition.to_dict(),
+                state=state_of(partition.name),
+                ingest_date=self.ingest_date,
+            )
+            for index, partition in enumerate(partitions)
+        ]
+        log.info(
+            "staging %d partition(s) on the cluster",
+            len(requests),
+            extra={"partitions": len(requests), "writer_run_id": writer_run_id},
+        )
+        with self.observer.extracting(stream):
+            for staged in self.partition_runner(requests):
+                holder.adopt(staged.files)
+                counts = outcome.partitions[staged.partition]
+                counts.records_read = staged.records_read
+                counts.records_written = staged.records_written
+                counts.batches = staged.batches
+                counts.state = staged.state
+                counts.complete = True
+                outcome.records_read += staged.records_read
+                outcome.records_written += staged.records_written
+                outcome.batches += staged.batches
+                validator.report.add(staged.report)
+                self.observer.batch_read(stream, staged.records_read)
+                self.observer.partition_read(staged.partition, stream, staged.records_read)
+                self.observer.partition_finished(stream, complete=True)
+                outcome.sandbox.setdefault("source", staged.sandbox)
+                self._progress(validator.report.records_invalid, None)
 
     def _open_more_source(self) -> ReaderSession:
         session, _backend = self.preflight.open_source()

@@ -29,6 +29,7 @@ from dativo_runtime._engine._attempt import Attempt, AttemptOutcome, ProgressEve
 from dativo_runtime._engine._commit import CommitProtocol
 from dativo_runtime._engine._observer import RunObserver
 from dativo_runtime._engine._outcome import RunResult, RunStatus
+from dativo_runtime._engine._partition_task import PartitionRunner
 from dativo_runtime._engine._preflight import Preflight
 from dativo_runtime._engine._retry import RetryPolicy, call_with_retry
 from dativo_runtime._engine._termination import raise_if_requested
@@ -59,8 +60,10 @@ class _JobRun:
         on_progress: Callable[[ProgressEvent], None] | None,
         sleep: Callable[[float], None],
         observer: RunObserver,
+        partition_runner: PartitionRunner | None = None,
     ) -> None:
         self.job = job
+        self.partition_runner = partition_runner
         self.run_id = run_id
         self.on_progress = on_progress
         self.sleep = sleep
@@ -101,6 +104,7 @@ class _JobRun:
                     observer=self.observer,
                     ingest_date=self.ingest_date,
                     on_progress=self.on_progress,
+                    partition_runner=self.partition_runner,
                 )
                 self.last_attempt = attempt.outcome
                 try:
@@ -220,6 +224,7 @@ def run_job(
     sleep: Callable[[float], None] = time.sleep,
     metrics: RunMetrics | None = None,
     tracing: Tracing | None = None,
+    partition_runner: PartitionRunner | None = None,
 ) -> RunResult:
     """Run one job to completion: extract, validate, write, commit, save state.
 
@@ -237,6 +242,8 @@ def run_job(
         metrics: Where the run's Prometheus metrics go (a private registry by default).
         tracing: Where its spans go; the process's active tracing (off unless the
             ``OTEL_*`` variables ask for it) by default.
+        partition_runner: Stages the job's partitions on other machines (a Dask cluster;
+            see :mod:`._partition_task`); they are read on this machine by default.
 
     Returns:
         The run's :class:`RunResult`.
@@ -266,7 +273,13 @@ def run_job(
         execution: _JobRun | None = None
         try:
             execution = _JobRun(
-                job, run_id, policy=policy, on_progress=on_progress, sleep=sleep, observer=observer
+                job,
+                run_id,
+                policy=policy,
+                on_progress=on_progress,
+                sleep=sleep,
+                observer=observer,
+                partition_runner=partition_runner,
             )
             result.state_uri = execution.store.uri(job.tenant, job.name)
             outcome = execution.run()

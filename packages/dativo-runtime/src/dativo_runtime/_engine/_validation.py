@@ -71,6 +71,14 @@ class ValidationReport:
             "dropped_columns": sorted(self.dropped_columns),
         }
 
+    def add(self, other: ValidationReport) -> None:
+        """Count what ``other`` (another partition's report) found too."""
+        self.records_checked += other.records_checked
+        self.records_invalid += other.records_invalid
+        self.counts.update(other.counts)
+        self.examples.extend(other.examples[: max(0, _MAX_EXAMPLES - len(self.examples))])
+        self.dropped_columns |= other.dropped_columns
+
     def summary(self) -> str:
         """One paragraph: how many records are invalid, by field and reason, and the first examples."""
         if not self.records_invalid:

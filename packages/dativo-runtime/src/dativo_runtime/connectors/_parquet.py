@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import logging
 import os
+import re
 import tempfile
 import uuid
 from collections import OrderedDict
@@ -117,6 +118,7 @@ class ParquetWriter(BaseWriter):
         self._finished = False
         self._committed = False
         self._runs = 1
+        self._joined_as: str | None = None
 
     # Storage and session -------------------------------------------------------------
 
@@ -135,7 +137,7 @@ class ParquetWriter(BaseWriter):
         return self._dataset
 
     def _start(self) -> None:
-        if self._lease is not None:
+        if self._lease is not None or self._joined_as is not None:
             return
         if self._finished:
             # A writer reused after a commit or an abort starts a new run with a new id.
@@ -317,7 +319,8 @@ class ParquetWriter(BaseWriter):
         while len(self._open) >= self.max_open_files:
             _, oldest = next(iter(self._open.items()))
             self._close_file(oldest)
-        name = f"part-{self.run_id}-{self._sequence:05d}.parquet"
+        tag = f"{self._joined_as}-" if self._joined_as is not None else ""
+        name = f"part-{self.run_id}-{tag}{self._sequence:05d}.parquet"
         self._sequence += 1
         prefix = ParquetDataset.staging_prefix(self.run_id)
         staged = f"{prefix}/{rel}/{name}{STAGED_SUFFIX}" if rel else f"{prefix}/{name}{STAGED_SUFFIX}"
@@ -393,6 +396,60 @@ class ParquetWriter(BaseWriter):
         self._buffered_bytes = 0
         for handle in list(self._open.values()):
             self._close_file(handle)
+
+    # One run staged by several writers (partitions extracted on other machines) ----------
+
+    def begin(self) -> str:
+        """Start the run now, taking its lease, so that other writers can :meth:`join_run` it.
+
+        Returns:
+            The run's id.
+        """
+        self._start()
+        return self.run_id
+
+    def join_run(self, run_id: str, tag: str) -> None:
+        r"""Stage files into run ``run_id``, whose lease the writer that :meth:`begin`\ s it holds.
+
+        This writer never takes a lease, never recovers other runs and never commits: it
+        hands its files over with :meth:`staged_files`. Its file names carry ``tag``.
+
+        Args:
+            run_id: The run to stage into.
+            tag: Unique among the writers joining the run (letters, digits, ``-``).
+        """
+        if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", tag):
+            raise ValueError(f"join tag {tag!r} must be 1 to 64 letters, digits or '-'")
+        self.run_id = run_id
+        self._joined_as = tag
+
+    def staged_files(self) -> list[dict[str, Any]]:
+        """Close this joined writer's files and hand them over as manifest entries.
+
+        Returns:
+            One :meth:`ManifestFile.to_dict` entry per staged file, for :meth:`adopt`.
+        """
+        try:
+            self._flush_all()
+        except OSError as exc:
+            raise self._io_error(exc, "stage files") from exc
+        files = [f.to_dict() for f in self._closed]
+        self._closed = []
+        self._finished = True
+        return files
+
+    def adopt(self, files: Sequence[Mapping[str, Any]]) -> None:
+        """Commit the files joined writers staged into this run with its own (at :meth:`commit_files`).
+
+        Raises:
+            ValueError: If an entry is not a file staged under this run.
+        """
+        prefix = ParquetDataset.staging_prefix(self.run_id) + "/"
+        for entry in files:
+            file = ManifestFile.from_dict(dict(entry))
+            if not file.staged.startswith(prefix) or ".." in file.staged.split("/"):
+                raise ValueError(f"{file.staged!r} was not staged under run {self.run_id}")
+            self._closed.append(file)
 
     # Committing ----------------------------------------------------------------------
 
@@ -476,6 +533,9 @@ class ParquetWriter(BaseWriter):
         if self._committed:
             self._finish()
             return
+        if self._joined_as is not None:
+            self._abort_joined()
+            return
         for handle in list(self._open.values()):
             with contextlib.suppress(Exception):
                 handle.writer.close()
@@ -493,7 +553,25 @@ class ParquetWriter(BaseWriter):
                 self._finish()
         self._finished = True
 
+    def _abort_joined(self) -> None:
+        """Delete this joined writer's own staged files (never the run's other files)."""
+        for handle in list(self._open.values()):
+            with contextlib.suppress(Exception):
+                handle.writer.close()
+                handle.sink.close()
+            with contextlib.suppress(OSError):
+                handle.local_path.unlink()
+        for file in self._closed:
+            with contextlib.suppress(OSError):
+                self.storage.delete(file.staged)
+        self._open.clear()
+        self._closed = []
+        self._buffers.clear()
+        self._buffered_bytes = 0
+        self._finished = True
+
     def close(self) -> None:
         """Abort anything not committed and release the lease."""
-        if not self._finished and (self._lease is not None or self._open):
+        joined = self._joined_as is not None and bool(self._closed)
+        if not self._finished and (self._lease is not None or self._open or joined):
             self.abort()
