@@ -101,7 +101,9 @@ def test_check_run_and_state_on_s3(tmp_path: Path, write_job: Any, run_cli: Any,
 
     state = json.loads(s3.get_object(Bucket=s3.bucket, Key="state/acme/orders-s3.json")["Body"].read())
     assert state["run_id"] == summary["run_id"]
-    assert "mtime_ns" in state["streams"]["default"]
+    # A glob reads each file as a partition with its own state.
+    assert state["partitions"]["default"]
+    assert all("mtime_ns" in file_state for file_state in state["partitions"]["default"].values())
     again = run_cli("run", "--config", str(job), "--json", env=env())
     assert (json.loads(again.stdout)["status"], json.loads(again.stdout)["records_read"]) == ("succeeded", 0)
     upload_orders(s3, "more.csv")
