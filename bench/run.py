@@ -30,12 +30,21 @@ from dativo_bench.candidates import BENCH_DIR, CANDIDATE_NAMES, CEILING, FLOOR, 
 from dativo_bench.ipc_validation import IpcValidation, measure_ipc_validation
 from dativo_bench.measurement import SAMPLE_INTERVAL_S
 from dativo_bench.parallel_jobs import ParallelScaling, parallel_candidates
-from dativo_bench.report import RssScaling, check_targets, print_report, results_document
+from dativo_bench.partition_parallelism import HEADER as PARALLELISM_HEADER
+from dativo_bench.partition_parallelism import PartitionParallelism, parallelism_candidates
+from dativo_bench.report import (
+    RssScaling,
+    TargetCheck,
+    check_targets,
+    print_report,
+    results_document,
+    table_printer,
+)
 from dativo_bench.runner import OK, CandidateResult, Runner
 from dativo_bench.sandbox_startup import ColdStart, measure_cold_start
 from dativo_bench.singer_adapter import SingerAdapter, adapter_candidates
 
-EXTRAS = ("cold-start", "rss", "parallel", "ipc-validation", "adapter")
+EXTRAS = ("cold-start", "rss", "parallel", "parallelism", "ipc-validation", "adapter")
 """Sections that ``--only`` can name besides candidates."""
 
 RSS_CANDIDATES = ("dativo-dict-none", "dativo-dict-process", FLOOR)
@@ -74,6 +83,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--work-dir", type=Path, help="folder for the runs' output (default: a new temp folder)"
     )
     parser.add_argument("--keep", action="store_true", help="keep every run's folder, output included")
+    parser.add_argument(
+        "--parallelism-level",
+        type=int,
+        default=2,
+        help="source.parallelism of the parallelism section's para-p2 job (default 2; 1 checks the plumbing)",
+    )
     args = parser.parse_args(argv)
     args.n = args.n if args.n is not None else (100_000 if args.quick else 1_000_000)
     if args.rss_n:
@@ -90,6 +105,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.selected = set(selected) or {*CANDIDATE_NAMES, *EXTRAS}
     if args.n <= 0 or args.runs <= 0 or args.batch_size <= 0 or min(args.rss_sizes) <= 0:
         parser.error("--n, --runs, --batch-size and --rss-n must be positive")
+    if args.parallelism_level <= 0:
+        parser.error("--parallelism-level must be positive")
     return args
 
 
@@ -211,6 +228,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             parallel_results = runner.preflight(parallel_candidates(dativo_run), preflight_n)
             runner.timed_rounds(parallel_results, args.n, args.runs)
             parallel = ParallelScaling(args.n, parallel_results)
+        parallelism: PartitionParallelism | None = None
+        if "parallelism" in args.selected:
+            level = args.parallelism_level
+            log(f"4-file CSV job, parallelism {level} vs 1 ({args.runs} x {args.n:,} rows, interleaved):")
+            parallelism_results = runner.preflight(parallelism_candidates(dativo_run, level), preflight_n)
+            runner.timed_rounds(parallelism_results, args.n, args.runs)
+            parallelism = PartitionParallelism(args.n, level, parallelism_results)
+            if not args.keep:  # the CSV input the section's runs shared
+                for folder in work_dir.glob("parallelism-input-*"):
+                    shutil.rmtree(folder, ignore_errors=True)
         adapter: SingerAdapter | None = None
         if "adapter" in args.selected:
             log(f"Singer adapter ({args.runs} x {args.n:,} records, interleaved; preflight builds its env):")
@@ -232,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         runner.close()
 
     checks = check_targets(by_name, cold_start, rss, parallel, adapter)
+    if parallelism is not None:
+        checks.append(TargetCheck(*parallelism.target()))
     print_report(
         f"{mode}, N={args.n:,}, {args.runs} runs, {os.cpu_count()} CPUs",
         results,
@@ -241,6 +270,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parallel=parallel,
         adapter=adapter,
     )
+    if parallelism is not None:
+        table_printer()(
+            f"One job, source.parallelism — {parallelism.n:,} rows in 4 CSV files (medians)",
+            PARALLELISM_HEADER,
+            parallelism.rows(),
+        )
     meta = {
         "started_at": started_at,
         "mode": mode,
@@ -267,6 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     document = results_document(meta, results, cold_start, rss, checks, parallel=parallel, adapter=adapter)
     if validation is not None:
         document["ipc_validation"] = validation.to_dict()
+    document["partition_parallelism"] = None if parallelism is None else parallelism.to_dict()
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(document, indent=2) + "\n")
     log(f"\nResults written to {args.json}")

@@ -319,7 +319,7 @@ def print_report(
     adapter: SingerAdapter | None = None,
 ) -> None:
     """Print the tables (with rich when it is installed) and the target lines."""
-    table = _table_printer()
+    table = table_printer()
     if results:
         table(f"Throughput — {title}", THROUGHPUT_HEADER, throughput_rows(results))
     if cold_start:
@@ -356,7 +356,7 @@ def print_report(
         print(f"  {check.line()}")
 
 
-def _table_printer() -> Callable[[str, list[str], list[list[str]]], None]:
+def table_printer() -> Callable[[str, list[str], list[list[str]]], None]:
     try:
         from rich.console import Console
         from rich.table import Table

@@ -51,6 +51,12 @@ def broken_specs() -> ModuleType:
 
 
 @pytest.fixture(scope="session")
+def broken_partitions() -> ModuleType:
+    """Partitioned readers that each break one partition rule."""
+    return _load("broken_partitions")
+
+
+@pytest.fixture(scope="session")
 def http_readers() -> ModuleType:
     """The mock-API readers: one that handles every HTTP fault, and ones that break one rule each."""
     return _load("http_readers")

@@ -15,6 +15,7 @@ EXPECTED = [
     "ConformanceCheck",
     "ConformanceReport",
     "MockApiServer",
+    "MockPartitionedReader",
     "MockReader",
     "MockTarget",
     "MockWriter",

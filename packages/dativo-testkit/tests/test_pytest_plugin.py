@@ -21,7 +21,7 @@ def test_the_factory_gives_one_passing_test_per_check(pytester: pytest.Pytester)
         """
     )
     result = pytester.runpytest("--strict-markers", "-v", "-m", "dativo_conformance")
-    result.assert_outcomes(passed=30, skipped=14)  # 4 mock-API checks, 3 config-spec checks each
+    result.assert_outcomes(passed=30, skipped=16)  # 4 mock-API, 3 config-spec and the partition check each
     result.stdout.fnmatch_lines(
         [
             "*TestMockReader::test_reader_extract_streams PASSED*",
@@ -45,7 +45,7 @@ def test_failures_and_skips_carry_the_reason(pytester: pytest.Pytester) -> None:
         """
     )
     result = pytester.runpytest("--strict-markers", "-rs")
-    result.assert_outcomes(passed=12, failed=1, skipped=9)
+    result.assert_outcomes(passed=12, failed=1, skipped=10)
     result.stdout.fnmatch_lines(
         [
             "*reader.primary_keys_unique: primary key {'id': 1} appears twice*",

@@ -1,7 +1,8 @@
 """Dativo testkit: mocks, fault injection and the plugin conformance harness.
 
 * :class:`MockReader`, :class:`MockWriter` and :class:`MockTarget`: deterministic mock
-  plugins with faults switched on by configuration.
+  plugins with faults switched on by configuration; :class:`MockPartitionedReader`, a
+  source split into partitions (SDK 1.1).
 * :class:`MockApiServer`: a real paginated, token-protected JSON API on loopback.
 * Record builders (:func:`build_records`, :func:`edge_records`,
   :func:`build_invalid_records`) and hypothesis strategies (:func:`record_strategy`...).
@@ -16,6 +17,7 @@ from ._checks import ConformanceCheck
 from ._config_files import load_config_file, load_schema_file
 from ._conformance import DEFAULT_CHECK_TIMEOUT, list_checks, run_conformance
 from ._mock_api import MockApiServer, RecordedRequest
+from ._mock_partitioned_reader import MockPartitionedReader
 from ._mock_reader import MockReader
 from ._mock_writer import MockTarget, MockWriter
 from ._plugin_loading import load_plugin_class
@@ -41,6 +43,7 @@ __all__ = [
     "ConformanceCheck",
     "ConformanceReport",
     "MockApiServer",
+    "MockPartitionedReader",
     "MockReader",
     "MockTarget",
     "MockWriter",

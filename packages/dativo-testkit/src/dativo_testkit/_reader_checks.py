@@ -11,6 +11,7 @@ from ._mock_api_checks import (
     check_mock_api_server_errors,
     check_mock_api_unreachable,
 )
+from ._partition_checks import check_partitions
 from ._reader_session import ReaderSession
 
 __all__ = ["READER_CHECKS", "ReaderSession"]
@@ -97,6 +98,13 @@ READER_CHECKS: tuple[RegisteredCheck[ReaderSession], ...] = (
         "Resuming from an intermediate state yields exactly the records not yet read.",
         ReaderSession.check_incremental_resume,
         "reader.incremental_final_state",
+    ),
+    _reader_check(
+        "reader.partitions",
+        "A reader that splits its stream lists uniquely named Partitions whose extracts, each on a new "
+        "instance, are disjoint, together the unpartitioned read, and resume each from its own state.",
+        check_partitions,
+        "reader.extract_yields_batches",
     ),
     _reader_check(
         "reader.mock_api_authentication",

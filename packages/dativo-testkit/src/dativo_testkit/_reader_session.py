@@ -14,6 +14,7 @@ from dativo_plugin_sdk import (
     DativoError,
     DiscoveredStream,
     DiscoveryResult,
+    Partition,
     Record,
     State,
     is_arrow_batch,
@@ -130,11 +131,28 @@ class ReaderSession(PluginSession):
                 f"extract raised {describe_exception(exc)}{untyped} after {done} batches"
             ) from None
 
-    def read(self, state: State) -> ExtractRun:
-        """Read the whole stream from ``state`` with a fresh reader."""
+    def read(
+        self,
+        state: State,
+        *,
+        partition: Partition | None = None,
+        partition_states: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> ExtractRun:
+        """Read the whole stream, or one partition of it, from ``state`` with a fresh reader.
+
+        Args:
+            state: The state ``extract`` is called with.
+            partition: Set as the new reader's ``partition`` before ``extract``, as the
+                runtime does; ``None`` leaves the default, the whole stream.
+            partition_states: Set as the new reader's ``partition_states`` first.
+        """
         reader = self.construct(self.config)
         iterator: Iterator[Any] | None = None
         try:
+            if partition_states is not None:
+                reader.partition_states = partition_states
+            if partition is not None:
+                reader.partition = partition
             initial = state.to_dict()
             iterator = self._start_extract(reader, state)
             batches: list[Any] = []
