@@ -116,8 +116,7 @@ def test_example_reader_and_writer_pass_in_process_and_in_the_sandbox(backend: s
                 for c in report["checks"]
                 if c["status"] == "skipped" and not c["name"].startswith("reader.mock_api_")  # not HTTP
             }
-            # The example reader does not split its stream: in process that is why the partition
-            # check skips; in a sandbox it skips first because the sandboxed class cannot split yet.
+            # The example reader does not split its stream, in process or in a sandbox.
             unsplit = skipped.pop("reader.partitions", None)
             assert (unsplit is not None) == (report["kind"] == "reader")
             if where == "none":
@@ -130,7 +129,7 @@ def test_example_reader_and_writer_pass_in_process_and_in_the_sandbox(backend: s
                     f"{report['kind']}.close_releases_resources",
                 }
                 assert all("measured in-process only" in reason for reason in skipped.values())
-                assert unsplit is None or "forwards neither partitions()" in unsplit
+                assert unsplit is None or unsplit.endswith("does not split its stream")
         assert list(out.glob("part-*.jsonl")), "the writer's round trips were read back on the host"
 
 
@@ -362,3 +361,17 @@ def test_the_runtime_registers_its_sandboxes_for_the_testkit() -> None:
 
     (entry,) = [ep for ep in entry_points(group="dativo.conformance") if ep.name == "sandbox"]
     assert entry.load() is sandboxed_plugin_class
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_partitioned_reader_passes_the_partition_check_in_the_sandbox(backend: str, tmp_path: Path) -> None:
+    """The sandboxed class forwards partitions() and each partition to its worker, as a run does."""
+    require_backend(backend)
+    ref = f"{ROOT / 'packages/dativo-runtime/tests/data/partitioned_plugins.py'}:RangesReader"
+    config = _json_file(tmp_path, "ranges.json", {"ranges": 3, "size": 20})
+    result = _conformance(ref, "--config", config, "--sandbox", backend, "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    (check,) = [c for c in report["checks"] if c["name"] == "reader.partitions"]
+    assert check["status"] == "passed", check
+    assert report["sandbox"] == backend

@@ -146,7 +146,7 @@ def test_a_retryable_partition_failure_retries_the_run(tmp_path: Path) -> None:
 
 
 def test_partitions_run_at_once_up_to_parallelism(tmp_path: Path) -> None:
-    config = {"ranges": 4, "size": 10, "delay_s": 0.05}
+    config = {"ranges": 4, "size": 10, "delay_s": 0.05, "trace": True}
     result = run_job(job(tmp_path, config, parallelism=2))
     assert result.succeeded, result.error
     table = ds.dataset(tmp_path / "out", format="parquet").to_table().to_pylist()

@@ -76,5 +76,7 @@ def test_the_pytest_plugin_runs_conformance_test_class_in_the_sandbox(pytester: 
         """
     )
     result = pytester.runpytest("--strict-markers", "-rs", "--dativo-sandbox", "process")
-    result.assert_outcomes(passed=16, skipped=7)  # 4 mock-API checks, 2 that measure this process, partitions
+    result.assert_outcomes(
+        passed=16, skipped=7
+    )  # 4 mock-API checks, 2 that measure this process, partitions (unsplit)
     result.stdout.fnmatch_lines(["SKIPPED*reader.extract_streams: measured in-process only*"])

@@ -10,6 +10,8 @@ from typing import Any
 
 from dativo_plugin_sdk import (
     BaseReader,
+    Column,
+    ConnectionTestResult,
     DiscoveredStream,
     DiscoveryResult,
     Partition,
@@ -28,7 +30,7 @@ class RangesReader(BaseReader):
     Config: ``ranges`` (how many), ``size`` (ids per range), ``names`` (override which ranges
     are listed, by index), ``fail`` (a partition that fails after its first batch), ``flaky``
     (a partition that fails with a TransientError until the marker file ``flaky_marker`` exists),
-    ``delay_s`` (sleep before each batch).
+    ``delay_s`` (sleep before each batch), ``trace`` (add which worker read each record, and when).
     """
 
     __version__ = "1.0.0"
@@ -39,8 +41,19 @@ class RangesReader(BaseReader):
         listed = self.config.get("names")
         return list(listed) if listed is not None else list(range(int(self.config.get("ranges", 4))))
 
+    def check_connection(self) -> ConnectionTestResult:
+        return ConnectionTestResult(success=True, message="ranges are always there")
+
     def discover(self) -> DiscoveryResult:
-        return DiscoveryResult(objects=[DiscoveredStream(name="ids")])
+        columns = (
+            Column("id", "integer", nullable=False),
+            Column("partition", "string"),
+            Column("worker", "string"),
+            Column("at", "float"),
+        )
+        return DiscoveryResult(
+            objects=[DiscoveredStream(name="ids", schema=columns, primary_key=("id",), cursor_field="id")]
+        )
 
     def partitions(self) -> list[Partition]:
         size = int(self.config.get("size", 10))
@@ -67,10 +80,8 @@ class RangesReader(BaseReader):
                 if self.config.get("delay_s"):
                     time.sleep(float(self.config["delay_s"]))
                 high = min(low + 5, stop)
-                yield [
-                    {"id": i, "partition": name, "worker": WORKER, "at": time.time()}
-                    for i in range(low, high)
-                ]
+                trace = {"worker": WORKER, "at": time.time()} if self.config.get("trace") else {}
+                yield [{"id": i, "partition": name, **trace} for i in range(low, high)]
                 if state is not None:
                     state.set("next", high)
                 if name == self.config.get("fail"):

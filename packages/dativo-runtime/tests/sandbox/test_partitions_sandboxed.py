@@ -35,7 +35,11 @@ def _job(tmp_path: Path, backend: str, reader: str, config: dict[str, Any], para
 
 
 def test_each_partition_runs_in_a_sandbox_worker_of_its_own(backend: Sandbox, tmp_path: Path) -> None:
-    result = run_job(_job(tmp_path, backend.name, "RangesReader", {"ranges": 4, "size": 10, "delay_s": 0.25}))
+    result = run_job(
+        _job(
+            tmp_path, backend.name, "RangesReader", {"ranges": 4, "size": 10, "delay_s": 0.25, "trace": True}
+        )
+    )
     assert result.succeeded, result.error
     assert result.sandbox["source"] == backend.name
     rows = ds.dataset(tmp_path / "out", format="parquet").to_table().to_pylist()

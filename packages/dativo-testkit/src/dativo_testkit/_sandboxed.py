@@ -46,11 +46,6 @@ IN_PROCESS_ONLY = {
         "measured in-process only: a sandboxed plugin's threads and descriptors live in its worker, "
         "which ends with the session; run the suite without --sandbox for this check"
     ),
-    "reader.partitions": (
-        "not run under a sandbox yet: the sandboxed class of this dativo-runtime forwards neither "
-        "partitions() nor a reader's partition to its worker, so every reader would look unsplit; run "
-        "the suite without --sandbox for this check"
-    ),
     "writer.close_releases_resources": (
         "measured in-process only: a sandboxed plugin's threads and descriptors live in its worker, "
         "which ends with the session; run the suite without --sandbox for this check"

@@ -42,6 +42,7 @@ from dativo_plugin_sdk import (
     ConnectionTestResult,
     DativoError,
     DiscoveryResult,
+    Partition,
     PluginError,
     State,
     ValidationError,
@@ -224,11 +225,20 @@ class _SandboxedReader(BaseReader):
         with self.dativo_sandbox.calls():
             return self._session.estimate()
 
+    def partitions(self) -> list[Partition]:
+        with self.dativo_sandbox.calls():
+            return self._session.partitions(self.partition_states)
+
     def extract(self, state: State | None = None) -> Iterator[pa.RecordBatch]:
         sandboxing = self.dativo_sandbox
         state = state if state is not None else State()
+        # The worker builds a new instance of the plugin for a partition, as in a run.
+        partition = None if self.partition.is_whole_stream else self.partition
         batches = self._session.extract(
-            stream=state.stream, state=state.to_dict(), schema=sandboxing.arrow_schema(state.stream)
+            stream=state.stream,
+            state=state.to_dict(),
+            schema=sandboxing.arrow_schema(state.stream),
+            partition=partition,
         )
 
         def pull() -> Any:
