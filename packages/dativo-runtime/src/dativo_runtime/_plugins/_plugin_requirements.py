@@ -24,6 +24,8 @@ plugin.
 from __future__ import annotations
 
 import re
+import threading
+import time
 from collections.abc import Mapping
 from importlib.metadata import Distribution, PackageNotFoundError, entry_points, packages_distributions
 from pathlib import Path
@@ -39,7 +41,7 @@ from dativo_plugin_sdk._loading import PluginRef as _SdkPluginRef
 from dativo_runtime._plugins._environment_spec import PROVIDED_BY_RUNTIME, EnvironmentSpec
 from dativo_runtime.connectors._registry import BUILTIN_CONNECTORS
 
-__all__ = ["environment_spec_for", "read_requirements_file"]
+__all__ = ["distributions_providing", "environment_spec_for", "read_requirements_file"]
 
 REQUIREMENTS_FILE = "requirements.txt"
 
@@ -196,6 +198,27 @@ def read_requirements_file(path: Path, *, _seen: frozenset[Path] = frozenset()) 
 # Installed plugins ---------------------------------------------------------------------
 
 
+_PACKAGES_TTL_S = 30.0
+_packages_lock = threading.Lock()
+_packages_cache: tuple[float, Mapping[str, list[str]]] | None = None
+
+
+def distributions_providing(top_level: str) -> list[str]:
+    """The installed distributions providing top-level package ``top_level``, sorted.
+
+    ``importlib.metadata.packages_distributions`` reads every installed file list (about
+    half a second with a few hundred distributions), so its answer is kept for 30 seconds:
+    the sessions of one run (one per partition) share it, and a long-running ``serve`` still
+    sees packages installed later.
+    """
+    global _packages_cache
+    with _packages_lock:
+        now = time.monotonic()
+        if _packages_cache is None or now - _packages_cache[0] > _PACKAGES_TTL_S:
+            _packages_cache = (now, packages_distributions())
+        return sorted(_packages_cache[1].get(top_level, []))
+
+
 def _distribution_of(ref: _SdkPluginRef) -> Distribution | None:
     """The installed distribution that provides an entry-point or ``pkg.mod:Class`` plugin."""
     if ref.kind == "entry_point":
@@ -203,7 +226,7 @@ def _distribution_of(ref: _SdkPluginRef) -> Distribution | None:
             return ep.dist
         return None
     top = ref.target.split(".", 1)[0]
-    for name in sorted(packages_distributions().get(top, [])):
+    for name in distributions_providing(top):
         try:
             return Distribution.from_name(name)
         except PackageNotFoundError:  # pragma: no cover - listed a moment ago

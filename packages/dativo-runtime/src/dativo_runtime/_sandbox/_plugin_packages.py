@@ -15,6 +15,7 @@ import importlib.util
 from pathlib import Path
 
 from dativo_plugin_sdk._loading import ENTRY_POINT_GROUP
+from dativo_runtime._plugins._plugin_requirements import distributions_providing
 from dativo_runtime._plugins._ref import PluginRef
 
 __all__ = ["installed_plugin_packages"]
@@ -66,7 +67,7 @@ def installed_plugin_packages(ref: PluginRef) -> tuple[Path, ...]:
     top_level = ""
     if ref.kind == "module":
         top_level = ref.target.split(".", maxsplit=1)[0]
-        names = importlib.metadata.packages_distributions().get(top_level, [])
+        names = distributions_providing(top_level)
         for name in names:
             try:
                 dists.append(importlib.metadata.distribution(name))
