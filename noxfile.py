@@ -35,7 +35,8 @@ nox.options.reuse_existing_virtualenvs = True
 def _install_workspace(session: nox.Session) -> None:
     # The docs requirements let the strict MkDocs build test in tests/ run instead of skipping.
     session.install(*TEST_DEPS, "-r", str(ROOT / "docs" / "requirements.txt"))
-    session.install("-e", str(SDK), "-e", f"{TESTKIT}[arrow]", "-e", f"{RUNTIME}[otel]")
+    # [dask]: the Dask executor's tests run against real schedulers and workers.
+    session.install("-e", str(SDK), "-e", f"{TESTKIT}[arrow]", "-e", f"{RUNTIME}[otel,dask]")
 
 
 @nox.session

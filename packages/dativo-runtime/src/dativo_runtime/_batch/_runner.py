@@ -8,7 +8,9 @@ several cores (the pipeline's Python work holds the GIL, so threads would not gi
 and a crashing plugin or a leak takes down one job, not the others. ``per_tenant_limit``
 caps the runs of one tenant at once, with the same :class:`ConcurrencyLimits` as
 ``dativo-run serve``. A job that fails does not stop the others; the combined exit code
-is the most serious one (:func:`worst_exit_code`).
+is the most serious one (:func:`worst_exit_code`). With a ``runner`` (``--executor dask``:
+:class:`~dativo_runtime._batch._dask_executor.DaskJobRunner`) each job goes through it
+instead of a child process, under the same limits.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from dativo_plugin_sdk import DativoError
-from dativo_runtime._batch._child import RUN_COMMAND, SubprocessJobRunner, run_recorded
+from dativo_runtime._batch._child import RUN_COMMAND, JobRunner, SubprocessJobRunner, run_recorded
 from dativo_runtime._batch._concurrency import ConcurrencyLimits
 from dativo_runtime._engine._attempt import ProgressEvent
 from dativo_runtime._engine._outcome import RunResult, RunStatus
@@ -130,7 +132,7 @@ def _load(path: Path) -> JobConfig | JobOutcome:
 def run_jobs(
     paths: Sequence[str | Path],
     *,
-    parallel: int = 1,
+    parallel: int | None = 1,
     per_tenant_limit: int | None = None,
     metrics: RunMetrics | None = None,
     export: MetricsExport | None = None,
@@ -139,6 +141,7 @@ def run_jobs(
     command: Sequence[str] = RUN_COMMAND,
     env: Mapping[str, str] | None = None,
     kill_after: float = 30.0,
+    runner: JobRunner | None = None,
 ) -> JobsReport:
     """Run several job files, ``parallel`` at a time, at most ``per_tenant_limit`` per tenant.
 
@@ -149,7 +152,8 @@ def run_jobs(
 
     Args:
         paths: Job files, in the order they should start.
-        parallel: Jobs at once; 1 runs them one after another in this process.
+        parallel: Jobs at once; 1 runs them one after another in this process (unless a
+            ``runner`` is given); ``None`` (only with a ``runner``) for no limit.
         per_tenant_limit: Jobs of one tenant at once; ``None`` for no limit.
         metrics: Where the runs are recorded; a new :class:`RunMetrics` by default.
         export: Serves, pushes and writes the metrics (:meth:`MetricsExport.job_finished`
@@ -159,6 +163,8 @@ def run_jobs(
         command: ``parallel>1``: the command that runs one job in a child process.
         env: ``parallel>1``: the children's environment; this process's by default.
         kill_after: ``parallel>1``: seconds an aborted child gets before ``SIGKILL``.
+        runner: Runs each job instead of a child process (the Dask executor's
+            :class:`DaskJobRunner`), whatever ``parallel`` is.
 
     Returns:
         The :class:`JobsReport`, outcomes in the order of ``paths``.
@@ -169,12 +175,15 @@ def run_jobs(
     limits = ConcurrencyLimits(parallel, per_tenant_limit)
     metrics = metrics or RunMetrics()
     files = [Path(p) for p in paths]
-    if parallel == 1:
+    if parallel is None and runner is None:
+        raise ValueError("parallel=None (no limit) needs a runner")
+    if parallel == 1 and runner is None:
         outcomes = _run_here(files, metrics=metrics, export=export, on_outcome=on_outcome, progress=progress)
     else:
-        runner = SubprocessJobRunner(
-            command, kill_after=kill_after, env=env, poll_interval=0.05, json_summary=True
-        )
+        if runner is None:
+            runner = SubprocessJobRunner(
+                command, kill_after=kill_after, env=env, poll_interval=0.05, json_summary=True
+            )
         outcomes = _run_children(
             files, limits, runner=runner, metrics=metrics, export=export, on_outcome=on_outcome
         )
@@ -252,7 +261,7 @@ def _run_children(
     files: list[Path],
     limits: ConcurrencyLimits,
     *,
-    runner: SubprocessJobRunner,
+    runner: JobRunner,
     metrics: RunMetrics,
     export: MetricsExport | None,
     on_outcome: Callable[[JobOutcome], None] | None,

@@ -1,4 +1,4 @@
-"""``dativo-run run``: one job (``--config``) or each job of a folder (``--job-dir``), here or in children."""
+"""``dativo-run run``: one job (``--config``) or each job of a folder (``--job-dir``), here or on Dask."""
 
 from __future__ import annotations
 
@@ -10,6 +10,13 @@ from typing import Annotated, Optional
 import typer
 
 from dativo_plugin_sdk import ConfigurationError, DativoError
+from dativo_runtime._cli._executor import (
+    ConnectTimeoutOption,
+    ExecutorOption,
+    SchedulerOption,
+    SharedPathOption,
+    scheduler_address,
+)
 from dativo_runtime._cli._options import (
     ConfigOption,
     FindLinksOption,
@@ -78,17 +85,26 @@ def run(
         typer.Option("--job-dir", help="Run every .yaml/.yml job in this folder."),
     ] = None,
     parallel: Annotated[
-        int,
+        Optional[int],  # noqa: UP045
         typer.Option(
             "--parallel",
             min=1,
-            help="With --job-dir: jobs at once, each in its own process (default 1: one after another).",
+            help="With --job-dir: jobs at once, each in its own process (default 1: one after another); "
+            "with --executor dask: jobs on the cluster at once (default: all).",
         ),
-    ] = 1,
+    ] = None,
     per_tenant_limit: Annotated[
         Optional[int],  # noqa: UP045
-        typer.Option("--per-tenant-limit", min=1, help="With --parallel: jobs of one tenant at once."),
+        typer.Option(
+            "--per-tenant-limit",
+            min=1,
+            help="With --parallel or --executor dask: jobs of one tenant at once (cluster-wide with dask).",
+        ),
     ] = None,
+    executor: ExecutorOption = "local",
+    scheduler: SchedulerOption = None,
+    connect_timeout: ConnectTimeoutOption = 10.0,
+    shared_path: SharedPathOption = None,
     metrics_port: Annotated[
         Optional[int],  # noqa: UP045
         typer.Option(
@@ -137,7 +153,8 @@ def run(
     use_find_links(find_links)
     if (config is None) == (job_dir is None):
         usage("give exactly one of --config JOB.yaml or --job-dir DIR")
-    if job_dir is None and (parallel != 1 or per_tenant_limit is not None):
+    address = scheduler_address(executor, scheduler, shared_path)
+    if job_dir is None and (parallel not in (None, 1) or per_tenant_limit is not None):
         usage("--parallel and --per-tenant-limit apply to --job-dir")
     if result_file is not None and config is None:
         usage("--result-file applies to --config")
@@ -151,16 +168,31 @@ def run(
             metrics, port=metrics_port, host=metrics_host, pushgateway=pushgateway, metrics_file=metrics_file
         )
         with tracing(), export:
-            report = run_jobs(
-                paths,
-                parallel=parallel,
-                per_tenant_limit=per_tenant_limit,
-                metrics=metrics,
-                export=export,
-                on_outcome=None if as_json else render_outcome,
-                progress=lambda job: progress_bar(show_progress, job.job_id),
-                env=child_env(log_format, log_level),
-            )
+            if executor == "dask":
+                from dativo_runtime._batch._dask_executor import run_jobs_on_dask
+
+                report = run_jobs_on_dask(
+                    paths,
+                    scheduler=address,
+                    connect_timeout=connect_timeout,
+                    parallel=parallel,
+                    per_tenant_limit=per_tenant_limit,
+                    shared_paths=shared_path or (),
+                    metrics=metrics,
+                    export=export,
+                    on_outcome=None if as_json else render_outcome,
+                )
+            else:
+                report = run_jobs(
+                    paths,
+                    parallel=parallel or 1,
+                    per_tenant_limit=per_tenant_limit,
+                    metrics=metrics,
+                    export=export,
+                    on_outcome=None if as_json else render_outcome,
+                    progress=lambda job: progress_bar(show_progress, job.job_id),
+                    env=child_env(log_format, log_level),
+                )
         exit_code = report.exit_code
         if config is not None and report.outcomes[0].result is not None:
             _write_result(result_file, report.outcomes[0].result)

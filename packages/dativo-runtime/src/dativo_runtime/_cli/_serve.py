@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from dativo_runtime._cli._executor import (
+    ConnectTimeoutOption,
+    ExecutorOption,
+    SchedulerOption,
+    SharedPathOption,
+    scheduler_address,
+)
 from dativo_runtime._cli._options import LogFormatOption, LogLevelOption, child_env, errors, setup
 
 __all__ = ["serve"]
@@ -32,11 +40,16 @@ def serve(
         Optional[str],  # noqa: UP045
         typer.Option("--timezone", help="IANA time zone schedules are read in (default: the server's)."),
     ] = None,
+    executor: ExecutorOption = "local",
+    scheduler: SchedulerOption = None,
+    connect_timeout: ConnectTimeoutOption = 10.0,
+    shared_path: SharedPathOption = None,
     log_format: LogFormatOption = "auto",
     log_level: LogLevelOption = "info",
 ) -> None:
     """Run the scheduled jobs of a folder until SIGTERM; serve metrics, health probes and a status API."""
     from dativo_runtime._serve import (
+        JobRunner,
         ReadinessCheck,
         SubprocessJobRunner,
         job_readiness_checks,
@@ -45,10 +58,20 @@ def serve(
     from dativo_runtime._serve import serve as serve_jobs
 
     setup(log_format, log_level)
-    with errors(False):
+    address = scheduler_address(executor, scheduler, shared_path)
+    with errors(False), contextlib.ExitStack() as stack:
         jobs = load_scheduled_jobs(job_dir)
-        # Each run's summary is kept for the status API, not printed on serve's stdout.
-        runner = SubprocessJobRunner(env=child_env(log_format, log_level), json_summary=True)
+        runner: JobRunner
+        if executor == "dask":
+            from dativo_runtime._batch._dask_cluster import dask_client
+            from dativo_runtime._batch._dask_executor import DaskJobRunner
+
+            # One client for the server's life; --per-tenant-limit also holds cluster-wide.
+            client = stack.enter_context(dask_client(address, connect_timeout=connect_timeout))
+            runner = DaskJobRunner(client, per_tenant_limit=per_tenant_limit, shared_paths=shared_path or ())
+        else:
+            # Each run's summary is kept for the status API, not printed on serve's stdout.
+            runner = SubprocessJobRunner(env=child_env(log_format, log_level), json_summary=True)
         code = serve_jobs(
             job_dir,
             port,
