@@ -274,3 +274,21 @@ def test_a_worker_without_a_sandbox_backend_refuses_a_sandboxed_job(
     assert "sandbox doctor" in message
     assert summary["error"]["error_code"] == "SANDBOX_ERROR"
     assert not events(tmp_path / "events.log")  # The plugin never started.
+
+
+def test_the_scheduler_lost_mid_run_fails_the_job_as_retryable(
+    tmp_path: Path, timed_job: Callable[..., Path]
+) -> None:
+    jobs = tmp_path / "jobs"
+    timed_job(jobs, "acme", "stranded", count=100, batch_size=10, delay=0.3)
+    with dask_processes(tmp_path / "logs", workers=1) as cluster:
+        client = start_run("--job-dir", str(jobs), "--executor", "dask", "--scheduler", cluster.address,
+                           "--json", cwd=tmp_path)  # fmt: skip
+        wait_for(lambda: events(tmp_path / "events.log"), timeout=60, what="the job to start on the worker")
+        os.killpg(cluster.processes[0].pid, signal.SIGKILL)  # The scheduler.
+        out, err = client.communicate(timeout=120)
+    assert client.returncode == 75, err
+    summary = json.loads(out)["jobs"][0]
+    assert summary["status"] == "failed"
+    assert "lost the Dask task of acme/stranded" in summary["error"]["message"]
+    assert committed_ids(tmp_path / "out" / "acme-stranded") in ([], list(range(100)))
