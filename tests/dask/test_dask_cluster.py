@@ -94,7 +94,7 @@ def test_per_tenant_limit_holds_across_two_clients_of_one_cluster(
 ) -> None:
     def two_clients(tenant: str, *limit: str) -> dict[str, list[tuple[float, float]]]:
         for n in (1, 2):
-            timed_job(tmp_path / f"{tenant}-client{n}", tenant, f"job{n}", count=20, delay=0.1)
+            timed_job(tmp_path / f"{tenant}-client{n}", tenant, f"job{n}", count=60, delay=0.5)  # 3 s a run
         clients = [
             start_run("--job-dir", str(tmp_path / f"{tenant}-client{n}"), "--executor", "dask",
                       "--scheduler", two_workers.address, *limit, "--json", cwd=tmp_path)

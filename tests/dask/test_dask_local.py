@@ -38,7 +38,7 @@ def test_a_local_cluster_keeps_the_per_tenant_limit_and_the_parallel_window(
     pytest.importorskip("distributed", reason="the runtime's 'dask' extra is not installed")
     jobs = tmp_path / "jobs"
     for tenant, name in [("a", "j1"), ("a", "j2"), ("a", "j3"), ("b", "j1")]:
-        timed_job(jobs, tenant, name, count=30, delay=0.1)
+        timed_job(jobs, tenant, name, count=30, delay=0.4)  # 1.2 s a run
     result = run_cli("run", "--job-dir", str(jobs), "--executor", "dask", "--per-tenant-limit", "1", "--json")
     assert result.returncode == 0, result.stderr
     runs = {f"{j['tenant']}/{j['job']}": j for j in json.loads(result.stdout)["jobs"]}
