@@ -15,7 +15,9 @@ limits work as on one machine, plus one:
   cluster (several ``run`` commands, ``serve``).
 
 Before a job is submitted, the client refuses it when its output is a local folder and the
-workers span machines (:mod:`._shared_storage`). ``distributed`` is imported lazily.
+workers span machines (:mod:`._shared_storage`). A job with ``source.parallelism`` above 1 runs
+here instead, each of its partitions a task (:mod:`._dask_partitions`): this process takes the
+job's lock and tenant lease, and commits. ``distributed`` is imported lazily.
 """
 
 from __future__ import annotations
@@ -27,15 +29,19 @@ from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import generate_latest
+
 from dativo_plugin_sdk import DativoError, TransientError
 from dativo_runtime._batch._child import JobFile
 from dativo_runtime._batch._dask_cluster import DEFAULT_CONNECT_TIMEOUT, dask_client, worker_hosts
-from dativo_runtime._batch._dask_task import run_job_task
+from dativo_runtime._batch._dask_partitions import DaskPartitionRunner, partitions_on_cluster
+from dativo_runtime._batch._dask_task import run_job_task, tenant_slot
 from dativo_runtime._batch._runner import JobOutcome, JobsReport, run_jobs
 from dativo_runtime._batch._shared_storage import check_shared_storage
 from dativo_runtime._engine._outcome import RunResult, RunStatus
+from dativo_runtime._engine._run import run_job
 from dativo_runtime._exit_codes import ExitCode, exit_code_for
-from dativo_runtime._jobs._model import load_job
+from dativo_runtime._jobs._model import JobConfig, load_job
 from dativo_runtime._observability._exposition import MetricsExport
 from dativo_runtime._observability._metrics import RunMetrics
 from dativo_runtime._secrets import REDACTOR
@@ -92,13 +98,14 @@ class DaskJobRunner:
         if not workers:
             raise RuntimeError("the Dask scheduler has no workers")
 
-    def _plan(self, job: JobFile) -> DativoError | None:
-        """Refuse a job whose output no other worker would see (``None``: submit it)."""
+    def _plan(self, job: JobFile) -> JobConfig | DativoError:
+        """The loaded job, or why it is refused (its output would stay on one worker's disk)."""
         try:
-            check_shared_storage(load_job(job.path), hosts=self.hosts(), shared_paths=self.shared_paths)
+            loaded = load_job(job.path)
+            check_shared_storage(loaded, hosts=self.hosts(), shared_paths=self.shared_paths)
         except DativoError as exc:
             return exc
-        return None
+        return loaded
 
     def run(self, job: JobFile, cancel: threading.Event) -> RunResult:
         """Submit the job as a task and wait for it; on ``cancel``, stop watching it.
@@ -106,9 +113,11 @@ class DaskJobRunner:
         Dask cannot interrupt a task that is running: a cancelled job that already started
         goes on on its worker and commits or not, atomically, as a run of its own.
         """
-        refusal = self._plan(job)
-        if refusal is not None:
-            return _failed(job, refusal)
+        planned = self._plan(job)
+        if isinstance(planned, DativoError):
+            return _failed(job, planned)
+        if partitions_on_cluster(planned):
+            return self._run_partitioned(planned)
         future = self.client.submit(
             run_job_task,
             str(Path(job.path).resolve()),
@@ -131,6 +140,17 @@ class DaskJobRunner:
         result = RunResult.from_dict(value["result"])
         result.metrics_text = value.get("metrics")
         logger.info("%s/%s ran on Dask worker %s", job.tenant, job.name, value.get("worker"))
+        return result
+
+    def _run_partitioned(self, job: JobConfig) -> RunResult:
+        """Run the job here, each of its partitions a task on the cluster; commit here."""
+        parallelism = job.source.parallelism
+        runner = DaskPartitionRunner(self.client, at_once=None if parallelism == "auto" else int(parallelism))
+        metrics = RunMetrics()
+        with tenant_slot(job.tenant, self.per_tenant_limit):
+            logger.info("running %s here, its partitions as Dask tasks", job.job_id)
+            result = run_job(job, metrics=metrics, partition_runner=runner)
+        result.metrics_text = generate_latest(metrics.registry).decode("utf-8")
         return result
 
     def _wait(self, future: Any, cancel: threading.Event) -> dict[str, Any]:
