@@ -292,3 +292,85 @@ def test_the_scheduler_lost_mid_run_fails_the_job_as_retryable(
     assert summary["status"] == "failed"
     assert "lost the Dask task of acme/stranded" in summary["error"]["message"]
     assert committed_ids(tmp_path / "out" / "acme-stranded") in ([], list(range(100)))
+
+
+RANGES = (
+    Path(__file__).resolve().parents[2]
+    / "packages"
+    / "dativo-runtime"
+    / "tests"
+    / "data"
+    / "partitioned_plugins.py"
+)
+
+
+def _ranges_job(folder: Path, out: Path, *, delay: float) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "ranges.yaml"
+    path.write_text(
+        f"""
+tenant: acme
+name: ranges
+source:
+  plugin: {RANGES}:RangesReader
+  config: {{ranges: 4, size: 20, delay_s: {delay}, trace: true}}
+  incremental: {{}}
+  parallelism: 2
+target: {{plugin: parquet, config: {{path: {out}}}}}
+sandbox: {{backend: none}}
+retry: {{max_attempts: 1}}
+"""
+    )
+    return path
+
+
+def _read_ranges(out: Path) -> list[tuple[int, str, str]]:
+    files = [str(p) for p in out.rglob("*.parquet") if "_dativo" not in p.parts]
+    if not files:
+        return []
+    return duckdb.sql(f"select id, partition, worker from read_parquet({files!r}) order by id").fetchall()
+
+
+def test_a_partitioned_job_spreads_its_partitions_over_the_workers_and_commits_once(
+    tmp_path: Path, two_workers: DaskProcesses, run_cli: Any
+) -> None:
+    _ranges_job(tmp_path / "jobs", tmp_path / "out", delay=0.1)
+    result = run_cli("run", "--job-dir", str(tmp_path / "jobs"), "--executor", "dask",
+                     "--scheduler", two_workers.address, "--json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)["jobs"][0]
+    assert summary["records_written"] == 80
+    assert sorted(p["name"] for p in summary["partitions"]) == [f"range-{i}" for i in range(4)]
+    rows = _read_ranges(tmp_path / "out")
+    assert [row[0] for row in rows] == list(range(80))
+    # Each partition was read in one process; two at once went to the two worker processes.
+    by_partition = {partition: {w for _, p, w in rows if p == partition} for _, partition, _ in rows}
+    assert all(len(workers) == 1 for workers in by_partition.values()), by_partition
+    assert len({w for _, _, w in rows}) == 2, by_partition
+    # One commit: one manifest for the whole run.
+    assert len(list((tmp_path / "out" / "_dativo" / "manifests").glob("*.json"))) == 1
+
+
+def test_a_worker_killed_mid_partition_restages_it_and_the_run_commits_once(
+    tmp_path: Path, two_workers: DaskProcesses
+) -> None:
+    from distributed import Client
+
+    _ranges_job(tmp_path / "jobs", tmp_path / "out", delay=0.25)  # 4 batches of 5 a partition: 1 s each.
+    client = start_run("--job-dir", str(tmp_path / "jobs"), "--executor", "dask", "--scheduler",
+                       two_workers.address, "--json", cwd=tmp_path)  # fmt: skip
+    with Client(two_workers.address, timeout=30) as observer:
+
+        def busy_worker() -> Any:
+            processing = observer.processing()
+            return next((address for address, keys in processing.items() if keys), None)
+
+        address = wait_for(busy_worker, timeout=60, what="a partition task on a worker")
+        time.sleep(0.5)  # Part-way through the partition.
+        pid = observer.run(os.getpid, workers=[address])[address]
+        os.kill(pid, signal.SIGKILL)
+    out, err = client.communicate(timeout=120)
+    assert client.returncode == 0, err
+    assert json.loads(out)["jobs"][0]["records_written"] == 80
+    assert [row[0] for row in _read_ranges(tmp_path / "out")] == list(range(80))
+    two_workers.wait_for_workers(2)
