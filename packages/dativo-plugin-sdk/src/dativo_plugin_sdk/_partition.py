@@ -20,7 +20,7 @@ class Partition:
     """One independent slice of a stream (a file, a key range, a date), named stably across runs.
 
     A reader lists its partitions in :meth:`BaseReader.partitions`; the runtime builds one
-    reader instance per partition, sets its :attr:`BaseReader.partition` and calls
+    reader instance per partition, sets its ``partition`` attribute and calls
     ``extract`` with that partition's own saved state.
 
     Args:

@@ -71,7 +71,7 @@ class BaseReader(abc.ABC):
 
         Each partition's records must be disjoint from every other's, and together they are
         the stream. The runtime extracts up to ``source.parallelism`` of them at once, each
-        in a new instance of this class whose :attr:`partition` is set before ``extract`` is
+        in a new instance of this class whose ``partition`` attribute is set before ``extract`` is
         called with that partition's own saved state (a partition with no saved state yet
         gets the stream's unpartitioned state, or an empty one). Name partitions by what
         they cover, so a name means the same records in every run; see docs/sdk.md for

@@ -39,7 +39,7 @@ class JobState:
         streams: The state of each stream read whole (unpartitioned), by stream key.
         partitions: The state of each partition of a partitioned stream: stream key, then
             partition name. A partition with none yet starts from its stream's entry in
-            :attr:`streams`.
+            ``streams``.
         run_id: The run that saved the state.
         updated_at: When it did.
     """
