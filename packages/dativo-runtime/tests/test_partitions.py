@@ -274,3 +274,66 @@ def test_state_file_round_trips_partitions(tmp_path: Path) -> None:
     assert again.partitions == {"s": {"p": {"next": 3}}}
     assert again.state_of_partition("s", "p") == {"next": 3}
     assert again.state_of_partition("s", "q") == {"a": 1}
+
+
+def test_jsonl_reads_each_file_as_a_partition(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for n in range(3):
+        (folder / f"f{n}.jsonl").write_text("".join(json.dumps({"id": n * 10 + i}) + "\n" for i in range(5)))
+    spec = parse_job(
+        {
+            "tenant": "t",
+            "name": "j",
+            "source": {"plugin": "jsonl", "config": {"path": "in/*.jsonl"}, "parallelism": "auto"},
+            "target": {"plugin": "parquet", "config": {"path": "out"}},
+        },
+        base_dir=tmp_path,
+    )
+    result = run_job(spec)
+    assert result.succeeded, result.error
+    assert [(p["name"], p["records_read"]) for p in result.partitions or []] == [
+        ("f0.jsonl", 5),
+        ("f1.jsonl", 5),
+        ("f2.jsonl", 5),
+    ]
+    assert ids(tmp_path) == sorted(n * 10 + i for n in range(3) for i in range(5))
+
+
+def test_a_single_file_path_is_read_whole(tmp_path: Path) -> None:
+    (tmp_path / "in.csv").write_text("id\n1\n2\n")
+    spec = parse_job(
+        {
+            "tenant": "t",
+            "name": "j",
+            "source": {"plugin": "csv", "config": {"path": "in.csv"}, "parallelism": 4},
+            "target": {"plugin": "parquet", "config": {"path": "out"}},
+        },
+        base_dir=tmp_path,
+    )
+    result = run_job(spec)
+    assert result.succeeded, result.error
+    assert result.partitions is None
+    assert ids(tmp_path) == [1, 2]
+
+
+def test_the_run_summary_shows_the_partitions(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from dativo_runtime._cli._app import app
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for n in range(2):
+        (folder / f"f{n}.csv").write_text("id\n" + "".join(f"{n * 100 + i}\n" for i in range(3)))
+    job_file = tmp_path / "job.yaml"
+    job_file.write_text(
+        "name: j\nsource: {plugin: csv, parallelism: 2, config: {path: in/}}\n"
+        "target: {plugin: parquet, config: {path: out}}\n"
+    )
+    shown = CliRunner().invoke(app, ["run", "--config", str(job_file), "--no-progress"])
+    assert shown.exit_code == 0, shown.output
+    assert "partitions" in shown.stdout
+    assert "2 of 2 read to the end (f0.csv 3, f1.csv 3)" in shown.stdout
+    document = json.loads(CliRunner().invoke(app, ["run", "--config", str(job_file), "--json"]).stdout)
+    assert [p["name"] for p in document["partitions"]] == ["f0.csv", "f1.csv"]
