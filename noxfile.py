@@ -121,7 +121,7 @@ def demo(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Throughput benchmark against pyarrow, dlt and Singer (`-- --quick` for a one-minute run)."""
     session.install("-r", str(ROOT / "bench" / "requirements.txt"))
-    session.install("-e", str(SDK), "-e", str(RUNTIME))
+    session.install("-e", str(SDK), "-e", f"{RUNTIME}[dask]")
     session.run("python", str(ROOT / "bench" / "run.py"), *session.posargs)
 
 

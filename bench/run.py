@@ -27,6 +27,8 @@ from typing import Any
 
 from dativo_bench import dativo_job
 from dativo_bench.candidates import BENCH_DIR, CANDIDATE_NAMES, CEILING, FLOOR, all_candidates
+from dativo_bench.dask_scale_out import HEADER as DASK_HEADER
+from dativo_bench.dask_scale_out import DaskScaleOut, measure_dask_scale_out
 from dativo_bench.ipc_validation import IpcValidation, measure_ipc_validation
 from dativo_bench.measurement import SAMPLE_INTERVAL_S
 from dativo_bench.parallel_jobs import ParallelScaling, parallel_candidates
@@ -44,7 +46,7 @@ from dativo_bench.runner import OK, CandidateResult, Runner
 from dativo_bench.sandbox_startup import ColdStart, measure_cold_start
 from dativo_bench.singer_adapter import SingerAdapter, adapter_candidates
 
-EXTRAS = ("cold-start", "rss", "parallel", "parallelism", "ipc-validation", "adapter")
+EXTRAS = ("cold-start", "rss", "parallel", "parallelism", "dask", "ipc-validation", "adapter")
 """Sections that ``--only`` can name besides candidates."""
 
 RSS_CANDIDATES = ("dativo-dict-none", "dativo-dict-process", FLOOR)
@@ -235,9 +237,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             parallelism_results = runner.preflight(parallelism_candidates(dativo_run, level), preflight_n)
             runner.timed_rounds(parallelism_results, args.n, args.runs)
             parallelism = PartitionParallelism(args.n, level, parallelism_results)
-            if not args.keep:  # the CSV input the section's runs shared
-                for folder in work_dir.glob("parallelism-input-*"):
-                    shutil.rmtree(folder, ignore_errors=True)
+        dask: DaskScaleOut | None = None
+        if "dask" in args.selected:
+            log(
+                f"4-partition CSV job on a Dask cluster, 2 workers vs 1 ({args.runs} x {args.n:,} rows, "
+                "interleaved; the clusters start before the preflight):"
+            )
+            dask = measure_dask_scale_out(
+                runner, dativo_run, n=args.n, runs=args.runs, preflight_n=preflight_n
+            )
+        if not args.keep:  # the CSV input the parallelism and dask sections' runs shared
+            for folder in work_dir.glob("parallelism-input-*"):
+                shutil.rmtree(folder, ignore_errors=True)
         adapter: SingerAdapter | None = None
         if "adapter" in args.selected:
             log(f"Singer adapter ({args.runs} x {args.n:,} records, interleaved; preflight builds its env):")
@@ -261,6 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     checks = check_targets(by_name, cold_start, rss, parallel, adapter)
     if parallelism is not None:
         checks.append(TargetCheck(*parallelism.target()))
+    if dask is not None:
+        checks.append(TargetCheck(*dask.target()))
     print_report(
         f"{mode}, N={args.n:,}, {args.runs} runs, {os.cpu_count()} CPUs",
         results,
@@ -276,6 +289,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             PARALLELISM_HEADER,
             parallelism.rows(),
         )
+    if dask is not None:
+        table_printer()(
+            f"One job on Dask, 2 workers vs 1 — {dask.n:,} rows in 4 CSV files, parallelism 4 (medians)",
+            DASK_HEADER,
+            dask.rows(),
+        )
+        for problem in dask.problems():
+            log(f"  {problem}")
     meta = {
         "started_at": started_at,
         "mode": mode,
@@ -303,6 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if validation is not None:
         document["ipc_validation"] = validation.to_dict()
     document["partition_parallelism"] = None if parallelism is None else parallelism.to_dict()
+    document["dask_scale_out"] = None if dask is None else dask.to_dict()
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(document, indent=2) + "\n")
     log(f"\nResults written to {args.json}")

@@ -45,6 +45,7 @@ __all__ = [
     "PARALLELISM_TARGET",
     "PartitionParallelism",
     "parallelism_candidates",
+    "shared_csv_input",
     "write_csv_input",
 ]
 
@@ -114,8 +115,12 @@ def job_document(*, name: str, input_dir: Path, out_dir: Path, parallelism: int)
     }
 
 
-def _input(ctx: RunContext) -> Path:
-    # The work folder holds every run's folder; the input is shared by all runs of one N.
+def shared_csv_input(ctx: RunContext) -> Path:
+    """Return the folder of the 4 CSV files of ``ctx``'s N and seed, written on first use.
+
+    The work folder holds every run's folder; the input beside them
+    (``parallelism-input-N-SEED``) is shared by all runs of one N, in any section.
+    """
     return write_csv_input(
         ctx.run_dir.parent / f"parallelism-input-{ctx.n}-{ctx.seed}", ctx.n, ctx.seed, ctx.batch_size
     )
@@ -127,7 +132,7 @@ def _job(executable: str | None, parallelism: int) -> Callable[[RunContext], lis
             raise FileNotFoundError("dativo-run is not installed in this environment")
         document = job_document(
             name=f"bench-parallelism-{parallelism}",
-            input_dir=_input(ctx),
+            input_dir=shared_csv_input(ctx),
             out_dir=ctx.out_dir,
             parallelism=parallelism,
         )
@@ -141,7 +146,7 @@ def _two_at_once(executable: str | None) -> Callable[[RunContext], list[str]]:
     def command(ctx: RunContext) -> list[str]:
         if executable is None:
             raise FileNotFoundError("dativo-run is not installed in this environment")
-        input_dir = _input(ctx)
+        input_dir = shared_csv_input(ctx)
         runs = []
         for copy in COPIES:
             document = job_document(

@@ -351,7 +351,7 @@ def print_report(
             print(
                 f"  {result.name}: {result.status} - {result.reason}" + (f" (logs in {logs})" if logs else "")
             )
-    print("\nTargets (issues 6 and 14; reported, not asserted):")
+    print("\nTargets (issues 6, 14 and 15; reported, not asserted):")
     for check in checks:
         print(f"  {check.line()}")
 
