@@ -23,9 +23,10 @@ plugin.
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 import threading
-import time
 from collections.abc import Mapping
 from importlib.metadata import Distribution, PackageNotFoundError, entry_points, packages_distributions
 from pathlib import Path
@@ -198,24 +199,34 @@ def read_requirements_file(path: Path, *, _seen: frozenset[Path] = frozenset()) 
 # Installed plugins ---------------------------------------------------------------------
 
 
-_PACKAGES_TTL_S = 30.0
 _packages_lock = threading.Lock()
-_packages_cache: tuple[float, Mapping[str, list[str]]] | None = None
+_packages_cache: tuple[tuple[tuple[str, int], ...], Mapping[str, list[str]]] | None = None
+
+
+def _search_path_stamp() -> tuple[tuple[str, int], ...]:
+    """Each ``sys.path`` folder with its modification time: installing a package changes one."""
+    stamp = []
+    for entry in sys.path:
+        try:
+            stamp.append((entry, os.stat(entry or ".").st_mtime_ns))
+        except OSError:
+            continue
+    return tuple(stamp)
 
 
 def distributions_providing(top_level: str) -> list[str]:
     """The installed distributions providing top-level package ``top_level``, sorted.
 
     ``importlib.metadata.packages_distributions`` reads every installed file list (about
-    half a second with a few hundred distributions), so its answer is kept for 30 seconds:
-    the sessions of one run (one per partition) share it, and a long-running ``serve`` still
-    sees packages installed later.
+    half a second with a few hundred distributions), so its answer is kept until a folder of
+    ``sys.path`` changes (a package installed or removed): the sessions of one run (one per
+    partition) and the runs of a long-lived ``serve`` or Dask worker share it.
     """
     global _packages_cache
+    stamp = _search_path_stamp()
     with _packages_lock:
-        now = time.monotonic()
-        if _packages_cache is None or now - _packages_cache[0] > _PACKAGES_TTL_S:
-            _packages_cache = (now, packages_distributions())
+        if _packages_cache is None or _packages_cache[0] != stamp:
+            _packages_cache = (stamp, packages_distributions())
         return sorted(_packages_cache[1].get(top_level, []))
 
 
