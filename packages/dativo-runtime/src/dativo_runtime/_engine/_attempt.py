@@ -196,6 +196,11 @@ class Attempt:
             state_in = saved.streams.get(state_key, {}) if job.source.incremental is not None else None
             clock = StageClock()
             committed = False
+
+            def state_of(name: str) -> dict[str, Any] | None:
+                """Where partition ``name`` resumes (``None``: a full read)."""
+                return saved.state_of_partition(state_key, name) if state_in is not None else None
+
             try:
                 partitions = self._partitions(reader, saved, state_key)
                 if partitions is None:
@@ -215,11 +220,7 @@ class Attempt:
                         validator=validator,
                         stream=stream.name,
                         columns=stream.columns,
-                        state_of=lambda name: (
-                            saved.state_of_partition(state_key, name)
-                            if job.source.incremental is not None
-                            else None
-                        ),
+                        state_of=state_of,
                     )
                 else:
                     self._move_partitions(
@@ -230,11 +231,7 @@ class Attempt:
                         sessions=sessions,
                         clock=clock,
                         stream=stream.name,
-                        state_of=lambda name: (
-                            saved.state_of_partition(state_key, name)
-                            if job.source.incremental is not None
-                            else None
-                        ),
+                        state_of=state_of,
                     )
                 with self.observer.committing(stream.name), commit_section():
                     self._commit(writers, saved, state_key)
