@@ -35,8 +35,9 @@ nox.options.reuse_existing_virtualenvs = True
 def _install_workspace(session: nox.Session) -> None:
     # The docs requirements let the strict MkDocs build test in tests/ run instead of skipping.
     session.install(*TEST_DEPS, "-r", str(ROOT / "docs" / "requirements.txt"))
-    # [dask]: the Dask executor's tests run against real schedulers and workers.
-    session.install("-e", str(SDK), "-e", f"{TESTKIT}[arrow]", "-e", f"{RUNTIME}[otel,dask]")
+    # [dask]: the Dask executor's tests run against real schedulers and workers; [iceberg]: the
+    # iceberg writer's tests run against pyiceberg's sql catalog.
+    session.install("-e", str(SDK), "-e", f"{TESTKIT}[arrow]", "-e", f"{RUNTIME}[otel,dask,iceberg]")
 
 
 @nox.session

@@ -174,7 +174,10 @@ class Attempt:
             outcome.stream = stream.name
             config = job.target_config()
             for key, value in run_context(
-                job, writer_run_id=self.writer_run_id(), ingest_date=self.ingest_date
+                job,
+                writer_run_id=self.writer_run_id(),
+                ingest_date=self.ingest_date,
+                primary_key=stream.discovered.primary_key if stream.discovered is not None else (),
             ).items():
                 config.setdefault(key, value)
             target, outcome.sandbox["target"] = self.preflight.open_target(stream.columns, config=config)

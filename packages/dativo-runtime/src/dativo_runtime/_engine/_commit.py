@@ -165,7 +165,7 @@ class CommitProtocol:
             return None
         assert self.connector is not None
         assert self.connector.commit_probe is not None
-        return self.connector.commit_probe(location, self.storage_options, writer_run_id)
+        return self.connector.commit_probe(location, self.job.target_config(), writer_run_id)
 
     def settle_pending(self, pending: PendingCommit | None) -> None:
         """Finish or drop what a run that died between its commit and saving its state left."""
@@ -264,8 +264,15 @@ def _next_state(staged: StagedRun, run_id: str) -> JobState:
     return JobState(streams=streams, partitions=partitions, run_id=run_id, updated_at=utc_now_iso())
 
 
-def run_context(job: JobConfig, *, writer_run_id: str, ingest_date: str) -> Mapping[str, Any]:
-    """The run settings the target's connector asks for (its ``run_context``), by key."""
+def run_context(
+    job: JobConfig, *, writer_run_id: str, ingest_date: str, primary_key: Sequence[str] = ()
+) -> Mapping[str, Any]:
+    """The run settings the target's connector asks for (its ``run_context``), by key.
+
+    ``primary_key`` (the discovered stream's) is given only when the stream has one.
+    """
     connector = builtin_connector(job.target.plugin)
-    values = {"run_id": writer_run_id, "ingest_date": ingest_date}
+    values: dict[str, Any] = {"run_id": writer_run_id, "ingest_date": ingest_date}
+    if primary_key:
+        values["primary_key"] = list(primary_key)
     return {key: values[key] for key in (connector.run_context if connector else ()) if key in values}

@@ -225,6 +225,8 @@ class JobConfig(JobSection):
         spec = builtin_of_kind(self.target.plugin, "writer")
         if spec is not None and spec.location_option is not None:
             config[spec.location_option] = self.resolve_path(str(config[spec.location_option]))
+            if spec.options is not None:
+                config = spec.options.resolve_paths(config, self.resolve_path)
         elif spec is None:
             folder = self.output_dir()
             if folder is not None:

@@ -1,4 +1,4 @@
-"""The built-in connectors: ``csv``, ``jsonl``, ``singer`` and ``airbyte`` readers, the ``parquet`` writer.
+"""The built-in connectors: readers ``csv``, ``jsonl``, ``singer``, ``airbyte``; writers ``parquet``, ``iceberg``.
 
 They are ordinary SDK plugins (``BaseReader`` / ``BaseWriter``) that job files name by
 their built-in names (``singer`` and ``airbyte`` run a tap from a plugin environment, in a
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from dativo_runtime.connectors._airbyte import AirbyteReader
     from dativo_runtime.connectors._csv import CsvReader
     from dativo_runtime.connectors._dataset import ManifestFile, ParquetDataset, RecoveryReport, RunManifest
+    from dativo_runtime.connectors._iceberg import IcebergWriter
     from dativo_runtime.connectors._jsonl import JsonlReader
     from dativo_runtime.connectors._parquet import ParquetWriter, new_run_id
     from dativo_runtime.connectors._singer import SingerReader
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AirbyteReader",
     "CsvReader",
+    "IcebergWriter",
     "JsonlReader",
     "ManifestFile",
     "ParquetDataset",
@@ -40,6 +42,7 @@ __all__ = [
 _EXPORTS = {
     "AirbyteReader": "._airbyte",
     "CsvReader": "._csv",
+    "IcebergWriter": "._iceberg",
     "JsonlReader": "._jsonl",
     "ManifestFile": "._dataset",
     "ParquetDataset": "._dataset",

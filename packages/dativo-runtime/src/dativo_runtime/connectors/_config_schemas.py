@@ -19,6 +19,7 @@ from dativo_plugin_sdk import ColumnType
 __all__ = [
     "AIRBYTE_CONFIG_SCHEMA",
     "CSV_CONFIG_SCHEMA",
+    "ICEBERG_CONFIG_SCHEMA",
     "JSONL_CONFIG_SCHEMA",
     "PARQUET_CONFIG_SCHEMA",
     "SINGER_CONFIG_SCHEMA",
@@ -184,6 +185,77 @@ PARQUET_CONFIG_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
 }
 """The ``parquet`` writer's config."""
+
+ICEBERG_CONFIG_SCHEMA: dict[str, Any] = {
+    "$schema": _DIALECT,
+    "title": "iceberg writer config",
+    "type": "object",
+    "properties": {
+        "warehouse": {
+            "type": "string",
+            "minLength": 1,
+            "description": "A local folder (relative to the job file) or s3://bucket/prefix: where new "
+            "tables' files go, and the writer's bookkeeping (_dativo/).",
+        },
+        "table": {
+            "type": "string",
+            "pattern": r"^[^.\s]+(\.[^.\s]+)+$",
+            "description": "namespace.table; created on the first run from the stream's schema.",
+        },
+        "catalog": {
+            "type": ["object", "null"],
+            "description": "The catalog: {type: sql, uri: sqlite:///warehouse/catalog.db} (the default, "
+            "in the warehouse) or {type: rest, uri: ...}; other keys are pyiceberg catalog properties.",
+            "properties": {
+                "type": {"enum": ["sql", "rest"]},
+                "uri": {"type": "string", "minLength": 1},
+                "credential": {"type": "string", "secret": True},
+                "token": {"type": "string", "secret": True},
+            },
+            "additionalProperties": True,
+        },
+        "partition_by": {
+            "type": ["array", "null"],
+            "description": "The partition spec of a new table: {column, transform} entries; transform "
+            "identity (default), year, month, day, hour, bucket[N] or truncate[W].",
+            "items": {
+                "anyOf": [
+                    {"type": "string", "minLength": 1},
+                    {
+                        "type": "object",
+                        "properties": {
+                            "column": {"type": "string", "minLength": 1},
+                            "transform": {"type": "string"},
+                        },
+                        "required": ["column"],
+                        "additionalProperties": False,
+                    },
+                ]
+            },
+        },
+        "write_mode": {"enum": ["append", "upsert"], "description": "append (default) or upsert by key."},
+        "primary_key": {
+            "type": ["array", "string", "null"],
+            "items": {"type": "string"},
+            "description": "The key columns of upsert; default the stream's primary key.",
+        },
+        "compression": {
+            "enum": _COMPRESSIONS + [c.upper() for c in _COMPRESSIONS],
+            "description": "The data files' codec (zstd).",
+        },
+        "target_file_size": _size("A data file is closed at this size (128m)."),
+        "max_open_files": _count("Data files open at once across partitions (32).", 1),
+        "lease_ttl": {
+            "type": ["number", "string"],
+            "description": "S3: seconds a run's lease lives without renewal (120).",
+        },
+        "run_id": {"type": ["string", "null"], "description": "Set by the runtime."},
+        **_S3,
+    },
+    "required": ["warehouse", "table"],
+    "additionalProperties": False,
+}
+"""The ``iceberg`` writer's config."""
 
 
 def tap_config_schema(

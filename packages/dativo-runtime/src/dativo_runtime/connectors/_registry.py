@@ -17,6 +17,7 @@ from dativo_runtime.connectors._options import (
     AirbyteOptions,
     ConnectorOptions,
     CsvOptions,
+    IcebergOptions,
     JobContext,
     JsonlOptions,
     ParquetOptions,
@@ -34,7 +35,10 @@ __all__ = [
 ]
 
 CommitProbe = Callable[[str, Mapping[str, Any], str], bool]
-"""``(location, storage_options, writer_run_id) -> bool``: whether that writer run committed."""
+"""``(location, config, writer_run_id) -> bool``: whether that writer run committed.
+
+``config`` is the writer's resolved config (its S3 options, and what else it needs to find
+its commits: the iceberg writer's catalog and table)."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,8 @@ class ConnectorSpec:
             connector's own field names and says which key names its location and
             which settings it takes from the job file.
         run_context: Run settings the engine puts into its config when unset
-            (``run_id``: the writer run's id; ``ingest_date``: the run's date).
+            (``run_id``: the writer run's id; ``ingest_date``: the run's date;
+            ``primary_key``: the discovered stream's primary key, when it has one).
         commit_probe: For a writer, how to tell whether a writer run committed (used to
             settle a run that died between its commit and saving its state).
         environment_option: The config key holding the pip requirement of a plugin
@@ -93,12 +98,20 @@ class ConnectorSpec:
         return self.options.job_settings(job) if self.options is not None else {}
 
 
-def _parquet_committed(location: str, storage_options: Mapping[str, Any], writer_run_id: str) -> bool:
+def _parquet_committed(location: str, config: Mapping[str, Any], writer_run_id: str) -> bool:
     """Whether the parquet writer's run ``writer_run_id`` wrote its manifest (its commit point)."""
     from dativo_runtime._storage._backends import open_storage
+    from dativo_runtime._storage._s3 import s3_options
     from dativo_runtime.connectors._dataset import ParquetDataset
 
-    return ParquetDataset(open_storage(location, storage_options)).has_manifest(writer_run_id)
+    return ParquetDataset(open_storage(location, s3_options(config))).has_manifest(writer_run_id)
+
+
+def _iceberg_committed(location: str, config: Mapping[str, Any], writer_run_id: str) -> bool:
+    """Whether a snapshot of the iceberg writer's table names run ``writer_run_id``."""
+    from dativo_runtime.connectors._iceberg_table import run_committed
+
+    return run_committed(location, config, writer_run_id)
 
 
 BUILTIN_CONNECTORS: Mapping[str, ConnectorSpec] = {
@@ -127,6 +140,14 @@ BUILTIN_CONNECTORS: Mapping[str, ConnectorSpec] = {
             options=ParquetOptions,
             run_context=("run_id", "ingest_date"),
             commit_probe=_parquet_committed,
+        ),
+        ConnectorSpec(
+            "iceberg",
+            "writer",
+            "dativo_runtime.connectors:IcebergWriter",
+            options=IcebergOptions,
+            run_context=("run_id", "primary_key"),
+            commit_probe=_iceberg_committed,
         ),
     )
 }
