@@ -1,4 +1,4 @@
-"""The built-in connectors: readers ``csv``, ``jsonl``, ``singer``, ``airbyte``; writers ``parquet``, ``iceberg``.
+"""The built-in connectors: the readers csv, jsonl, singer, airbyte; the writers parquet, iceberg.
 
 They are ordinary SDK plugins (``BaseReader`` / ``BaseWriter``) that job files name by
 their built-in names (``singer`` and ``airbyte`` run a tap from a plugin environment, in a
