@@ -50,6 +50,10 @@ def test_each_builtin_declares_its_kind_class_and_options(name: str) -> None:
         assert spec.location_option is None
         assert spec.environment_option == "package"
         built = cls({"package": "tap-something==1.0"})
+    elif name == "iceberg":
+        # A table in a warehouse: the warehouse is its location (state and quarantine go beside it).
+        assert spec.location_option == "warehouse"
+        built = cls({"warehouse": "somewhere", "table": "analytics.orders"})
     else:
         assert spec.location_option == "path"
         built = cls({"path": "somewhere"})
