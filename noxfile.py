@@ -111,10 +111,19 @@ def _check_wheels_install(session: nox.Session, dist: pathlib.Path) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """Install the runtime and run the example job: CSV to Parquet in examples/output/orders."""
-    session.install("-e", str(SDK), "-e", str(RUNTIME))
-    session.run(
-        "dativo-run", "run", "--config", str(ROOT / "examples" / "jobs" / "orders_csv_to_parquet.yaml")
+    """Install the runtime and run the example jobs: CSV to Parquet, then CSV to an Iceberg table."""
+    session.install("-e", str(SDK), "-e", f"{RUNTIME}[iceberg]", "duckdb")
+    jobs = ROOT / "examples" / "jobs"
+    session.run("dativo-run", "run", "--config", str(jobs / "orders_csv_to_parquet.yaml"))
+    # The second demo: the same orders into an Iceberg table on the embedded sqlite catalog.
+    iceberg_job = jobs / "orders_csv_to_iceberg.yaml"
+    session.run("dativo-run", "run", "--config", str(iceberg_job))
+    query = ROOT / "examples" / "query_iceberg.py"
+    session.run("python", str(query))
+    session.log(
+        "query the Iceberg table demo.orders (catalog examples/output/warehouse/catalog.db) with "
+        f"`python {query.relative_to(ROOT)}`; `dativo-run files --config {iceberg_job.relative_to(ROOT)}` "
+        "lists its data files for DuckDB or any Parquet reader"
     )
 
 

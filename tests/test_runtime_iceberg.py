@@ -530,3 +530,17 @@ def test_a_warehouse_on_s3(
     assert got == rows
     listed = s3.list_objects_v2(Bucket=s3.bucket, Prefix="lake/_dativo/iceberg/staging/").get("KeyCount", 0)
     assert listed == 0
+
+
+def test_the_iceberg_demo_job_lands_the_example_orders(example_copy: Path, run_cli: Any) -> None:
+    job = example_copy / "jobs" / "orders_csv_to_iceberg.yaml"
+    result = run_cli("run", "--config", str(job), "--json")
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    warehouse = example_copy / "output" / "warehouse"
+    table = catalog(warehouse).load_table("demo.orders")
+    source = duckdb.sql(
+        f"SELECT order_id, unit_price FROM read_csv('{example_copy / 'data' / 'orders.csv'}') ORDER BY order_id"
+    ).fetchall()
+    landed = table.scan(selected_fields=("order_id", "unit_price")).to_arrow().sort_by("order_id").to_pylist()
+    assert [(r["order_id"], r["unit_price"]) for r in landed] == [(i, Decimal(str(p))) for i, p in source]
+    assert [f.name for f in table.spec().fields] == ["ordered_at_day"]
