@@ -299,10 +299,11 @@ class IcebergWriter(BaseWriter):
             raise catalog_error(exc, options, "prepare the table") from exc
         for f in schema.fields:
             if f.required and f.name not in stream.names:
-                raise ValidationError(
+                raise ConfigurationError(
                     f"iceberg table {options.table_name} has the required column {f.name!r}, which the "
-                    f"stream does not have (columns: {', '.join(stream.names)})",
-                    details={"column": f.name, "table": options.table_name},
+                    f"stream does not have (columns: {', '.join(stream.names)}); add it to the job's "
+                    "schema, or write to another table (target.config.table)",
+                    details={"field": "table", "column": f.name, "table": options.table_name},
                 )
         if options.write_mode == "upsert":
             self._check_key(stream)

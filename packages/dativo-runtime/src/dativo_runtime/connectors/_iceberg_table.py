@@ -240,9 +240,13 @@ def apply_schema_evolution(transaction: Any, stream: pa.Schema, options: Iceberg
     """
     from pyiceberg.exceptions import ValidationError as IcebergValidationError
 
+    current = transaction.table_metadata.schema()
+    known = {f.name for f in current.fields}
+    # Iceberg cannot add a required column to a table that may hold rows: a new one is optional.
+    merged = pa.schema([f if f.name in known else f.with_nullable(True) for f in stream])
     try:
         with transaction.update_schema() as update:
-            update.union_by_name(stream)
+            update.union_by_name(merged)
     except (IcebergValidationError, ValueError, TypeError) as exc:
         raise ConfigurationError(
             f"the stream's schema does not fit iceberg table {options.table_name}: {exc}. Iceberg "
