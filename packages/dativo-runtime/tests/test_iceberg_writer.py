@@ -1,0 +1,223 @@
+"""The ``iceberg`` writer's options and its writer run, driven directly (the CLI runs are in tests/)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from dativo_plugin_sdk import Column, ColumnType, ConfigurationError
+from dativo_runtime._jobs._model import parse_job
+from dativo_runtime.connectors._options import IcebergOptions
+from dativo_runtime.connectors._registry import builtin_connector
+
+pytest.importorskip("pyiceberg.catalog.sql", reason="the iceberg writer needs dativo-runtime[iceberg]")
+
+from dativo_runtime.connectors._iceberg import STAGING_DIR, IcebergWriter
+
+pytestmark = pytest.mark.usefixtures("forget_secrets")
+
+COLUMNS = [
+    Column("id", ColumnType.INTEGER, nullable=False),
+    Column("region", ColumnType.STRING),
+]
+
+
+def writer(tmp_path: Path, columns: list[Column] | None = None, **config: Any) -> IcebergWriter:
+    return IcebergWriter(
+        {"warehouse": str(tmp_path / "wh"), "table": "lake.orders", **config},
+        COLUMNS if columns is None else columns,
+    )
+
+
+def rows(first: int, count: int) -> pa.RecordBatch:
+    ids = list(range(first, first + count))
+    return pa.RecordBatch.from_pydict(
+        {"id": ids, "region": [("eu", "us")[i % 2] for i in ids]},
+        schema=pa.schema([pa.field("id", pa.int64(), nullable=False), pa.field("region", pa.string())]),
+    )
+
+
+def data_files(tmp_path: Path) -> set[Path]:
+    return set((tmp_path / "wh").rglob("data/**/*.parquet"))
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"table": "orders"}, "table"),
+        ({"table": "lake..orders"}, "table"),
+        ({"write_mode": "merge"}, "write_mode"),
+        ({"partition_by": [{"column": "at", "transform": "week"}]}, "partition_by[0].transform"),
+        ({"partition_by": [{"column": "id", "transform": "bucket[0]"}]}, "partition_by[0].transform"),
+        ({"partition_by": [{"transform": "day"}]}, "partition_by[0]"),
+        ({"partition_by": "region"}, "partition_by"),
+        ({"catalog": {"type": "hive", "uri": "thrift://x"}}, "catalog.type"),
+        ({"catalog": {"type": "rest"}}, "catalog.uri"),
+        ({"catalog": "sqlite:///c.db"}, "catalog"),
+        ({"warehouse": "s3://lake/wh"}, "catalog"),
+        ({"primary_key": [1]}, "primary_key"),
+        ({"compression": "rar"}, "compression"),
+        ({"target_file_size": "lots"}, "target_file_size"),
+        ({"run_id": "a/b"}, "run_id"),
+    ],
+)
+def test_a_bad_option_names_its_own_field(change: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        IcebergOptions.from_config({"warehouse": "/wh", "table": "lake.orders", **change})
+    assert raised.value.details["field"] == field
+
+
+def test_options_defaults_and_partition_spellings() -> None:
+    options = IcebergOptions.from_config(
+        {
+            "warehouse": "/srv/wh",
+            "table": "lake.sales.orders",
+            "partition_by": ["region", {"column": "id", "transform": "Bucket[ 16 ]"}],
+        }
+    )
+    assert options.table == ("lake", "sales", "orders")
+    assert options.catalog == {"type": "sql", "uri": "sqlite:////srv/wh/catalog.db"}
+    assert [(p.column, p.transform) for p in options.partition_by] == [
+        ("region", "identity"),
+        ("id", "bucket[16]"),
+    ]
+    assert (options.write_mode, options.compression, options.target_file_size) == (
+        "append",
+        "zstd",
+        128 * 1024**2,
+    )
+
+
+def test_the_job_file_resolves_the_warehouse_and_a_relative_sqlite_catalog(tmp_path: Path) -> None:
+    job = parse_job(
+        {
+            "name": "orders",
+            "source": {"plugin": "csv", "config": {"path": "orders.csv"}},
+            "target": {
+                "plugin": "iceberg",
+                "config": {
+                    "warehouse": "wh",
+                    "table": "lake.orders",
+                    "catalog": {"type": "sql", "uri": "sqlite:///catalogs/lake.db", "credential": "a:b"},
+                },
+            },
+        },
+        source_file=tmp_path / "jobs" / "job.yaml",
+    )
+    config = job.target_config()
+    assert config["warehouse"] == str(tmp_path / "jobs" / "wh")
+    assert config["catalog"]["uri"] == f"sqlite:///{tmp_path}/jobs/catalogs/lake.db"
+    assert config["catalog"]["credential"] == "a:b"
+    assert job.state_location() == str(tmp_path / "jobs" / "wh" / "_dativo" / "state")
+    spec = builtin_connector("iceberg")
+    assert spec is not None
+    assert set(spec.run_context) == {"run_id", "primary_key"}
+
+
+def test_files_roll_at_target_file_size_and_all_are_committed(tmp_path: Path) -> None:
+    target = writer(tmp_path, target_file_size=1, partition_by=["region"])
+    for n in range(4):
+        target.write_batch(rows(n * 10, 10), n)
+    summary = target.commit_files([])
+    assert summary["files_committed"] == 8  # 4 batches x 2 regions, each file closed at once
+    assert summary["record_count"] == 40
+    table = target.catalog.load_table("lake.orders")
+    assert sorted(table.scan().to_arrow().column("id").to_pylist()) == list(range(40))
+    assert {Path(p) for p in summary["paths"]} == data_files(tmp_path)
+    snapshot = table.current_snapshot()
+    assert snapshot is not None
+    assert snapshot.summary is not None
+    assert snapshot.summary["dativo.run-id"] == target.run_id
+    target.close()
+
+
+def test_abort_deletes_the_staged_files_and_commits_nothing(tmp_path: Path) -> None:
+    target = writer(tmp_path, partition_by=["region"])
+    target.write_batch(rows(0, 10), 0)
+    staged = data_files(tmp_path)
+    assert len(staged) == 2
+    record = json.loads((tmp_path / "wh" / STAGING_DIR / f"{target.run_id}.json").read_text())
+    assert {Path(p.removeprefix("file://")) for p in record["files"]} == staged
+    target.abort()
+    assert data_files(tmp_path) == set()
+    assert list((tmp_path / "wh" / STAGING_DIR).iterdir()) == []
+    assert target.catalog.load_table("lake.orders").snapshots() == []
+    target.close()
+
+
+def test_a_dead_runs_files_are_deleted_by_the_next_run_and_a_committed_runs_are_kept(tmp_path: Path) -> None:
+    committed = writer(tmp_path)
+    committed.write_batch(rows(0, 5), 0)
+    committed.commit_files([])
+    kept = data_files(tmp_path)
+    dead = writer(tmp_path)
+    dead.write_batch(rows(5, 5), 0)
+    dead._close_all()
+    orphans = data_files(tmp_path) - kept
+    assert orphans
+    # The process "dies": its lease is released without cleaning anything up.
+    assert dead._lease is not None
+    dead._lease.release()
+    dead._lease = None
+    dead._finished = True
+    # A committed run's record left behind (it died before deleting it) must not cost its files.
+    (tmp_path / "wh" / STAGING_DIR / f"{committed.run_id}.json").write_text(
+        json.dumps({"table": "lake.orders", "run_id": committed.run_id, "files": [str(p) for p in kept]})
+    )
+    following = writer(tmp_path)
+    following.write_batch(rows(10, 5), 0)
+    following.commit_files([])
+    assert not (orphans & data_files(tmp_path))
+    assert kept <= data_files(tmp_path)
+    table = following.catalog.load_table("lake.orders")
+    assert sorted(table.scan().to_arrow().column("id").to_pylist()) == [*range(5), *range(10, 15)]
+    assert list((tmp_path / "wh" / STAGING_DIR).iterdir()) == []
+
+
+def test_the_commit_probe_knows_its_runs(tmp_path: Path) -> None:
+    spec = builtin_connector("iceberg")
+    assert spec is not None
+    assert spec.commit_probe is not None
+    config = {"warehouse": str(tmp_path / "wh"), "table": "lake.orders"}
+    assert spec.commit_probe(str(tmp_path / "wh"), config, "never-ran") is False  # no table yet
+    target = writer(tmp_path, run_id="run-1")
+    target.write_batch(rows(0, 3), 0)
+    target.commit_files([])
+    assert spec.commit_probe(str(tmp_path / "wh"), config, "run-1") is True
+    assert spec.commit_probe(str(tmp_path / "wh"), config, "run-2") is False
+
+
+def test_a_required_table_column_the_stream_lacks_is_refused(tmp_path: Path) -> None:
+    first = writer(tmp_path)
+    first.write_batch(rows(0, 3), 0)
+    first.commit_files([])
+    narrower = writer(tmp_path, columns=[Column("region", ColumnType.STRING)])
+    with pytest.raises(ConfigurationError, match="required column 'id'"):
+        narrower.write_batch(pa.RecordBatch.from_pydict({"region": ["eu"]}), 0)
+    narrower.close()
+    assert len(first.catalog.load_table("lake.orders").snapshots()) == 1
+
+
+def test_a_new_required_column_is_added_as_optional(tmp_path: Path) -> None:
+    first = writer(tmp_path)
+    first.write_batch(rows(0, 3), 0)
+    first.commit_files([])
+    wider_columns = [*COLUMNS, Column("channel", ColumnType.STRING, nullable=False)]
+    wider = writer(tmp_path, columns=wider_columns)
+    batch = rows(3, 2)
+    wider.write_batch(batch.append_column("channel", pa.array(["web", "shop"])), 0)
+    wider.commit_files([])
+    table = wider.catalog.load_table("lake.orders")
+    assert not table.schema().find_field("channel").required
+    got = table.scan().to_arrow().sort_by("id").select(["id", "channel"]).to_pylist()
+    assert [(r["id"], r["channel"]) for r in got] == [
+        (0, None),
+        (1, None),
+        (2, None),
+        (3, "web"),
+        (4, "shop"),
+    ]
