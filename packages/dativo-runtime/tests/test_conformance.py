@@ -50,3 +50,16 @@ def test_parquet_writer_conformance(tmp_path: Path, compression: str) -> None:
         hypothesis_examples=10,
     )
     assert_passed(report)
+
+
+def test_iceberg_writer_conformance(tmp_path: Path) -> None:
+    pytest.importorskip("pyiceberg.catalog.sql", reason="the iceberg writer needs dativo-runtime[iceberg]")
+    from dativo_runtime.connectors import IcebergWriter
+
+    report = run_conformance(
+        IcebergWriter,
+        config={"warehouse": str(tmp_path / "wh"), "table": "lake.orders"},
+        bad_config={"warehouse": ""},
+        hypothesis_examples=10,
+    )
+    assert_passed(report)

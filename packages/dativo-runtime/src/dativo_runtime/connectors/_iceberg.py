@@ -638,6 +638,13 @@ class IcebergWriter(BaseWriter):
             return True
 
     def close(self) -> None:
-        """Abort anything not committed and release the lease."""
-        if not self._finished and (self._lease is not None or self._open):
-            self.abort()
+        """Abort anything not committed, release the lease and the catalog's connections."""
+        try:
+            if not self._finished and (self._lease is not None or self._open):
+                self.abort()
+        finally:
+            engine = getattr(self._catalog, "engine", None)  # the sql catalog's connection pool
+            if engine is not None:
+                engine.dispose()
+            self._catalog = None
+            self._io = None
