@@ -150,7 +150,6 @@ class CommitProtocol:
         self.store = store
         self.with_retry = with_retry
         self.connector = builtin_connector(job.target.plugin)
-        self.storage_options = target_storage_options(job)
 
     def _probes_commits(self) -> bool:
         return self.connector is not None and self.connector.commit_probe is not None
