@@ -544,3 +544,27 @@ def test_the_iceberg_demo_job_lands_the_example_orders(example_copy: Path, run_c
     landed = table.scan(selected_fields=("order_id", "unit_price")).to_arrow().sort_by("order_id").to_pylist()
     assert [(r["order_id"], r["unit_price"]) for r in landed] == [(i, Decimal(str(p))) for i, p in source]
     assert [f.name for f in table.spec().fields] == ["ordered_at_day"]
+
+
+@pytest.mark.parametrize(("case", "code"), [("missing bucket", 2), ("unreachable endpoint", 75)])
+def test_check_maps_s3_errors_like_the_parquet_writer(
+    tmp_path: Path, run_cli: Any, write_job: Any, s3: Any, aws_credentials: Any, case: str, code: int
+) -> None:
+    bucket = s3.bucket + ("-missing" if case == "missing bucket" else "")
+    endpoint = "http://127.0.0.1:9" if case == "unreachable endpoint" else s3.endpoint
+    job = iceberg_job(
+        write_job,
+        warehouse=f"s3://{bucket}/lake",
+        target=f"""
+        catalog: {{type: sql, uri: "sqlite:///catalog/catalog.db"}}
+        endpoint_url: {endpoint}
+        region: us-east-1
+        """,
+        schema=SCHEMA + "retry: {max_attempts: 1}\n",
+    )
+    write_orders(tmp_path / "data" / "orders.csv", orders(1, 3))
+    result = run_cli("check", "--config", str(job), "--json", env=aws_credentials)
+    assert result.returncode == code, (result.stdout, result.stderr)
+    target = json.loads(result.stdout)["checks"][1]
+    assert target["role"] == "target"
+    assert f"s3://{bucket}/lake" in target["message"]
