@@ -548,7 +548,7 @@ def test_the_iceberg_demo_job_lands_the_example_orders(example_copy: Path, run_c
 
 @pytest.mark.parametrize(("case", "code"), [("missing bucket", 2), ("unreachable endpoint", 75)])
 def test_check_maps_s3_errors_like_the_parquet_writer(
-    tmp_path: Path, run_cli: Any, write_job: Any, s3: Any, aws_credentials: Any, case: str, code: int
+    *, tmp_path: Path, run_cli: Any, write_job: Any, s3: Any, aws_credentials: Any, case: str, code: int
 ) -> None:
     bucket = s3.bucket + ("-missing" if case == "missing bucket" else "")
     endpoint = "http://127.0.0.1:9" if case == "unreachable endpoint" else s3.endpoint
