@@ -11,12 +11,13 @@ import pytest
 
 from dativo_plugin_sdk import Column, ColumnType, ConfigurationError
 from dativo_runtime._jobs._model import parse_job
-from dativo_runtime.connectors._options import IcebergOptions
+from dativo_runtime.connectors._iceberg_options import IcebergOptions
 from dativo_runtime.connectors._registry import builtin_connector
 
 pytest.importorskip("pyiceberg.catalog.sql", reason="the iceberg writer needs dativo-runtime[iceberg]")
 
-from dativo_runtime.connectors._iceberg import STAGING_DIR, IcebergWriter
+from dativo_runtime.connectors._iceberg import IcebergWriter
+from dativo_runtime.connectors._iceberg_staging import STAGING_DIR
 
 pytestmark = pytest.mark.usefixtures("forget_secrets")
 

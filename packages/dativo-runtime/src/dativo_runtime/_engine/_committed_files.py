@@ -9,7 +9,7 @@ from dativo_runtime._engine._commit import target_storage_options
 from dativo_runtime._jobs._model import JobConfig, is_remote_uri
 from dativo_runtime._storage._backends import open_storage
 from dativo_runtime.connectors._dataset import ParquetDataset
-from dativo_runtime.connectors._options import IcebergOptions
+from dativo_runtime.connectors._iceberg_options import IcebergOptions
 from dativo_runtime.connectors._registry import builtin_connector
 
 __all__ = ["committed_files"]

@@ -6,18 +6,21 @@ A run stages its rows as Parquet data files in the table's ``data/`` folder (nam
 (``dativo.run-id``). A data file no snapshot references is invisible to every Iceberg reader,
 so a run that dies before the catalog commit leaves nothing visible.
 
-What a run stages is recorded, before each file is created, in
-``{warehouse}/_dativo/iceberg/staging/{run_id}.json``, beside the run's lease
-(``{run_id}.lease``, held while the run is alive). The next run of any job on the warehouse
-takes each dead run's lease and deletes the files it recorded, unless a snapshot of the
-table names the run (it committed, and its files are the table's). :meth:`abort` deletes
-the run's own files at once.
+What a run stages is recorded, before each file is created, in the warehouse beside the
+run's lease (:mod:`._iceberg_staging`). The next run of any job on the warehouse takes each
+dead run's lease and deletes the files it recorded, unless a snapshot of the table names the
+run (it committed, and its files are the table's). :meth:`IcebergWriter.abort` deletes the
+run's own files at once.
+
+The module is one run's state machine (its lease, open files, data files, commit and abort
+share their state), so it stays one piece past 500 lines; what does not share that state lives
+beside it: the options (:mod:`._iceberg_options`), everything that speaks pyiceberg's catalog
+and metadata (:mod:`._iceberg_table`) and the staging records (:mod:`._iceberg_staging`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import uuid
 import warnings
@@ -41,17 +44,20 @@ from dativo_plugin_sdk import (
 )
 from dativo_plugin_sdk._arrow import arrow_schema_for, batch_to_arrow
 from dativo_runtime._storage._backends import S3Storage, Storage, open_storage
-from dativo_runtime._storage._locks import Lease, acquire_lease
+from dativo_runtime._storage._locks import Lease
 from dativo_runtime._storage._s3 import is_s3_uri
 from dativo_runtime._version import __version__
 from dativo_runtime.connectors._check_results import result_from_error
 from dativo_runtime.connectors._config_schemas import ICEBERG_CONFIG_SCHEMA
+from dativo_runtime.connectors._iceberg_options import IcebergOptions
+from dativo_runtime.connectors._iceberg_staging import StagingRecords
 from dativo_runtime.connectors._iceberg_table import (
     RUN_ID_PROPERTY,
     apply_schema_evolution,
     catalog_error,
     catalog_properties,
     create_table,
+    data_file,
     evolved_schema,
     file_arrow_schema,
     load_table,
@@ -59,8 +65,8 @@ from dativo_runtime.connectors._iceberg_table import (
     open_catalog,
     stream_arrow_schema,
     table_has_run,
+    upsert_filter,
 )
-from dativo_runtime.connectors._options import IcebergOptions
 from dativo_runtime.connectors._parquet import new_run_id
 
 if TYPE_CHECKING:
@@ -70,12 +76,9 @@ if TYPE_CHECKING:
     from pyiceberg.schema import Schema
     from pyiceberg.table import Table
 
-__all__ = ["STAGING_DIR", "IcebergWriter"]
+__all__ = ["IcebergWriter"]
 
 log = logging.getLogger("dativo.iceberg")
-
-STAGING_DIR = "_dativo/iceberg/staging"
-"""Where runs record their staged data files and hold their leases, under the warehouse."""
 
 
 @dataclass
@@ -179,15 +182,10 @@ class IcebergWriter(BaseWriter):
 
     # The run's lease, bookkeeping and recovery -------------------------------------------
 
-    @staticmethod
-    def record_path(run_id: str) -> str:
-        """Where run ``run_id`` records the data files it stages."""
-        return f"{STAGING_DIR}/{run_id}.json"
-
-    @staticmethod
-    def lease_path(run_id: str) -> str:
-        """The lease a live run holds."""
-        return f"{STAGING_DIR}/{run_id}.lease"
+    @property
+    def staging(self) -> StagingRecords:
+        """The warehouse's records of what runs staged (see :mod:`._iceberg_staging`)."""
+        return StagingRecords(self.storage, lease_ttl=self.options.lease_ttl)
 
     def _begin(self) -> None:
         if self._lease is not None:
@@ -198,89 +196,35 @@ class IcebergWriter(BaseWriter):
             base = self.options.run_id
             self.run_id = f"{base}-{self._runs}" if base else new_run_id()
             self._finished = False
-        lease = acquire_lease(
-            self.storage, self.lease_path(self.run_id), owner=self.run_id, ttl=self.options.lease_ttl
-        )
-        if lease is None:
-            raise ConfigurationError(
-                f"run id {self.run_id!r} is already in use by a live run of {self.warehouse}; "
-                "run ids must be unique",
-                details={"run_id": self.run_id},
-            )
-        self._lease = lease
+        self._lease = self.staging.take_lease(self.run_id)
         self._record()
         self.recover()
 
     def _record(self) -> None:
-        payload = {"table": self.options.table_name, "run_id": self.run_id, "files": self._staged}
-        self.storage.write_bytes(self.record_path(self.run_id), json.dumps(payload).encode())
+        self.staging.write(self.run_id, self.options.table_name, self._staged)
 
     def recover(self) -> dict[str, list[str]]:
-        """Delete the data files dead runs staged and never committed.
+        """Delete the data files dead runs staged and never committed (:meth:`StagingRecords.recover`)."""
+        return self.staging.recover(
+            exclude=self.run_id, committed=self._run_committed, delete=self._delete_file
+        )
 
-        Returns:
-            ``rolled_back`` (runs whose files were deleted) and ``committed`` (runs a snapshot
-            names, whose record was only dropped).
-        """
-        report: dict[str, list[str]] = {"rolled_back": [], "committed": []}
-        runs = {
-            info.path.rsplit("/", 1)[-1].rsplit(".", 1)[0] for info in self.storage.list_files(STAGING_DIR)
-        }
-        for run_id in sorted(runs - {self.run_id}):
-            lease = acquire_lease(
-                self.storage,
-                self.lease_path(run_id),
-                owner=f"recovery-of-{run_id}",
-                ttl=self.options.lease_ttl,
-            )
-            if lease is None:
-                continue  # Alive.
-            try:
-                data = self.storage.read_bytes(self.record_path(run_id))
-                record = json.loads(data) if data else {}
-                files = [str(f) for f in record.get("files") or []]
-                committed = False
-                if files:
-                    table = self._table_named(str(record.get("table") or self.options.table_name))
-                    committed = table is not None and table_has_run(table, run_id)
-                    if not committed:
-                        for path in files:
-                            self._delete_file(path)
-                report["committed" if committed else "rolled_back"].append(run_id)
-                with contextlib.suppress(OSError):
-                    self.storage.delete(self.record_path(run_id))
-            finally:
-                lease.release(delete=True)
-        if report["rolled_back"]:
-            log.info(
-                "deleted the staged data files of dead run(s) %s in %s",
-                ", ".join(report["rolled_back"]),
-                self.warehouse,
-            )
-        return report
-
-    def _table_named(self, name: str) -> Table | None:
-        if name == self.options.table_name:
-            return load_table(self.catalog, self.options)
-        other = IcebergOptions.from_config({**self._config_for_recovery(), "table": name})
-        return load_table(self.catalog, other)
-
-    def _config_for_recovery(self) -> dict[str, Any]:
-        return {
-            "warehouse": self.options.warehouse,
-            "catalog": dict(self.options.catalog),
-            **dict(self.options.storage_options),
-        }
+    def _run_committed(self, table_name: str, run_id: str) -> bool:
+        options = self.options
+        if table_name and table_name != options.table_name:
+            config = {"warehouse": options.warehouse, "catalog": dict(options.catalog), "table": table_name}
+            options = IcebergOptions.from_config({**config, **dict(options.storage_options)})
+        table = load_table(self.catalog, options)
+        return table is not None and table_has_run(table, run_id)
 
     def _delete_file(self, path: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            try:
-                self.io.delete(path)
-            except FileNotFoundError:
+        try:
+            self.io.delete(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            if "not found" not in str(exc).lower() and "no such" not in str(exc).lower():
                 raise
-            except OSError as exc:
-                if "not found" not in str(exc).lower() and "no such" not in str(exc).lower():
-                    raise
 
     # The table ---------------------------------------------------------------------------
 
@@ -449,14 +393,6 @@ class IcebergWriter(BaseWriter):
         return handle
 
     def _close_file(self, handle: _OpenFile) -> None:
-        from pyiceberg.io.pyarrow import (
-            compute_statistics_plan,
-            data_file_statistics_from_parquet_metadata,
-            parquet_path_to_id_mapping,
-        )
-        from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
-        from pyiceberg.typedef import Record
-
         self._open.pop(handle.key, None)
         handle.writer.close()
         size = int(handle.stream.tell())
@@ -464,27 +400,17 @@ class IcebergWriter(BaseWriter):
         assert self._table is not None
         assert self._table_schema is not None
         assert self._spec is not None
-        spec_id = self._spec.spec_id
-        metadata = handle.writer.writer.metadata
-        statistics = data_file_statistics_from_parquet_metadata(
-            parquet_metadata=metadata,
-            stats_columns=compute_statistics_plan(self._table_schema, self._table.properties),
-            parquet_column_mapping=parquet_path_to_id_mapping(self._table_schema),
+        self._data_files.append(
+            data_file(
+                handle.path,
+                handle.writer.writer.metadata,
+                size=size,
+                partition=handle.partition,
+                table=self._table,
+                schema=self._table_schema,
+                spec=self._spec,
+            )
         )
-        data_file = DataFile.from_args(
-            content=DataFileContent.DATA,
-            file_path=handle.path,
-            file_format=FileFormat.PARQUET,
-            partition=handle.partition if handle.partition is not None else Record(),
-            file_size_in_bytes=size,
-            sort_order_id=None,
-            spec_id=self._spec.spec_id,
-            equality_ids=None,
-            key_metadata=None,
-            **statistics.to_serialized_dict(),
-        )
-        data_file.spec_id = spec_id  # Not taken by from_args in every version.
-        self._data_files.append(data_file)
 
     def _close_all(self) -> None:
         for handle in list(self._open.values()):
@@ -570,29 +496,10 @@ class IcebergWriter(BaseWriter):
         return snapshot.snapshot_id if snapshot is not None else None
 
     def _upsert_filter(self) -> Any:
-        from pyiceberg.table.upsert_util import create_match_filter
-
         keys = pa.concat_tables(self._keys) if self._keys else None
         if keys is None or keys.num_rows == 0:
             return None
-        key = list(self.options.primary_key)
-        for name in key:
-            nulls = keys.column(name).null_count
-            if nulls:
-                raise ValidationError(
-                    f"upsert key column {name!r} has {nulls} null value(s); every row needs a key",
-                    details={"column": name, "null_count": nulls},
-                )
-        counts = keys.group_by(key).aggregate([([], "count_all")])
-        repeated = counts.filter(pc.greater(counts.column("count_all"), pa.scalar(1)))
-        if repeated.num_rows:
-            example = {name: repeated.column(name)[0].as_py() for name in key}
-            raise ValidationError(
-                f"{repeated.num_rows} key(s) of {key} appear more than once in this run (e.g. {example}); "
-                "an upsert run may write each key once",
-                details={"field": "primary_key", "repeated_keys": repeated.num_rows},
-            )
-        return create_match_filter(keys, key)
+        return upsert_filter(keys, list(self.options.primary_key))
 
     def _finish(self, *, keep_record: bool = False) -> None:
         self._finished = True
@@ -605,8 +512,7 @@ class IcebergWriter(BaseWriter):
         self._table = None
         if self._lease is not None:
             if not keep_record:
-                with contextlib.suppress(OSError):
-                    self.storage.delete(self.record_path(self.run_id))
+                self.staging.drop(self.run_id)
             self._lease.release(delete=True)
             self._lease = None
 

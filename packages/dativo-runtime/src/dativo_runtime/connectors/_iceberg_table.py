@@ -25,11 +25,14 @@ from dativo_plugin_sdk import (
     DativoConnectionError,
     DativoError,
     TransientError,
+    ValidationError,
 )
-from dativo_runtime.connectors._options import IcebergOptions
+from dativo_runtime.connectors._iceberg_options import IcebergOptions
 
 if TYPE_CHECKING:
+    import pyarrow.parquet as pq
     from pyiceberg.catalog import Catalog
+    from pyiceberg.partitioning import PartitionSpec
     from pyiceberg.schema import Schema
     from pyiceberg.table import Table
 
@@ -38,6 +41,7 @@ __all__ = [
     "RUN_ID_PROPERTY",
     "committed_data_files",
     "create_table",
+    "data_file",
     "evolved_schema",
     "file_arrow_schema",
     "load_table",
@@ -45,6 +49,8 @@ __all__ = [
     "open_catalog",
     "run_committed",
     "stream_arrow_schema",
+    "table_has_run",
+    "upsert_filter",
 ]
 
 RUN_ID_PROPERTY = "dativo.run-id"
@@ -337,3 +343,91 @@ def committed_data_files(options: IcebergOptions, *, snapshots: int = 10) -> dic
         "record_count": records,
         "files": files,
     }
+
+
+def data_file(
+    path: str,
+    metadata: pq.FileMetaData,
+    *,
+    size: int,
+    partition: Any,
+    table: Table,
+    schema: Schema,
+    spec: PartitionSpec,
+) -> Any:
+    """The manifest entry of a Parquet data file the writer wrote: its partition and column statistics.
+
+    Args:
+        path: The file's location.
+        metadata: Its Parquet footer (from the writer that wrote it).
+        size: Its size in bytes.
+        partition: Its partition value (a pyiceberg ``Record``), ``None`` for an unpartitioned table.
+        table: The table it is for.
+        schema: The schema it was written in (with field ids).
+        spec: The partition spec it was split by.
+
+    Returns:
+        A pyiceberg ``DataFile``, for a fast append.
+    """
+    from pyiceberg.io.pyarrow import (
+        compute_statistics_plan,
+        data_file_statistics_from_parquet_metadata,
+        parquet_path_to_id_mapping,
+    )
+    from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
+    from pyiceberg.typedef import Record
+
+    statistics = data_file_statistics_from_parquet_metadata(
+        parquet_metadata=metadata,
+        stats_columns=compute_statistics_plan(schema, table.properties),
+        parquet_column_mapping=parquet_path_to_id_mapping(schema),
+    )
+    entry = DataFile.from_args(
+        content=DataFileContent.DATA,
+        file_path=path,
+        file_format=FileFormat.PARQUET,
+        partition=partition if partition is not None else Record(),
+        file_size_in_bytes=size,
+        sort_order_id=None,
+        spec_id=spec.spec_id,
+        equality_ids=None,
+        key_metadata=None,
+        **statistics.to_serialized_dict(),
+    )
+    entry.spec_id = spec.spec_id  # Not taken by from_args in every version.
+    return entry
+
+
+def upsert_filter(keys: pa.Table, key: list[str]) -> Any:
+    """The filter matching the table's rows whose key an upsert run writes.
+
+    Args:
+        keys: The key columns of every row the run writes.
+        key: The key's column names.
+
+    Returns:
+        A pyiceberg boolean expression.
+
+    Raises:
+        ValidationError: A key is null, or repeats within the run.
+    """
+    import pyarrow.compute as pc
+    from pyiceberg.table.upsert_util import create_match_filter
+
+    for name in key:
+        nulls = keys.column(name).null_count
+        if nulls:
+            raise ValidationError(
+                f"upsert key column {name!r} has {nulls} null value(s); every row needs a key",
+                details={"column": name, "null_count": nulls},
+            )
+    counts = keys.group_by(key).aggregate([([], "count_all")])
+    repeated = counts.filter(pc.greater(counts.column("count_all"), pa.scalar(1)))
+    if repeated.num_rows:
+        example = {name: repeated.column(name)[0].as_py() for name in key}
+        raise ValidationError(
+            f"{repeated.num_rows} key(s) of {key} appear more than once in this run (e.g. {example}); "
+            "an upsert run may write each key once",
+            details={"field": "primary_key", "repeated_keys": repeated.num_rows},
+        )
+    return create_match_filter(keys, key)

@@ -12,7 +12,6 @@ This module imports neither pyarrow nor boto3: the registry, and so the job mode
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
@@ -23,20 +22,16 @@ from dativo_runtime._storage._s3 import s3_options
 
 __all__ = [
     "COMPRESSIONS",
-    "ICEBERG_TRANSFORMS",
     "AirbyteOptions",
     "ConnectorOptions",
     "CsvOptions",
     "FileReaderOptions",
-    "IcebergOptions",
-    "IcebergPartitionField",
     "JobContext",
     "JsonlOptions",
     "ParquetOptions",
     "SingerOptions",
     "TapOptions",
     "source_settings",
-    "sqlite_uri_resolved",
 ]
 
 COMPRESSIONS = ("snappy", "zstd", "gzip", "lz4", "brotli", "none")
@@ -520,209 +515,3 @@ class AirbyteOptions(TapOptions):
     def _fields_from(cls, config: Mapping[str, Any]) -> dict[str, Any]:
         namespace = config.get("namespace")
         return {**super()._fields_from(config), "namespace": str(namespace) if namespace else None}
-
-
-ICEBERG_TRANSFORMS = ("identity", "year", "month", "day", "hour", "bucket[N]", "truncate[W]")
-"""The partition transforms the iceberg writer accepts (``N``, ``W``: positive integers)."""
-
-_TRANSFORM_PATTERN = re.compile(r"^(identity|year|month|day|hour|(bucket|truncate)\[\s*(\d+)\s*\])$")
-_SQLITE_PREFIX = "sqlite:///"
-
-
-def sqlite_uri_resolved(uri: str, resolve: Callable[[str], str]) -> str:
-    """A ``sqlite:///relative/path.db`` URI made absolute with ``resolve``; other URIs unchanged.
-
-    Example:
-        >>> sqlite_uri_resolved("sqlite:///wh/catalog.db", lambda p: "/jobs/" + p)
-        'sqlite:////jobs/wh/catalog.db'
-        >>> sqlite_uri_resolved("sqlite:////abs/catalog.db", lambda p: "/jobs/" + p)
-        'sqlite:////abs/catalog.db'
-    """
-    if not uri.startswith(_SQLITE_PREFIX):
-        return uri
-    path = uri[len(_SQLITE_PREFIX) :]
-    if not path or path.startswith(("/", ":memory:")):
-        return uri
-    return _SQLITE_PREFIX + resolve(path)
-
-
-@dataclass(frozen=True)
-class IcebergPartitionField:
-    """One ``partition_by`` entry of the iceberg writer.
-
-    Args:
-        column: The source column.
-        transform: ``identity``, ``year``, ``month``, ``day``, ``hour``, ``bucket[N]`` or ``truncate[W]``.
-    """
-
-    column: str
-    transform: str = "identity"
-
-
-@dataclass(frozen=True)
-class IcebergOptions(ConnectorOptions):
-    """The ``iceberg`` writer's keys.
-
-    Args:
-        warehouse: A local folder or ``s3://bucket/prefix``: where new tables' files go, and
-            where the writer keeps its bookkeeping (``_dativo/``).
-        table: ``namespace.table`` (a namespace may have several levels: ``a.b.table``).
-        catalog: The pyiceberg catalog's properties: ``type`` (``sql`` or ``rest``), ``uri``
-            and any other property pyiceberg takes (``credential``, ``token``...). Default:
-            the embedded ``sql`` catalog in ``{warehouse}/catalog.db`` (local warehouses only).
-        partition_by: The table's partition spec, used when the writer creates the table.
-        write_mode: ``append`` or ``upsert``.
-        primary_key: The key columns of ``upsert``; default the stream's primary key
-            (set by the runtime from discovery).
-        compression: The Parquet codec of the data files (``zstd``).
-        target_file_size: Bytes after which a data file is closed (``128m``).
-        max_open_files: Data files open at once across partitions (32).
-        lease_ttl: Seconds an S3 lease lives without renewal (120).
-        run_id: The writer run's id (set by the runtime); ``None`` means a new one.
-        storage_options: The S3 options (``endpoint_url``, ``region``, credentials).
-    """
-
-    location_option: ClassVar[str | None] = "warehouse"
-    location_fix: ClassVar[str] = "set it to a folder (./warehouse) or s3://bucket/prefix"
-
-    warehouse: str
-    table: tuple[str, ...]
-    catalog: Mapping[str, Any] = field(default_factory=dict)
-    partition_by: tuple[IcebergPartitionField, ...] = ()
-    write_mode: str = "append"
-    primary_key: tuple[str, ...] = ()
-    compression: str = "zstd"
-    target_file_size: int = 128 * 1024 * 1024
-    max_open_files: int = 32
-    lease_ttl: float = 120.0
-    run_id: str | None = None
-    storage_options: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def table_name(self) -> str:
-        """``namespace.table`` as the job file writes it."""
-        return ".".join(self.table)
-
-    @classmethod
-    def _fields_from(cls, config: Mapping[str, Any]) -> dict[str, Any]:
-        warehouse = config.get("warehouse")
-        if not isinstance(warehouse, str) or not warehouse.strip():
-            raise ConfigurationError(
-                "the iceberg writer needs 'warehouse': a local folder (./warehouse) or s3://bucket/prefix",
-                details={"field": "warehouse"},
-            )
-        table = config.get("table")
-        parts = tuple(p.strip() for p in table.split(".")) if isinstance(table, str) else ()
-        if len(parts) < 2 or not all(parts):
-            raise ConfigurationError(
-                f"table must be 'namespace.table' (analytics.orders), got {table!r}",
-                details={"field": "table"},
-            )
-        write_mode = str(config.get("write_mode", "append"))
-        if write_mode not in ("append", "upsert"):
-            raise ConfigurationError(
-                f"write_mode {write_mode!r} is not supported; use 'append' or 'upsert'",
-                details={"field": "write_mode"},
-            )
-        compression = str(config.get("compression", "zstd")).lower()
-        if compression not in COMPRESSIONS:
-            raise ConfigurationError(
-                f"compression {compression!r} is not supported; use one of {', '.join(COMPRESSIONS)}",
-                details={"field": "compression"},
-            )
-        primary_key = config.get("primary_key") or []
-        if isinstance(primary_key, str):
-            primary_key = [primary_key]
-        if not isinstance(primary_key, (list, tuple)) or not all(
-            isinstance(k, str) and k for k in primary_key
-        ):
-            raise ConfigurationError(
-                "primary_key must be a list of column names", details={"field": "primary_key"}
-            )
-        run_id = str(config["run_id"]) if config.get("run_id") else None
-        if run_id is not None and ("/" in run_id or run_id.startswith(".")):
-            raise ConfigurationError(f"run_id {run_id!r} may not contain '/'", details={"field": "run_id"})
-        storage_options = s3_options(config)
-        return {
-            "warehouse": warehouse,
-            "table": parts,
-            "catalog": cls._catalog(config.get("catalog"), warehouse),
-            "partition_by": cls._partition_by(config.get("partition_by")),
-            "write_mode": write_mode,
-            "primary_key": tuple(primary_key),
-            "compression": compression,
-            "target_file_size": _size(config, "target_file_size", "128m"),
-            "max_open_files": _int(config, "max_open_files", 32, minimum=1),
-            "lease_ttl": _number(config, "lease_ttl", 120),
-            "run_id": run_id,
-            "storage_options": storage_options,
-        }
-
-    @staticmethod
-    def _catalog(catalog: Any, warehouse: str) -> dict[str, Any]:
-        if catalog is None:
-            if "://" in warehouse:
-                raise ConfigurationError(
-                    "catalog is required when the warehouse is not a local folder: set "
-                    "catalog: {type: sql, uri: ...} or {type: rest, uri: ...}",
-                    details={"field": "catalog"},
-                )
-            return {"type": "sql", "uri": _SQLITE_PREFIX + warehouse.rstrip("/") + "/catalog.db"}
-        if not isinstance(catalog, Mapping):
-            raise ConfigurationError(
-                "catalog must be a mapping such as {type: sql, uri: 'sqlite:///warehouse/catalog.db'}",
-                details={"field": "catalog"},
-            )
-        kind = str(catalog.get("type", "sql"))
-        if kind not in ("sql", "rest"):
-            raise ConfigurationError(
-                f"catalog.type {kind!r} is not supported; use 'sql' (the embedded sqlite catalog, or "
-                "any SQLAlchemy URI) or 'rest'",
-                details={"field": "catalog.type"},
-            )
-        uri = catalog.get("uri")
-        if not isinstance(uri, str) or not uri.strip():
-            raise ConfigurationError(
-                f"catalog.uri is required for a {kind} catalog "
-                + ("(sqlite:///warehouse/catalog.db)" if kind == "sql" else "(https://catalog.example.com)"),
-                details={"field": "catalog.uri"},
-            )
-        return {**{str(k): v for k, v in catalog.items()}, "type": kind, "uri": uri.strip()}
-
-    @staticmethod
-    def _partition_by(value: Any) -> tuple[IcebergPartitionField, ...]:
-        if value is None:
-            return ()
-        if not isinstance(value, (list, tuple)):
-            raise ConfigurationError(
-                "partition_by must be a list of {column, transform} entries",
-                details={"field": "partition_by"},
-            )
-        fields = []
-        for index, item in enumerate(value):
-            where = f"partition_by[{index}]"
-            entry = {"column": item} if isinstance(item, str) else item
-            column = entry.get("column") if isinstance(entry, Mapping) else None
-            if not isinstance(column, str) or not column:
-                raise ConfigurationError(
-                    f"{where} must name a column: {{column: ordered_at, transform: day}}",
-                    details={"field": where},
-                )
-            transform = str(entry.get("transform", "identity")).strip().lower()
-            match = _TRANSFORM_PATTERN.match(transform)
-            if match is None or (match.group(3) is not None and int(match.group(3)) < 1):
-                raise ConfigurationError(
-                    f"{where}.transform {transform!r} is not a partition transform; use one of "
-                    f"{', '.join(ICEBERG_TRANSFORMS)} (N, W: positive integers)",
-                    details={"field": f"{where}.transform"},
-                )
-            fields.append(IcebergPartitionField(column, transform.replace(" ", "")))
-        return tuple(fields)
-
-    @classmethod
-    def resolve_paths(cls, config: dict[str, Any], resolve: Callable[[str], str]) -> dict[str, Any]:
-        """Resolve a relative sqlite catalog (``sqlite:///warehouse/catalog.db``) against the job file."""
-        catalog = config.get("catalog")
-        if isinstance(catalog, Mapping) and isinstance(catalog.get("uri"), str):
-            config["catalog"] = {**catalog, "uri": sqlite_uri_resolved(catalog["uri"], resolve)}
-        return config

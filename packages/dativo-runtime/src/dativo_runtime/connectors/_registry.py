@@ -13,11 +13,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from dativo_runtime.connectors._iceberg_options import IcebergOptions
 from dativo_runtime.connectors._options import (
     AirbyteOptions,
     ConnectorOptions,
     CsvOptions,
-    IcebergOptions,
     JobContext,
     JsonlOptions,
     ParquetOptions,
