@@ -222,3 +222,20 @@ def test_a_new_required_column_is_added_as_optional(tmp_path: Path) -> None:
         (3, "web"),
         (4, "shop"),
     ]
+
+
+def test_files_of_a_table_not_created_yet_is_an_empty_listing(tmp_path: Path) -> None:
+    from dativo_runtime import committed_files
+
+    job = parse_job(
+        {
+            "name": "orders",
+            "source": {"plugin": "csv", "config": {"path": "orders.csv"}},
+            "target": {"plugin": "iceberg", "config": {"warehouse": "wh", "table": "lake.orders"}},
+        },
+        source_file=tmp_path / "job.yaml",
+    )
+    listing = committed_files(job)
+    assert (listing["runs"], listing["files"], listing["record_count"]) == ([], [], 0)
+    assert listing["location"] == str(tmp_path / "wh")
+    assert listing["local"] is True

@@ -309,7 +309,14 @@ def committed_data_files(options: IcebergOptions, *, snapshots: int = 10) -> dic
     """
     table = load_table(open_catalog(options), options)
     if table is None:
-        return {"table": options.table_name, "location": None, "snapshot_id": None, "runs": [], "files": []}
+        return {
+            "table": options.table_name,
+            "location": None,
+            "snapshot_id": None,
+            "runs": [],
+            "record_count": 0,
+            "files": [],
+        }
     import datetime as dt
 
     runs = []
