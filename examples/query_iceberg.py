@@ -14,7 +14,7 @@ from pyiceberg.catalog.sql import SqlCatalog
 
 WAREHOUSE = Path(__file__).resolve().parent / "output" / "warehouse"
 
-catalog = SqlCatalog("dativo", uri=f"sqlite:///{WAREHOUSE}/catalog.db", warehouse=WAREHOUSE.as_uri())
+catalog = SqlCatalog("default", uri=f"sqlite:///{WAREHOUSE}/catalog.db", warehouse=WAREHOUSE.as_uri())
 table = catalog.load_table("demo.orders")
 orders = table.scan().to_arrow()
 print(f"demo.orders: {orders.num_rows} rows in {len(table.snapshots())} snapshot(s)")

@@ -95,7 +95,7 @@ def iceberg_job(
 
 
 def catalog(warehouse: Path) -> SqlCatalog:
-    return SqlCatalog("dativo", uri=f"sqlite:///{warehouse}/catalog.db", warehouse=warehouse.as_uri())
+    return SqlCatalog("default", uri=f"sqlite:///{warehouse}/catalog.db", warehouse=warehouse.as_uri())
 
 
 def table_of(tmp_path: Path) -> Table:
@@ -502,7 +502,7 @@ def test_a_warehouse_on_s3(
     assert checked.returncode == 0, (checked.stdout, checked.stderr)
 
     remote = SqlCatalog(
-        "dativo",
+        "default",
         uri=f"sqlite:///{tmp_path}/catalog/catalog.db",
         warehouse=f"s3://{s3.bucket}/lake",
         **{

@@ -125,7 +125,7 @@ def open_catalog(options: IcebergOptions) -> Catalog:
     uri = properties.get("uri", "")
     if uri.startswith("sqlite:////"):
         Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-    name = str(options.catalog.get("name") or "dativo")
+    name = str(options.catalog.get("name") or "default")
     try:
         return load_catalog(name, **properties)
     except DativoError:
