@@ -186,7 +186,7 @@ def test_two_appending_runs_commit_two_snapshots_named_by_their_runs(
     assert files["location"] == str(tmp_path / "warehouse" / "analytics" / "orders")
 
 
-def test_upsert_replaces_rows_by_key_in_one_transaction(tmp_path: Path, run_cli: Any, write_job: Any) -> None:
+def test_upsert_replaces_rows_by_key_in_one_snapshot(tmp_path: Path, run_cli: Any, write_job: Any) -> None:
     job = iceberg_job(
         write_job,
         incremental=False,
@@ -194,20 +194,35 @@ def test_upsert_replaces_rows_by_key_in_one_transaction(tmp_path: Path, run_cli:
     )
     rows = orders(1, 60)
     write_orders(tmp_path / "data" / "orders.csv", rows)
-    run_ok(run_cli, job)
+    run1 = run_ok(run_cli, job)
     changed = [(i, r, a + Decimal("1000"), t) if i % 10 == 0 else (i, r, a, t) for i, r, a, t in rows]
     update = [row for row in changed if row[0] % 10 == 0] + orders(61, 5)
     write_orders(tmp_path / "data" / "orders.csv", update)
     run2 = run_ok(run_cli, job)
     assert run2["records_written"] == 11
+    write_orders(tmp_path / "data" / "orders.csv", orders(66, 3))  # new keys only
+    run3 = run_ok(run_cli, job)
 
     table = table_of(tmp_path)
-    expect_rows(table, changed + orders(61, 5))
-    # The second run's snapshots (the delete and the append of one transaction) carry its id.
-    ids = snapshot_run_ids(table)
-    assert ids[0] != run2["run_id"]
-    assert set(ids[1:]) == {run2["run_id"]}
-    assert data_files_on_disk(tmp_path) >= referenced_files(table)
+    expect_rows(table, changed + orders(61, 8))
+    # One snapshot per run, named by it: the first appends (nothing to replace), the second
+    # overwrites (the rows of its keys go, its rows come), the third only adds new keys.
+    assert snapshot_run_ids(table) == [run1["run_id"], run2["run_id"], run3["run_id"]]
+    assert [s.summary.operation.value for s in table.snapshots() if s.summary] == [
+        "append",
+        "overwrite",
+        "append",
+    ]
+    # The files that held replaced rows were rewritten and are no longer referenced; nothing is left over
+    # but what earlier snapshots reference.
+    referenced_ever = {
+        local(entry.data_file.file_path)
+        for snapshot in table.snapshots()
+        for manifest in snapshot.manifests(table.io)
+        for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=False)
+    }
+    assert data_files_on_disk(tmp_path) == referenced_ever
+    assert not list((tmp_path / "warehouse" / "_dativo" / "iceberg" / "staging").iterdir())
 
 
 def test_upsert_refuses_a_key_twice_in_one_run_and_commits_nothing(

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-import warnings
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -63,6 +62,7 @@ from dativo_runtime.connectors._iceberg_table import (
     load_table,
     local_path,
     open_catalog,
+    rows_replaced,
     stream_arrow_schema,
     table_has_run,
     upsert_filter,
@@ -421,8 +421,9 @@ class IcebergWriter(BaseWriter):
     def commit_files(self, file_metadata: list[dict[str, Any]]) -> dict[str, Any]:
         """Commit every data file the run staged in one catalog transaction.
 
-        An ``append`` run adds one snapshot; an ``upsert`` run first deletes the rows whose
-        key it writes, in the same transaction. Each snapshot's summary holds ``dativo.run-id``.
+        An ``append`` run adds one ``append`` snapshot; an ``upsert`` run whose keys the table
+        holds adds one ``overwrite`` snapshot that also removes the rows with those keys. The
+        snapshot's summary holds ``dativo.run-id``.
 
         Args:
             file_metadata: What :meth:`write_batch` returned (every staged file is committed).
@@ -480,13 +481,25 @@ class IcebergWriter(BaseWriter):
                     "run; run the job again",
                     details={"table": options.table_name},
                 )
-            if delete_filter is not None:
-                with warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", message="Delete operation did not match any records")
-                    transaction.delete(delete_filter, snapshot_properties=properties)
-            with transaction.update_snapshot(snapshot_properties=properties).fast_append() as append:
-                for data_file in files:
-                    append.append_data_file(data_file)
+            replaced = (
+                []
+                if delete_filter is None
+                else rows_replaced(table, transaction, delete_filter, self._staged_too)
+            )
+            if replaced:
+                # One overwrite snapshot: the files holding replaced keys go (rewritten without
+                # those rows when they hold others too), the run's files come.
+                with transaction.update_snapshot(snapshot_properties=properties).overwrite() as overwrite:
+                    for old, rewritten in replaced:
+                        overwrite.delete_data_file(old)
+                        for entry in rewritten:
+                            overwrite.append_data_file(entry)
+                    for entry in files:
+                        overwrite.append_data_file(entry)
+            else:
+                with transaction.update_snapshot(snapshot_properties=properties).fast_append() as append:
+                    for entry in files:
+                        append.append_data_file(entry)
             committed = transaction.commit_transaction()
         except DativoError:
             raise
@@ -494,6 +507,11 @@ class IcebergWriter(BaseWriter):
             raise catalog_error(exc, options, "commit the run's snapshot") from exc
         snapshot = committed.current_snapshot()
         return snapshot.snapshot_id if snapshot is not None else None
+
+    def _staged_too(self, paths: list[str]) -> None:
+        """Record files an upsert rewrote, so that a run that dies before its commit leaves none."""
+        self._staged.extend(paths)
+        self._record()
 
     def _upsert_filter(self) -> Any:
         keys = pa.concat_tables(self._keys) if self._keys else None

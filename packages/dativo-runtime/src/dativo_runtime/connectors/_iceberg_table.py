@@ -13,7 +13,7 @@ after a run died between its commit and saving its state.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +47,7 @@ __all__ = [
     "load_table",
     "local_path",
     "open_catalog",
+    "rows_replaced",
     "run_committed",
     "stream_arrow_schema",
     "table_has_run",
@@ -438,3 +439,53 @@ def upsert_filter(keys: pa.Table, key: list[str]) -> Any:
             details={"field": "primary_key", "repeated_keys": repeated.num_rows},
         )
     return create_match_filter(keys, key)
+
+
+def rows_replaced(
+    table: Table, transaction: Any, key_filter: Any, written: Callable[[list[str]], None]
+) -> list[tuple[Any, list[Any]]]:
+    """The data files holding rows an upsert replaces, each with what replaces it (copy-on-write).
+
+    A file whose every row matches ``key_filter`` is dropped; one that holds other rows too is
+    rewritten without the matching ones (read whole: one file at a time in memory). A file the
+    column statistics rule out is not read.
+
+    Args:
+        table: The table as it is now.
+        transaction: The run's transaction (its schema is the one rewritten files get).
+        key_filter: The rows to replace (:func:`upsert_filter`).
+        written: Called with the locations of each file rewritten, before the next is read.
+
+    Returns:
+        ``(old data file, [rewritten data files])`` for each file that holds matching rows.
+    """
+    import itertools
+    import uuid
+
+    from pyiceberg.expressions import AlwaysTrue
+    from pyiceberg.expressions.visitors import bind
+    from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files, _expression_to_complementary_pyarrow
+
+    metadata = transaction.table_metadata
+    schema = metadata.schema()
+    keep = _expression_to_complementary_pyarrow(bind(schema, key_filter, case_sensitive=True), schema)
+    replaced: list[tuple[Any, list[Any]]] = []
+    counter = itertools.count(0)
+    write_uuid = uuid.uuid4()
+    for task in table.scan(row_filter=key_filter).plan_files():
+        rows = ArrowScan(
+            table_metadata=metadata, io=table.io, projected_schema=schema, row_filter=AlwaysTrue()
+        ).to_table(tasks=[task])
+        kept = rows.filter(keep)
+        if kept.num_rows == rows.num_rows:
+            continue
+        rewritten = []
+        if kept.num_rows:
+            rewritten = list(
+                _dataframe_to_data_files(
+                    table_metadata=metadata, df=kept, io=table.io, write_uuid=write_uuid, counter=counter
+                )
+            )
+            written([f.file_path for f in rewritten])
+        replaced.append((task.file, rewritten))
+    return replaced
