@@ -101,7 +101,7 @@ class IcebergWriter(BaseWriter):
     ``partition_by`` (``{column, transform}`` entries), ``write_mode`` (``append`` or
     ``upsert``), ``primary_key``, ``compression``, ``target_file_size``, ``max_open_files``,
     ``lease_ttl``, the S3 options, and ``run_id`` (set by the runtime);
-    :class:`~._options.IcebergOptions` checks them.
+    :class:`~._iceberg_options.IcebergOptions` checks them.
     """
 
     __version__ = __version__
@@ -162,14 +162,12 @@ class IcebergWriter(BaseWriter):
         """Check the catalog answers and the warehouse is writable."""
         name = self.options.table_name
         try:
-            try:
-                self.catalog.list_namespaces()
-            except DativoError:
-                raise
-            except Exception as exc:
-                raise catalog_error(exc, self.options, "list the catalog's namespaces") from exc
+            self.catalog.list_namespaces()
         except Exception as exc:
-            return result_from_error(exc, prefix=f"iceberg catalog {self.options.catalog.get('uri')}: ")
+            error = (
+                exc if isinstance(exc, DativoError) else catalog_error(exc, self.options, "list namespaces")
+            )
+            return result_from_error(error, prefix=f"iceberg catalog {self.options.catalog.get('uri')}: ")
         probe = f"_dativo/.probe-{uuid.uuid4().hex[:8]}"
         try:
             if isinstance(self.storage, S3Storage):
