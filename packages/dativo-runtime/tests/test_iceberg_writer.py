@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dativo_plugin_sdk import Column, ColumnType, ConfigurationError
 from dativo_runtime._jobs._model import parse_job
@@ -239,3 +243,66 @@ def test_files_of_a_table_not_created_yet_is_an_empty_listing(tmp_path: Path) ->
     assert (listing["runs"], listing["files"], listing["record_count"]) == ([], [], 0)
     assert listing["location"] == str(tmp_path / "wh")
     assert listing["local"] is True
+
+
+PARTITIONINGS = [
+    [],
+    ["region"],
+    [{"column": "at", "transform": "day"}],
+    [{"column": "at", "transform": "hour"}, {"column": "region"}],
+    [{"column": "id", "transform": "bucket[3]"}],
+    [{"column": "id", "transform": "truncate[10]"}],
+    [{"column": "region", "transform": "truncate[1]"}, {"column": "at", "transform": "year"}],
+]
+MOMENTS = st.datetimes(
+    min_value=dt.datetime(1969, 12, 1), max_value=dt.datetime(2100, 1, 1), timezones=st.just(dt.timezone.utc)
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.integers(-(2**62), 2**62),
+            st.one_of(st.none(), st.sampled_from(["eu", "us", "apac", "é/ü =%"])),
+            st.one_of(st.none(), MOMENTS),
+        ),
+        min_size=1,
+        max_size=60,
+        unique_by=lambda row: row[0],
+    ),
+    partitioning=st.sampled_from(PARTITIONINGS),
+    batches=st.integers(1, 3),
+)
+def test_any_rows_read_back_exactly_whatever_the_partitioning(
+    rows: list[tuple[int, str | None, dt.datetime | None]], partitioning: list[Any], batches: int
+) -> None:
+    columns = [*COLUMNS, Column("at", ColumnType.TIMESTAMP)]
+    schema = pa.schema(
+        [
+            pa.field("id", pa.int64(), nullable=False),
+            pa.field("region", pa.string()),
+            ("at", pa.timestamp("us", "UTC")),
+        ]
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        target = writer(Path(folder), columns=columns, partition_by=partitioning)
+        size = -(-len(rows) // batches)
+        for n in range(0, len(rows), size):
+            part = rows[n : n + size]
+            target.write_batch(
+                pa.RecordBatch.from_arrays(
+                    [
+                        pa.array([r[0] for r in part]),
+                        pa.array([r[1] for r in part]),
+                        pa.array([r[2] for r in part], schema.field("at").type),
+                    ],
+                    schema=schema,
+                ),
+                n,
+            )
+        target.commit_files([])
+        table = target.catalog.load_table("lake.orders")
+        got = table.scan().to_arrow().sort_by("id").to_pylist()
+        target.close()
+    assert [(r["id"], r["region"], r["at"]) for r in got] == sorted(rows)
