@@ -199,7 +199,7 @@ ICEBERG_CONFIG_SCHEMA: dict[str, Any] = {
         },
         "table": {
             "type": "string",
-            "pattern": r"^[^.\s]+(\.[^.\s]+)+$",
+            "minLength": 1,
             "description": "namespace.table; created on the first run from the stream's schema.",
         },
         "catalog": {

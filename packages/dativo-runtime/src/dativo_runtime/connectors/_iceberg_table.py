@@ -197,8 +197,8 @@ def create_table(catalog: Catalog, options: IcebergOptions, schema: pa.Schema) -
     for index, entry in enumerate(options.partition_by):
         if entry.column not in schema.names:
             raise ConfigurationError(
-                f"partition_by[{index}]: column {entry.column!r} is not in the stream "
-                f"(columns: {', '.join(schema.names)})",
+                f"iceberg table {options.table_name}: target.config.partition_by[{index}] names column "
+                f"{entry.column!r}, which the stream does not have (columns: {', '.join(schema.names)})",
                 details={"field": f"partition_by[{index}].column"},
             )
     namespace = options.table[:-1]
@@ -212,8 +212,9 @@ def create_table(catalog: Catalog, options: IcebergOptions, schema: pa.Schema) -
                     source = transaction.table_metadata.schema().find_field(entry.column)
                     if not transform.can_transform(source.field_type):
                         raise ConfigurationError(
-                            f"partition_by[{index}]: transform {entry.transform} does not apply to "
-                            f"column {entry.column!r} of type {source.field_type}",
+                            f"iceberg table {options.table_name}: target.config.partition_by[{index}]: "
+                            f"transform {entry.transform} does not apply to column {entry.column!r} of "
+                            f"type {source.field_type}",
                             details={"field": f"partition_by[{index}].transform"},
                         )
                     spec.add_field(entry.column, transform)
