@@ -306,3 +306,23 @@ def test_any_rows_read_back_exactly_whatever_the_partitioning(
         got = table.scan().to_arrow().sort_by("id").to_pylist()
         target.close()
     assert [(r["id"], r["region"], r["at"]) for r in got] == sorted(rows)
+
+
+@pytest.mark.parametrize(
+    ("partition_by", "problem"),
+    [
+        ([{"column": "nope"}], "names column 'nope', which the stream does not have"),
+        ([{"column": "region", "transform": "day"}], "transform day does not apply to column 'region'"),
+    ],
+)
+def test_a_partition_spec_that_does_not_fit_the_stream_creates_no_table(
+    tmp_path: Path, partition_by: list[Any], problem: str
+) -> None:
+    target = writer(tmp_path, partition_by=partition_by)
+    with pytest.raises(ConfigurationError, match=problem):
+        target.write_batch(rows(0, 3), 0)
+    target.close()
+    reader = writer(tmp_path)
+    assert not reader.catalog.table_exists("lake.orders")
+    reader.close()
+    assert data_files(tmp_path) == set()
