@@ -119,7 +119,11 @@ def test_job_dir_runs_every_job_and_reports_the_worst_code(example_copy: Path, r
     ok = run_cli("run", "--job-dir", str(jobs), "--json")
     assert ok.returncode == 0, ok.stderr
     report = json.loads(ok.stdout)
-    assert [j["job"] for j in report["jobs"]] == ["numbers_plugin_to_parquet", "orders_csv_to_parquet"]
+    assert [j["job"] for j in report["jobs"]] == [
+        "numbers_plugin_to_parquet",
+        "orders_csv_to_iceberg",
+        "orders_csv_to_parquet",
+    ]
     (jobs / "broken.yaml").write_text("name: broken\nsource: {plugin: csv}\n")
     mixed = run_cli("run", "--job-dir", str(jobs), "--json")
     assert mixed.returncode == 2
@@ -129,6 +133,7 @@ def test_job_dir_runs_every_job_and_reports_the_worst_code(example_copy: Path, r
     assert statuses == {
         "broken.yaml": "failed",
         "numbers_plugin_to_parquet": "succeeded",
+        "orders_csv_to_iceberg": "succeeded",
         "orders_csv_to_parquet": "succeeded",
     }
 
