@@ -1,4 +1,4 @@
-"""The built-in connectors: ``csv``, ``jsonl``, ``singer`` and ``airbyte`` readers, the ``parquet`` writer.
+"""The built-in connectors: ``csv``, ``jsonl``, ``postgres``, ``singer``, ``airbyte`` readers; ``parquet``.
 
 They are ordinary SDK plugins (``BaseReader`` / ``BaseWriter``) that job files name by
 their built-in names (``singer`` and ``airbyte`` run a tap from a plugin environment, in a
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from dativo_runtime.connectors._dataset import ManifestFile, ParquetDataset, RecoveryReport, RunManifest
     from dativo_runtime.connectors._jsonl import JsonlReader
     from dativo_runtime.connectors._parquet import ParquetWriter, new_run_id
+    from dativo_runtime.connectors._postgres import PostgresReader
     from dativo_runtime.connectors._singer import SingerReader
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "ManifestFile",
     "ParquetDataset",
     "ParquetWriter",
+    "PostgresReader",
     "RecoveryReport",
     "RunManifest",
     "SingerReader",
@@ -44,6 +46,7 @@ _EXPORTS = {
     "ManifestFile": "._dataset",
     "ParquetDataset": "._dataset",
     "ParquetWriter": "._parquet",
+    "PostgresReader": "._postgres",
     "RecoveryReport": "._dataset",
     "RunManifest": "._dataset",
     "SingerReader": "._singer",
