@@ -48,18 +48,19 @@ def test_discover_lists_every_table_and_view_of_the_schemas(shop: PostgresServer
     streams = {s.name: s for s in found.objects}
     assert {"public.customers", "sales.orders", "sales.big_orders"} <= set(streams)
     orders = streams["sales.orders"]
-    assert orders.type == "table" and streams["sales.big_orders"].type == "view"
+    assert orders.type == "table"
+    assert streams["sales.big_orders"].type == "view"
     assert orders.primary_key == ("region", "number")
     assert orders.cursor_field == "updated_at"
     assert streams["public.customers"].cursor_field == "modified_at"
     columns = {c.name: c for c in orders.schema}
     assert (columns["total"].type.value, columns["total"].nullable) == ("decimal", False)
     assert (columns["region"].type.value, columns["region"].nullable) == ("string", False)
-    assert (
-        columns["created_at"].nullable and columns["created_at"].description == "timestamp without time zone"
-    )
+    assert columns["created_at"].nullable
+    assert columns["created_at"].description == "timestamp without time zone"
     only_public = {s.name for s in PostgresReader({"dsn": shop.dsn}).discover().objects}
-    assert "public.customers" in only_public and not any(n.startswith("sales.") for n in only_public)
+    assert "public.customers" in only_public
+    assert not any(n.startswith("sales.") for n in only_public)
 
 
 def test_discover_through_the_cli_names_the_configured_table(
@@ -68,7 +69,8 @@ def test_discover_through_the_cli_names_the_configured_table(
     job = write_job(tmp_path, "orders", _source(shop, table="sales.orders"))
     done = dativo_run("discover", "--config", str(job), "--json")
     assert done.exit_code == 0, done.stdout + done.stderr
-    assert "sales.orders" in done.stdout and "updated_at" in done.stdout
+    assert "sales.orders" in done.stdout
+    assert "updated_at" in done.stdout
 
 
 @pytest.mark.parametrize(
@@ -85,6 +87,7 @@ def test_check_maps_the_servers_refusals_to_exit_codes(
     shop: PostgresServer,
     tmp_path: Path,
     dativo_run: Any,
+    *,
     problem: str,
     settings: dict[str, str],
     exit_code: int,
@@ -105,4 +108,5 @@ def test_check_maps_the_servers_refusals_to_exit_codes(
     assert WRONG_PASSWORD not in done.stdout + done.stderr
     assert shop.password not in done.stdout + done.stderr
     human = dativo_run("check", "--config", str(job), timeout=120)
-    assert human.exit_code == exit_code and "Traceback" not in human.stdout + human.stderr
+    assert human.exit_code == exit_code
+    assert "Traceback" not in human.stdout + human.stderr

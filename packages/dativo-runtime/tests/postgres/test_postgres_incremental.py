@@ -101,4 +101,5 @@ batch_size: 4
     ids = sorted(row["id"] for row in written)
     assert ids == _ids(events)  # every row once: nothing lost, nothing twice
     state = dativo_run("state", "show", "--config", str(job), "--json")
-    assert '"pk"' in state.stdout and "2024-05-01T00:04:00+00:00" in state.stdout
+    assert '"pk"' in state.stdout
+    assert "2024-05-01T00:04:00+00:00" in state.stdout
