@@ -36,7 +36,8 @@ def _install_workspace(session: nox.Session) -> None:
     # The docs requirements let the strict MkDocs build test in tests/ run instead of skipping.
     session.install(*TEST_DEPS, "-r", str(ROOT / "docs" / "requirements.txt"))
     # [dask]: the Dask executor's tests run against real schedulers and workers.
-    session.install("-e", str(SDK), "-e", f"{TESTKIT}[arrow]", "-e", f"{RUNTIME}[otel,dask]")
+    # [postgres]: the postgres reader's tests read a real server through the ADBC driver.
+    session.install("-e", str(SDK), "-e", f"{TESTKIT}[arrow]", "-e", f"{RUNTIME}[otel,dask,postgres]")
 
 
 @nox.session
