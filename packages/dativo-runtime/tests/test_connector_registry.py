@@ -50,6 +50,10 @@ def test_each_builtin_declares_its_kind_class_and_options(name: str) -> None:
         assert spec.location_option is None
         assert spec.environment_option == "package"
         built = cls({"package": "tap-something==1.0"})
+    elif name == "postgres":
+        # A database reader: no location of its own; it names a server and a table.
+        assert spec.location_option is None
+        built = cls({"dsn": "postgresql://db.internal/shop", "table": "public.orders"})
     else:
         assert spec.location_option == "path"
         built = cls({"path": "somewhere"})
