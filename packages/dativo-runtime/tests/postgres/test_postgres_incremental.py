@@ -64,8 +64,9 @@ def test_incremental_needs_a_cursor_and_a_tiebreaker(events: PostgresServer) -> 
     assert list(PostgresReader({**keyless, "primary_key": ["v"]}).extract(State())) == []
 
 
+@pytest.mark.parametrize("partitioned", [False, True], ids=["one-stream", "partitions"])
 def test_runs_with_ties_inserted_between_them_lose_and_duplicate_nothing(
-    events: PostgresServer, tmp_path: Path, dativo_run: Any
+    events: PostgresServer, tmp_path: Path, dativo_run: Any, partitioned: bool
 ) -> None:
     job = write_job(
         tmp_path,
@@ -75,8 +76,9 @@ dsn: postgresql://{events.user}:${{PG_TEST_PASSWORD}}@{events.host}:{events.port
 table: public.events
 cursor_field: updated_at
 batch_size: 4
-""",
-        source_extra="incremental: {}",
+"""
+        + ("partition_column: id\npartitions: 3\n" if partitioned else ""),
+        source_extra="incremental: {}\n" + ("parallelism: 2\n" if partitioned else ""),
     )
     written: list[dict[str, Any]] = []
     per_run = []
@@ -103,3 +105,5 @@ batch_size: 4
     state = dativo_run("state", "show", "--config", str(job), "--json")
     assert '"pk"' in state.stdout
     assert "2024-05-01T00:04:00+00:00" in state.stdout
+    if partitioned:
+        assert all(f"id%3={r}" in state.stdout for r in range(3)), state.stdout

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from dativo_plugin_sdk import WHOLE_STREAM, ConfigurationError
+from dativo_plugin_sdk import WHOLE_STREAM, ConfigurationError, State
 from dativo_runtime.connectors import PostgresReader
 
 from .conftest import PostgresServer, parquet_rows, write_job
@@ -61,10 +61,26 @@ def test_rows_with_a_null_key_get_a_partition_of_their_own(items: PostgresServer
     assert total == ROWS
 
 
-def test_without_a_partition_column_or_when_incremental_the_stream_is_whole(items: PostgresServer) -> None:
+def test_incremental_partitions_are_remainders_whose_names_never_move(items: PostgresServer) -> None:
     assert PostgresReader({"dsn": items.dsn, "table": "public.items"}).partitions()[0].name == WHOLE_STREAM
-    incremental = {"dsn": items.dsn, "table": "public.items", "partition_column": "id", "incremental": {}}
-    assert [p.name for p in PostgresReader(incremental).partitions()] == [WHOLE_STREAM]
+    incremental = {
+        "dsn": items.dsn,
+        "table": "public.items",
+        "partition_column": "bucket",
+        "partitions": 3,
+        "cursor_field": "id",
+        "incremental": {},
+    }
+    parts = PostgresReader(incremental).partitions()
+    assert [p.name for p in parts] == ["bucket%3=0", "bucket%3=1", "bucket%3=2", "bucket:null"]
+    seen: list[int] = []
+    for part in parts:
+        reader = PostgresReader(incremental)
+        reader.partition = part
+        state = State()
+        seen += [i for batch in reader.extract(state) for i in batch.column("id").to_pylist()]
+        assert state.get("cursor") is not None
+    assert sorted(seen) == list(range(1, ROWS + 1))
     with pytest.raises(ConfigurationError, match="key ranges need an integer column"):
         PostgresReader({"dsn": items.dsn, "table": "public.items", "partition_column": "label"}).partitions()
 

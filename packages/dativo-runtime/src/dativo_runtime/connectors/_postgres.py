@@ -15,11 +15,12 @@ an incremental job.
 **Snapshots.** Each extraction (the whole stream, or one partition) runs in one read-only
 REPEATABLE READ transaction, so all its batches come from one snapshot of the database.
 
-**Partitions** (``partition_column``, an integer column, full reads only): the column's
-``min..max`` is split into ``partitions`` (default 4) equal ranges, named by their bounds
-(``id:[0,25000)``; the last one closed, ``id:[75000,99999]``), plus ``id:null`` for rows
-whose key is null. An incremental job reads its new rows as one stream: ranges move as the
-table grows, and each range would need a state of its own.
+**Partitions** (``partition_column``, an integer column): a full read splits the column's
+``min..max`` into ``partitions`` (default 4) equal ranges, named by their bounds
+(``id:[0,25000)``; the last one closed, ``id:[75000,99999]``). An incremental read splits by
+remainder instead (``id%4=0`` ... ``id%4=3``): ranges move as the table grows, remainders
+never do, so each partition resumes from its own state. Rows whose key is null are the
+partition ``id:null``.
 """
 
 from __future__ import annotations
@@ -259,9 +260,15 @@ class PostgresReader(BaseReader):
         )
 
     def partitions(self) -> list[Partition]:
-        """Key ranges of ``partition_column`` (see the module docstring); one stream without it."""
+        """Key ranges of ``partition_column``, or its remainders when incremental; one stream without it.
+
+        A full read splits the column's ``min..max`` into ranges (index-friendly). An
+        incremental read splits by ``mod(column, partitions)``, whose names never change for a
+        fixed count, so each partition resumes from its own state however the table grows.
+        Rows whose key is null form a partition of their own.
+        """
         column = self.options.partition_column
-        if not column or self.options.incremental:
+        if not column:
             return [Partition(WHOLE_STREAM)]
         ident = quote_ident(column)
         with self._connect() as conn:
@@ -272,24 +279,35 @@ class PostgresReader(BaseReader):
                 f"bool_or({ident} IS NULL) AS nulls FROM {self._source_sql}",
                 doing=f"finding the range of {column}",
             )[0]
-        ranges: list[Partition] = []
-        lo, hi = bounds["lo"], bounds["hi"]
-        if lo is not None:
-            span = hi - lo + 1
-            width = math.ceil(span / min(self.options.partitions, span))
-            start = lo
-            while start <= hi:
-                end = start + width
-                if end > hi:
-                    ranges.append(
-                        Partition(f"{column}:[{start},{hi}]", {"from": start, "to": hi, "closed": True})
-                    )
-                else:
-                    ranges.append(Partition(f"{column}:[{start},{end})", {"from": start, "to": end}))
-                start = end
+        count = self.options.partitions
+        if self.options.incremental:
+            parts = [
+                Partition(f"{column}%{count}={r}", {"modulo": count, "remainder": r}) for r in range(count)
+            ]
+        else:
+            parts = self._ranges(column, bounds["lo"], bounds["hi"])
         if bounds["nulls"]:
-            ranges.append(Partition(f"{column}:null", {"null": True}))
-        return ranges or [Partition(WHOLE_STREAM)]
+            parts.append(Partition(f"{column}:null", {"null": True}))
+        return parts or [Partition(WHOLE_STREAM)]
+
+    def _ranges(self, column: str, lo: int | None, hi: int | None) -> list[Partition]:
+        """``min..max`` in ``partitions`` equal ranges named by their bounds, the last one closed."""
+        if lo is None or hi is None:
+            return []
+        ranges: list[Partition] = []
+        span = hi - lo + 1
+        width = math.ceil(span / min(self.options.partitions, span))
+        start = lo
+        while start <= hi:
+            end = start + width
+            if end > hi:
+                ranges.append(
+                    Partition(f"{column}:[{start},{hi}]", {"from": start, "to": hi, "closed": True})
+                )
+            else:
+                ranges.append(Partition(f"{column}:[{start},{end})", {"from": start, "to": end}))
+            start = end
+        return ranges
 
     def _partition_filter(self) -> str | None:
         if self.partition.is_whole_stream or not self.options.partition_column:
@@ -298,6 +316,9 @@ class PostgresReader(BaseReader):
         params = self.partition.params
         if params.get("null"):
             return f"{ident} IS NULL"
+        if "modulo" in params:
+            modulo = int(params["modulo"])
+            return f"mod(mod({ident}::int8, {modulo}) + {modulo}, {modulo}) = {int(params['remainder'])}"
         upper = "<=" if params.get("closed") else "<"
         return f"{ident} >= {int(params['from'])} AND {ident} {upper} {int(params['to'])}"
 
