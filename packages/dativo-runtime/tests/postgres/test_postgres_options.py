@@ -100,3 +100,25 @@ def test_identifiers_and_literals_are_quoted() -> None:
     assert split_table('sales."Order.Items"') == ("sales", "Order.Items")
     with pytest.raises(ConfigurationError):
         split_table("a.b.c")
+
+
+def test_without_the_driver_the_reader_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    from dativo_runtime.connectors import PostgresReader
+
+    real = importlib.import_module
+
+    def no_driver(name: str, package: str | None = None) -> Any:
+        if name.startswith("adbc_driver_postgresql"):
+            raise ImportError(name)
+        return real(name, package)
+
+    monkeypatch.setattr(importlib, "import_module", no_driver)
+    reader = PostgresReader({"dsn": "postgresql://u:pw-5678@127.0.0.1:1/db", "table": "t"})
+    result = reader.check_connection()
+    assert not result.success
+    assert result.error_code == "CONFIGURATION_ERROR"
+    assert "pip install 'dativo-runtime[postgres]'" in result.message
+    with pytest.raises(ConfigurationError, match=r"dativo-runtime\[postgres\]"):
+        list(reader.extract())
