@@ -178,7 +178,7 @@ class PostgresReader(BaseReader):
     def _primary_key(self, relation: Relation) -> list[str]:
         return list(self.options.primary_key) or list(relation.primary_key)
 
-    def _stream_name(self, relation: Relation) -> str:
+    def _stream_name(self) -> str:
         return self.options.stream or (self.options.table or "query")
 
     # The reader contract --------------------------------------------------------------
@@ -250,7 +250,7 @@ class PostgresReader(BaseReader):
         cursor = self.options.cursor_field if configured else None
         cursor = cursor if cursor in names else suggest_cursor(relation)
         primary_key = list(self._primary_key(relation) if configured else relation.primary_key)
-        name = self._stream_name(relation) if configured else relation.qualified
+        name = self._stream_name() if configured else relation.qualified
         return DiscoveredStream(
             name=name,
             schema=tuple(columns),
