@@ -271,9 +271,9 @@ POSTGRES_CONFIG_SCHEMA: dict[str, Any] = {
         "batch_size": _count("Rows per Arrow batch (100000).", minimum=1),
         "partition_column": {
             "type": ["string", "null"],
-            "description": "An integer column whose min..max range is split into partitions.",
+            "description": "An integer column that splits the stream: key ranges, remainders when incremental.",
         },
-        "partitions": _count("How many key ranges partition_column makes (4).", minimum=1),
+        "partitions": _count("How many partitions partition_column makes (4).", minimum=1),
         "cursor_field": {"type": ["string", "null"], "description": "The column incremental reads follow."},
         "primary_key": {
             **_NAMES,

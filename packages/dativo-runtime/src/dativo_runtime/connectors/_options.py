@@ -532,8 +532,9 @@ class PostgresOptions(ConnectorOptions):
         query: A ``SELECT`` to read instead of a table.
         schemas: The schemas ``discover`` lists (``["public"]``).
         batch_size: Rows per Arrow batch (100 000).
-        partition_column: An integer column whose range is split into ``partitions`` ranges.
-        partitions: How many ranges (4).
+        partition_column: An integer column that splits the stream into ``partitions`` key
+            ranges (full reads) or remainders (incremental reads).
+        partitions: How many (4).
         cursor_field: The column incremental reads follow.
         primary_key: The tiebreaker of the cursor (a table's own primary key by default).
         unsupported_types: ``error`` (the default) or ``text``: read columns of types Dativo
