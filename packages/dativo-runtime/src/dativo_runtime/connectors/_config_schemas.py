@@ -271,7 +271,7 @@ POSTGRES_CONFIG_SCHEMA: dict[str, Any] = {
         "batch_size": _count("Rows per Arrow batch (100000).", minimum=1),
         "partition_column": {
             "type": ["string", "null"],
-            "description": "An integer column that splits the stream: key ranges, remainders when incremental.",
+            "description": "An integer column: key ranges, or remainders when incremental.",
         },
         "partitions": _count("How many partitions partition_column makes (4).", minimum=1),
         "cursor_field": {"type": ["string", "null"], "description": "The column incremental reads follow."},
