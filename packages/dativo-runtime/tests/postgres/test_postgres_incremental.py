@@ -107,3 +107,13 @@ batch_size: 4
     assert "2024-05-01T00:04:00+00:00" in state.stdout
     if partitioned:
         assert all(f"id%3={r}" in state.stdout for r in range(3)), state.stdout
+
+
+def test_each_extraction_runs_in_a_read_only_repeatable_read_transaction(events: PostgresServer) -> None:
+    query = (
+        "select current_setting('transaction_isolation') as isolation, "
+        "current_setting('transaction_read_only') as read_only"
+    )
+    with PostgresReader({"dsn": events.dsn, "query": query}) as reader:
+        rows = [row for batch in reader.extract() for row in batch.to_pylist()]
+    assert rows == [{"isolation": "repeatable read", "read_only": "on"}]
