@@ -36,8 +36,11 @@ def _install_workspace(session: nox.Session) -> None:
     # The docs requirements let the strict MkDocs build test in tests/ run instead of skipping.
     session.install(*TEST_DEPS, "-r", str(ROOT / "docs" / "requirements.txt"))
     # [dask]: the Dask executor's tests run against real schedulers and workers; [iceberg]: the
-    # iceberg writer's tests run against pyiceberg's sql catalog.
-    session.install("-e", str(SDK), "-e", f"{TESTKIT}[arrow]", "-e", f"{RUNTIME}[otel,dask,iceberg]")
+    # iceberg writer's tests run against pyiceberg's sql catalog; [postgres]: the postgres reader's
+    # tests read a real server through the ADBC driver.
+    session.install(
+        "-e", str(SDK), "-e", f"{TESTKIT}[arrow]", "-e", f"{RUNTIME}[otel,dask,iceberg,postgres]"
+    )
 
 
 @nox.session

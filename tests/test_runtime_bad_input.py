@@ -78,7 +78,7 @@ CASES: list[tuple[str, Callable[[Path], Path], int, list[str]]] = [
         [
             "no plugin named 'salesforce-pro'",
             "entry-point group 'dativo.plugins'",
-            "Known plugins: airbyte, csv, iceberg, jsonl, parquet, singer",
+            "Known plugins: airbyte, csv, iceberg, jsonl, parquet, postgres, singer",
         ],
     ),
     (

@@ -54,6 +54,10 @@ def test_each_builtin_declares_its_kind_class_and_options(name: str) -> None:
         # A table in a warehouse: the warehouse is its location (state and quarantine go beside it).
         assert spec.location_option == "warehouse"
         built = cls({"warehouse": "somewhere", "table": "analytics.orders"})
+    elif name == "postgres":
+        # A database reader: no location of its own; it names a server and a table.
+        assert spec.location_option is None
+        built = cls({"dsn": "postgresql://db.internal/shop", "table": "public.orders"})
     else:
         assert spec.location_option == "path"
         built = cls({"path": "somewhere"})

@@ -1,4 +1,4 @@
-"""The built-in connectors: the readers csv, jsonl, singer, airbyte; the writers parquet, iceberg.
+"""The built-in connectors: the readers csv, jsonl, postgres, singer, airbyte; the writers parquet, iceberg.
 
 They are ordinary SDK plugins (``BaseReader`` / ``BaseWriter``) that job files name by
 their built-in names (``singer`` and ``airbyte`` run a tap from a plugin environment, in a
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from dativo_runtime.connectors._iceberg import IcebergWriter
     from dativo_runtime.connectors._jsonl import JsonlReader
     from dativo_runtime.connectors._parquet import ParquetWriter, new_run_id
+    from dativo_runtime.connectors._postgres import PostgresReader
     from dativo_runtime.connectors._singer import SingerReader
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "ManifestFile",
     "ParquetDataset",
     "ParquetWriter",
+    "PostgresReader",
     "RecoveryReport",
     "RunManifest",
     "SingerReader",
@@ -47,6 +49,7 @@ _EXPORTS = {
     "ManifestFile": "._dataset",
     "ParquetDataset": "._dataset",
     "ParquetWriter": "._parquet",
+    "PostgresReader": "._postgres",
     "RecoveryReport": "._dataset",
     "RunManifest": "._dataset",
     "SingerReader": "._singer",

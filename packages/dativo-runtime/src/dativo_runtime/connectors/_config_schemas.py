@@ -22,6 +22,7 @@ __all__ = [
     "ICEBERG_CONFIG_SCHEMA",
     "JSONL_CONFIG_SCHEMA",
     "PARQUET_CONFIG_SCHEMA",
+    "POSTGRES_CONFIG_SCHEMA",
     "SINGER_CONFIG_SCHEMA",
     "tap_config_schema",
 ]
@@ -315,3 +316,54 @@ AIRBYTE_CONFIG_SCHEMA: dict[str, Any] = tap_config_schema(
     },
 )
 """The ``airbyte`` reader's config before its source's ``spec`` is known."""
+
+_NAMES: dict[str, Any] = {"type": ["array", "string", "null"], "items": {"type": "string", "minLength": 1}}
+
+POSTGRES_CONFIG_SCHEMA: dict[str, Any] = {
+    "$schema": _DIALECT,
+    "title": "postgres reader config",
+    "type": "object",
+    "properties": {
+        "dsn": {
+            "type": ["string", "null"],
+            "secret": True,
+            "description": "A libpq URI (postgresql://user:password@host:5432/db) or key=value string.",
+        },
+        "host": {"type": ["string", "null"], "description": "The server, when there is no dsn (localhost)."},
+        "port": _count("The server's port (5432).", minimum=1),
+        "user": {"type": ["string", "null"], "description": "The role to log in as."},
+        "password": {"type": ["string", "null"], "secret": True, "description": "The role's password."},
+        "dbname": {"type": ["string", "null"], "description": "The database."},
+        "table": {
+            "type": ["string", "null"],
+            "description": "The table or view, schema.name (public.orders).",
+        },
+        "query": {"type": ["string", "null"], "description": "A SELECT to read instead of a table."},
+        "schemas": {**_NAMES, "description": 'The schemas discover lists (["public"]).'},
+        "batch_size": _count("Rows per Arrow batch (100000).", minimum=1),
+        "partition_column": {
+            "type": ["string", "null"],
+            "description": "An integer column: key ranges, or remainders when incremental.",
+        },
+        "partitions": _count("How many partitions partition_column makes (4).", minimum=1),
+        "cursor_field": {"type": ["string", "null"], "description": "The column incremental reads follow."},
+        "primary_key": {
+            **_NAMES,
+            "description": "The cursor's tiebreaker; the table's primary key by default.",
+        },
+        "unsupported_types": {
+            "enum": ["error", "text"],
+            "description": "error, or text: read columns of types Dativo cannot hold as text.",
+        },
+        "connect_timeout": _count("Seconds to wait for the server (10).", minimum=1),
+        "stream": {"type": ["string", "null"], "description": "Set by the runtime from source.stream."},
+        "incremental": {
+            "type": ["object", "null"],
+            "description": "Set by the runtime from source.incremental.",
+            "properties": {"cursor_field": {"type": ["string", "null"]}},
+            "additionalProperties": False,
+        },
+    },
+    "additionalProperties": False,
+}
+"""The ``postgres`` reader's config."""

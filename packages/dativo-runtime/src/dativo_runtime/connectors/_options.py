@@ -29,6 +29,7 @@ __all__ = [
     "JobContext",
     "JsonlOptions",
     "ParquetOptions",
+    "PostgresOptions",
     "SingerOptions",
     "TapOptions",
     "source_settings",
@@ -515,3 +516,129 @@ class AirbyteOptions(TapOptions):
     def _fields_from(cls, config: Mapping[str, Any]) -> dict[str, Any]:
         namespace = config.get("namespace")
         return {**super()._fields_from(config), "namespace": str(namespace) if namespace else None}
+
+
+def _names(config: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = config.get(key)
+    if value is None or value == []:
+        return ()
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigurationError(f"{key} must be a list of column names", details={"field": key})
+    return tuple(value)
+
+
+def _text(config: Mapping[str, Any], key: str) -> str | None:
+    value = config.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        raise ConfigurationError(f"{key} must be a string, got {value!r}", details={"field": key})
+    return str(value)
+
+
+@dataclass(frozen=True)
+class PostgresOptions(ConnectorOptions):
+    """The ``postgres`` reader's keys.
+
+    Args:
+        dsn: A libpq connection URI or ``key=value`` string; or the parts below.
+        host: The server (``localhost``), with ``port`` (5432), ``user``, ``password``, ``dbname``.
+        table: The table or view to read (``schema.name``; ``public`` when unqualified).
+        query: A ``SELECT`` to read instead of a table.
+        schemas: The schemas ``discover`` lists (``["public"]``).
+        batch_size: Rows per Arrow batch (100 000).
+        partition_column: An integer column that splits the stream into ``partitions`` key
+            ranges (full reads) or remainders (incremental reads).
+        partitions: How many (4).
+        cursor_field: The column incremental reads follow.
+        primary_key: The tiebreaker of the cursor (a table's own primary key by default).
+        unsupported_types: ``error`` (the default) or ``text``: read columns of types Dativo
+            cannot hold as text.
+        connect_timeout: Seconds to wait for the server (10).
+        stream: ``source.stream`` (set by the runtime).
+        incremental: Whether the job is incremental (``source.incremental`` is set).
+    """
+
+    dsn: str | None = None
+    host: str | None = None
+    port: int = 5432
+    user: str | None = None
+    password: str | None = None
+    dbname: str | None = None
+    table: str | None = None
+    query: str | None = None
+    schemas: tuple[str, ...] = ("public",)
+    batch_size: int = 100_000
+    partition_column: str | None = None
+    partitions: int = 4
+    cursor_field: str | None = None
+    primary_key: tuple[str, ...] = ()
+    unsupported_types: str = "error"
+    connect_timeout: int = 10
+    stream: str | None = None
+    incremental: bool = False
+
+    @classmethod
+    def _fields_from(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        dsn = _text(config, "dsn")
+        parts = [key for key in ("host", "user", "password", "dbname") if config.get(key)]
+        if dsn and parts:
+            raise ConfigurationError(
+                f"set either dsn or {', '.join(parts)}, not both", details={"field": "dsn"}
+            )
+        if not dsn and not config.get("dbname"):
+            raise ConfigurationError(
+                "the postgres reader needs dsn (postgresql://user:password@host:5432/db) or "
+                "host, port, user, password and dbname",
+                details={"field": "dsn"},
+            )
+        table, query = _text(config, "table"), _text(config, "query")
+        if table and query:
+            # Neither is fine for discover, which then lists every table; reads need one.
+            raise ConfigurationError(
+                "set either table (schema.name) or query (select ...), not both", details={"field": "query"}
+            )
+        unsupported = str(config.get("unsupported_types", "error"))
+        if unsupported not in ("error", "text"):
+            raise ConfigurationError(
+                f"unsupported_types must be 'error' or 'text', got {unsupported!r}",
+                details={"field": "unsupported_types"},
+            )
+        incremental = config.get("incremental")
+        if incremental is not None and not isinstance(incremental, Mapping):
+            raise ConfigurationError("incremental must be a mapping", details={"field": "incremental"})
+        cursor_field = _text(config, "cursor_field") or _text(incremental or {}, "cursor_field")
+        partitions = _int(config, "partitions", 4, minimum=1)
+        assert partitions is not None
+        if partitions > 50_000:
+            raise ConfigurationError(
+                f"partitions must be at most 50000, got {partitions}", details={"field": "partitions"}
+            )
+        stream = config.get("stream")
+        return {
+            "dsn": dsn,
+            "host": _text(config, "host"),
+            "port": _int(config, "port", 5432, minimum=1),
+            "user": _text(config, "user"),
+            "password": _text(config, "password"),
+            "dbname": _text(config, "dbname"),
+            "table": table,
+            "query": query,
+            "schemas": _names(config, "schemas") or ("public",),
+            "batch_size": _int(config, "batch_size", 100_000, minimum=1),
+            "partition_column": _text(config, "partition_column"),
+            "partitions": partitions,
+            "cursor_field": cursor_field,
+            "primary_key": _names(config, "primary_key"),
+            "unsupported_types": unsupported,
+            "connect_timeout": _int(config, "connect_timeout", 10, minimum=1),
+            "stream": str(stream) if stream else None,
+            "incremental": incremental is not None,
+        }
+
+    @classmethod
+    def job_settings(cls, job: JobContext) -> dict[str, Any]:
+        """``incremental`` and ``stream`` from the job's ``source``, when it sets them."""
+        return source_settings(job)

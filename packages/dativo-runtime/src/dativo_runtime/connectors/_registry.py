@@ -21,6 +21,7 @@ from dativo_runtime.connectors._options import (
     JobContext,
     JsonlOptions,
     ParquetOptions,
+    PostgresOptions,
     SingerOptions,
 )
 
@@ -119,6 +120,9 @@ BUILTIN_CONNECTORS: Mapping[str, ConnectorSpec] = {
     for spec in (
         ConnectorSpec("csv", "reader", "dativo_runtime.connectors:CsvReader", options=CsvOptions),
         ConnectorSpec("jsonl", "reader", "dativo_runtime.connectors:JsonlReader", options=JsonlOptions),
+        ConnectorSpec(
+            "postgres", "reader", "dativo_runtime.connectors:PostgresReader", options=PostgresOptions
+        ),
         ConnectorSpec(
             "singer",
             "reader",
