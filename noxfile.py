@@ -38,9 +38,7 @@ def _install_workspace(session: nox.Session) -> None:
     # [dask]: the Dask executor's tests run against real schedulers and workers; [iceberg]: the
     # iceberg writer's tests run against pyiceberg's sql catalog; [postgres]: the postgres reader's
     # tests read a real server through the ADBC driver.
-    session.install(
-        "-e", str(SDK), "-e", f"{TESTKIT}[arrow]", "-e", f"{RUNTIME}[otel,dask,iceberg,postgres]"
-    )
+    session.install("-e", str(SDK), "-e", f"{TESTKIT}[arrow]", "-e", f"{RUNTIME}[otel,dask,iceberg,postgres]")
 
 
 @nox.session
