@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dativo_plugin_sdk import (
@@ -39,7 +38,6 @@ from dativo_plugin_sdk import (
     ConfigurationError,
     ConnectionTestResult,
     DativoError,
-    ValidationError,
 )
 from dativo_plugin_sdk._arrow import arrow_schema_for, batch_to_arrow
 from dativo_runtime._storage._backends import S3Storage, Storage, open_storage
@@ -48,6 +46,7 @@ from dativo_runtime._storage._s3 import is_s3_uri
 from dativo_runtime._version import __version__
 from dativo_runtime.connectors._check_results import result_from_error
 from dativo_runtime.connectors._config_schemas import ICEBERG_CONFIG_SCHEMA
+from dativo_runtime.connectors._conform import conform_to_schema
 from dativo_runtime.connectors._iceberg_options import IcebergOptions
 from dativo_runtime.connectors._iceberg_staging import StagingRecords
 from dativo_runtime.connectors._iceberg_table import (
@@ -311,35 +310,7 @@ class IcebergWriter(BaseWriter):
         """Cast the rows to the data files' schema: the table's columns, with their field ids."""
         schema = self._file_schema
         assert schema is not None
-        extra = [c for c in table.column_names if c not in schema.names]
-        if extra:
-            raise ValidationError(
-                f"records have column(s) {extra} that iceberg table {self.options.table_name} does not "
-                f"have ({', '.join(schema.names)})",
-                details={"columns": extra},
-            )
-        arrays = []
-        for target in schema:
-            if target.name in table.column_names:
-                column = table.column(target.name)
-                if column.type != target.type:
-                    try:
-                        column = pc.cast(column, target.type, safe=True)
-                    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-                        raise ValidationError(
-                            f"column {target.name!r} holds {column.type} values that do not convert to "
-                            f"{target.type}: {exc}",
-                            details={"column": target.name, "type": str(column.type)},
-                        ) from None
-            else:
-                column = pa.chunked_array([pa.nulls(table.num_rows, target.type)])
-            if not target.nullable and column.null_count:
-                raise ValidationError(
-                    f"required column {target.name!r} has {column.null_count} null value(s)",
-                    details={"column": target.name, "null_count": column.null_count},
-                )
-            arrays.append(column)
-        return pa.Table.from_arrays(arrays, schema=schema)
+        return conform_to_schema(table, schema, owner=f"iceberg table {self.options.table_name}")
 
     def _write(self, table: pa.Table) -> list[dict[str, Any]]:
         from pyiceberg.io.pyarrow import _determine_partitions

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dativo_plugin_sdk import (
@@ -26,7 +25,6 @@ from dativo_plugin_sdk import (
     ConnectionTestResult,
     DativoError,
     TransientError,
-    ValidationError,
 )
 from dativo_plugin_sdk._arrow import arrow_schema_for, batch_to_arrow
 from dativo_runtime._storage._backends import LocalStorage, S3Storage, Storage, open_storage
@@ -35,6 +33,7 @@ from dativo_runtime._storage._s3 import is_s3_uri
 from dativo_runtime._version import __version__
 from dativo_runtime.connectors._check_results import result_from_error
 from dativo_runtime.connectors._config_schemas import PARQUET_CONFIG_SCHEMA
+from dativo_runtime.connectors._conform import conform_to_schema
 from dativo_runtime.connectors._dataset import (
     STAGED_SUFFIX,
     ManifestFile,
@@ -205,39 +204,7 @@ class ParquetWriter(BaseWriter):
             else:
                 fields = [f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in data.schema]
             self._file_schema = pa.schema(fields)
-        schema = self._file_schema
-        extra = [c for c in data.column_names if c not in schema.names]
-        if extra:
-            raise ValidationError(
-                f"records have column(s) {extra} that the dataset's schema does not have ({schema.names})",
-                details={"columns": extra},
-            )
-        arrays = []
-        for target in schema:
-            if target.name in data.column_names:
-                column = data.column(target.name)
-                if column.type != target.type:
-                    try:
-                        column = pc.cast(column, target.type, safe=True)
-                    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-                        raise ValidationError(
-                            f"column {target.name!r} holds {column.type} values that do not convert to "
-                            f"{target.type}: {exc}",
-                            details={
-                                "column": target.name,
-                                "type": str(column.type),
-                                "expected": str(target.type),
-                            },
-                        ) from None
-            else:
-                column = pa.chunked_array([pa.nulls(data.num_rows, target.type)])
-            if not target.nullable and column.null_count:
-                raise ValidationError(
-                    f"required column {target.name!r} has {column.null_count} null value(s)",
-                    details={"column": target.name, "null_count": column.null_count},
-                )
-            arrays.append(column)
-        return pa.Table.from_arrays(arrays, schema=schema)
+        return conform_to_schema(data, self._file_schema, owner="the dataset's schema")
 
     def _split(self, table: pa.Table) -> list[tuple[dict[str, str], pa.Table]]:
         base: dict[str, str] = {}
