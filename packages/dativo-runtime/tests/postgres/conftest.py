@@ -76,6 +76,7 @@ class PostgresServer:
     user: str
     password: str
     dbname: str
+    socket_dir: str = ""
 
     @property
     def dsn(self) -> str:
@@ -123,6 +124,12 @@ def postgres() -> Iterator[PostgresServer]:
         shutil.chown(folder / "pw", run_as[2])
     data, log = folder / "data", folder / "server.log"
     port = free_port()
+    # The unix socket lives in a folder of its own, readable by anyone (the sandboxed reader's
+    # host uid too), so that a test can hand it to a sandbox without the cluster's files.
+    sockets = Path(tempfile.mkdtemp(prefix="dativo-pg-socket-"))
+    sockets.chmod(0o755)
+    if run_as:
+        shutil.chown(sockets, run_as[2])
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -135,22 +142,25 @@ def postgres() -> Iterator[PostgresServer]:
     )  # fmt: skip
     if made.returncode != 0:
         shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(sockets, ignore_errors=True)
         unavailable(f"initdb failed: {made.stderr.strip() or made.stdout.strip()}")
-    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c fsync=off -c full_page_writes=off"
+    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {sockets} -c fsync=off -c full_page_writes=off"
     started = run(
         str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60", "start"
     )
     if started.returncode != 0:
         text = log.read_text() if log.exists() else ""
         shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(sockets, ignore_errors=True)
         unavailable(f"pg_ctl could not start PostgreSQL: {started.stderr.strip()} {text[-2000:]}")
     server = PostgresServer("127.0.0.1", port, PG_USER, PG_PASSWORD, "postgres")
     try:
         server.execute(f"CREATE DATABASE {PG_DATABASE}")
-        yield PostgresServer("127.0.0.1", port, PG_USER, PG_PASSWORD, PG_DATABASE)
+        yield PostgresServer("127.0.0.1", port, PG_USER, PG_PASSWORD, PG_DATABASE, str(sockets))
     finally:
         run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
         shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(sockets, ignore_errors=True)
 
 
 @dataclass(frozen=True)

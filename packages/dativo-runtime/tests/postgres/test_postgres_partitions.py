@@ -129,3 +129,29 @@ def test_under_the_process_sandbox_the_built_in_reader_runs_in_the_runtime(
     assert done.exit_code == 0, done.stdout + done.stderr
     assert done.document["sandbox"]["source"] == "none"
     assert sorted(r["id"] for r in parquet_rows(done.document["files"])) == list(range(1, ROWS + 1))
+
+
+def test_the_reader_class_runs_sandboxed_over_the_servers_unix_socket(
+    items: PostgresServer, tmp_path: Path, dativo_run: Any
+) -> None:
+    # Referenced by its class, the reader is a plugin like any other and runs in the sandbox,
+    # with no network at all: the server's unix socket folder, mounted read-only, is its
+    # only way out (docs/connectors.md, "Isolating the postgres reader").
+    job = tmp_path / "isolated.yaml"
+    job.write_text(
+        "name: isolated\n"
+        "source:\n"
+        "  plugin: dativo_runtime.connectors:PostgresReader\n"
+        "  config:\n"
+        f"    dsn: postgresql://{items.user}@/{items.dbname}?host={items.socket_dir}&port={items.port}\n"
+        "    table: public.items\n"
+        "    partition_column: id\n"
+        "  parallelism: 2\n"
+        "target: {plugin: parquet, config: {path: out/isolated}}\n"
+        f"sandbox: {{backend: process, network: false, read_only_paths: [{items.socket_dir}]}}\n"
+    )
+    done = dativo_run("run", "--config", str(job), "--json")
+    assert done.exit_code == 0, done.stdout + done.stderr
+    assert done.document["sandbox"]["source"] == "process"
+    assert len(done.document["partitions"]) == 4
+    assert sorted(r["id"] for r in parquet_rows(done.document["files"])) == list(range(1, ROWS + 1))

@@ -2,10 +2,10 @@
 
 The worker needs the Python installation (interpreter, shared libraries, standard library)
 and a handful of distributions: the plugin SDK, the runtime (for its worker), pyarrow,
-packaging, and OpenTelemetry when it is installed (for a traced run's plugin spans), with
-what they require. Everything else installed beside them (typer, pydantic, boto3, the
-host's own tools) is none of a plugin's business: a plugin gets its dependencies from its
-own environment.
+packaging, OpenTelemetry when it is installed (for a traced run's plugin spans) and the
+postgres reader's ADBC driver when it is installed, with what they require. Everything else
+installed beside them (typer, pydantic, boto3, the host's own tools) is none of a plugin's
+business: a plugin gets its dependencies from its own environment.
 
 So the sandbox binds the installation read-only, hides every ``site-packages`` (or
 ``dist-packages``) folder in it under an empty tmpfs, and binds back, at the same paths,
@@ -32,7 +32,13 @@ __all__ = ["WORKER_DISTRIBUTIONS", "PythonView", "python_view"]
 
 WORKER_DISTRIBUTIONS = ("dativo-plugin-sdk", "dativo-runtime", "pyarrow", "packaging")
 """What every sandboxed worker imports (with what they require, except the runtime's host dependencies)."""
-_OPTIONAL_DISTRIBUTIONS = ("opentelemetry-api", "opentelemetry-sdk")
+_OPTIONAL_DISTRIBUTIONS = (
+    "opentelemetry-api",
+    "opentelemetry-sdk",
+    # The postgres reader's driver (the runtime's [postgres] extra), for when the reader runs
+    # sandboxed: in cloud mode, or referenced by its class (docs/connectors.md).
+    "adbc-driver-postgresql",
+)
 _WORKER_MODULES = ("dativo_plugin_sdk", "dativo_runtime", "pyarrow", "packaging")
 _NO_FOLLOW = frozenset({"dativo-runtime"})  # its requirements are the host's (typer, boto3), not the worker's
 
