@@ -24,9 +24,10 @@ from dativo_runtime._plugins._environments import (
 )
 from dativo_runtime._plugins._ref import PluginRef, is_trusted_builtin
 from dativo_runtime._sandbox import ReaderSession, Sandbox, WriterSession, choose_sandbox
-from dativo_runtime._sandbox._base import SessionMounts
+from dativo_runtime._sandbox._base import SandboxLimits, SessionMounts
 from dativo_runtime._sandbox._plugin_packages import installed_plugin_packages
 from dativo_runtime._sandbox._policy import OperatorPolicy
+from dativo_runtime.connectors._registry import builtin_connector
 
 __all__ = [
     "QUARANTINE_WRITER",
@@ -104,6 +105,29 @@ def plugin_environment(ref: PluginRef, config: Mapping[str, Any]) -> Path | None
     return ensure_environment(spec, progress=progress).path
 
 
+def check_builtin_egress(ref: PluginRef, config: Mapping[str, Any], limits: SandboxLimits) -> None:
+    """Refuse to sandbox a built-in that must reach its server over a network the sandbox lacks.
+
+    Such a built-in (``postgres``) runs sandboxed only in cloud mode, where the operator's
+    egress policy must apply to it; without ``sandbox.network`` it could only fail to connect.
+
+    Raises:
+        ConfigurationError: If the connector needs the network and the job gives it none.
+    """
+    spec = builtin_connector(ref.ref) if ref.kind == "builtin" else None
+    if spec is None or not spec.reaches_network or limits.network or spec.options is None:
+        return
+    if not spec.options.from_config(config).needs_network():
+        return  # a unix socket folder, which the job mounts with sandbox.read_only_paths
+    raise ConfigurationError(
+        f"the {ref.ref} {spec.kind} connects to the server its config names; in cloud mode it runs "
+        "in the sandbox, where the operator's egress policy applies, and the sandbox has no network "
+        "unless the job sets sandbox.network: true (which the operator's policy must allow with "
+        "allow_network: true)",
+        details={"setting": "sandbox.network", "plugin": ref.ref},
+    )
+
+
 def session_mounts(
     job: JobConfig, ref: PluginRef, config: Mapping[str, Any], sandbox: Sandbox
 ) -> SessionMounts:
@@ -113,7 +137,7 @@ def session_mounts(
         ConfigurationError: If a read-only path would expose the runtime's own files
             (:func:`check_read_only_paths`), or the environment cannot be built.
     """
-    read_only = check_read_only_paths(job) if sandbox.isolated and not is_trusted_builtin(ref) else ()
+    read_only = check_read_only_paths(job) if sandbox.isolated else ()
     return plugin_mounts(ref, config, sandbox, read_only_paths=read_only)
 
 
@@ -125,8 +149,8 @@ def plugin_mounts(
     read_only_paths: tuple[Path, ...] = (),
 ) -> SessionMounts:
     """What a plugin's session mounts, with or without a job: its environment and its installed package."""
-    if is_trusted_builtin(ref):
-        return SessionMounts()
+    if is_trusted_builtin(ref) and not sandbox.isolated:
+        return SessionMounts()  # the runtime's own code, in its process (postgres is sandboxed in cloud mode)
     return SessionMounts(
         environment=plugin_environment(ref, config),
         read_only_paths=read_only_paths,
@@ -153,6 +177,8 @@ def open_reader_session(job: JobConfig, *, policy: OperatorPolicy | None = None)
         if sandbox.isolated:
             check_plugin_folder(job, ref)
         config = job.source_config()
+        if sandbox.isolated:
+            check_builtin_egress(ref, config, limits)
         mounts = session_mounts(job, ref, config, sandbox)
         return sandbox.open_reader(ref, config, limits=limits, mounts=mounts), sandbox.name
     except DativoError as exc:

@@ -69,17 +69,25 @@ class PluginRef(_SdkPluginRef):
         return parsed
 
 
-def is_trusted_builtin(ref: _SdkPluginRef) -> bool:
-    """Whether ``ref`` is a built-in connector that runs only the runtime's own code.
+def is_trusted_builtin(ref: _SdkPluginRef, *, cloud: bool = False) -> bool:
+    """Whether ``ref`` is a built-in connector that runs only the runtime's own code, in its process.
 
-    Such a connector runs in the host process under any mode. A built-in that runs
-    third-party code (``singer`` and ``airbyte`` start a tap from their environment) is
-    treated like a third-party plugin: sandboxed, with its environment.
+    Such a connector runs in the host process. A built-in that runs third-party code
+    (``singer`` and ``airbyte`` start a tap from their environment) is treated like a
+    third-party plugin: sandboxed, with its environment. So is, in cloud mode, a built-in
+    that connects to a server the job names (``postgres``), so that the operator's egress
+    policy applies to it.
+
+    Args:
+        ref: The plugin reference.
+        cloud: The job runs in cloud mode.
     """
     if ref.kind != "builtin":
         return False
     spec = BUILTIN_CONNECTORS.get(ref.ref)
-    return spec is None or not spec.runs_in_sandbox
+    if spec is None:
+        return True
+    return not spec.runs_in_sandbox and not (cloud and spec.reaches_network)
 
 
 def load_plugin_class(

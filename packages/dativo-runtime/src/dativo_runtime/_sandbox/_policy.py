@@ -89,11 +89,13 @@ def should_sandbox_plugin(
     """
     check_mode(mode, "mode")
     _check_request(requested)
-    if is_trusted_builtin(ref):
+    if is_trusted_builtin(ref, cloud=True):
         return False
     policy = policy if policy is not None else OperatorPolicy.load()
     if policy.effective_mode(mode) == "cloud":
         return True
+    if is_trusted_builtin(ref):
+        return False
     if policy.pinned_backend is not None:
         return policy.pinned_backend != "none"
     return requested != "none"
@@ -184,7 +186,7 @@ def choose_sandbox(
     policy.check_read_only_paths(read_only_paths, job_mode)
     ceilings = policy.ceilings(mode)
     where = f" ({policy.source})" if policy.source else ""
-    if is_trusted_builtin(ref):
+    if is_trusted_builtin(ref, cloud=mode == "cloud"):
         return _instantiate("none", policy, ceilings)
     if policy.pinned_backend is not None:
         pinned = policy.pinned_backend

@@ -12,6 +12,7 @@ This module imports neither pyarrow nor boto3: the registry, and so the job mode
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
@@ -104,6 +105,13 @@ class ConnectorOptions:
     def _fields_from(cls, config: Mapping[str, Any]) -> dict[str, Any]:
         del config
         return {}
+
+    def needs_network(self) -> bool:
+        """Whether the connector reaches its server over the network (not over a unix socket).
+
+        Only meaningful for a connector whose spec says ``reaches_network``.
+        """
+        return True
 
     @classmethod
     def resolve_paths(cls, config: dict[str, Any], resolve: Callable[[str], str]) -> dict[str, Any]:
@@ -638,7 +646,38 @@ class PostgresOptions(ConnectorOptions):
             "incremental": incremental is not None,
         }
 
+    def needs_network(self) -> bool:
+        """Whether the server is reached over TCP: ``False`` when every host is a unix socket folder.
+
+        libpq takes a host starting with ``/`` as the folder of the server's socket, given as
+        ``host`` here, as ``host=`` in a key=value dsn or in a URI's query, or as the URI's
+        percent-encoded host (``postgresql://%2Fvar%2Frun%2Fpostgresql/db``).
+        """
+        if self.dsn is None:
+            return not (self.host or "").startswith("/")
+        hosts = _dsn_hosts(self.dsn)
+        return not hosts or not all(host.startswith("/") for host in hosts)
+
     @classmethod
     def job_settings(cls, job: JobContext) -> dict[str, Any]:
         """``incremental`` and ``stream`` from the job's ``source``, when it sets them."""
         return source_settings(job)
+
+
+def _dsn_hosts(dsn: str) -> list[str]:
+    """The hosts a libpq dsn names (none when it names none: libpq then uses its default socket)."""
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    if dsn.startswith(("postgresql://", "postgres://")):
+        parts = urlsplit(dsn)
+        query_hosts = parse_qs(parts.query).get("host", [])
+        if query_hosts:
+            return [host for value in query_hosts for host in value.split(",")]
+        netloc = parts.netloc.rsplit("@", 1)[-1]
+        return [
+            unquote(host.rsplit(":", 1)[0] if not host.startswith("[") else host)
+            for host in netloc.split(",")
+            if host
+        ]
+    found = re.findall(r"(?:^|\s)host\s*=\s*'?([^'\s]*)", dsn)
+    return [host for value in found for host in value.split(",")]

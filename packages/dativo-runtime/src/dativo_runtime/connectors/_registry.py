@@ -62,6 +62,9 @@ class ConnectorSpec:
             environment the connector needs (``package``): such a connector runs third-party
             code, so it runs like a third-party plugin, in a sandbox worker given that
             environment (``DATIVO_PLUGIN_ENV``), never in the host process.
+        reaches_network: It connects to a server the job's config names (``postgres``). In
+            cloud mode such a connector runs in a sandbox worker like a plugin, so that the
+            operator's egress policy applies to its connections; elsewhere it runs in-process.
     """
 
     name: str
@@ -71,6 +74,7 @@ class ConnectorSpec:
     run_context: tuple[str, ...] = ()
     commit_probe: CommitProbe | None = None
     environment_option: str | None = None
+    reaches_network: bool = False
 
     @property
     def runs_in_sandbox(self) -> bool:
@@ -121,7 +125,11 @@ BUILTIN_CONNECTORS: Mapping[str, ConnectorSpec] = {
         ConnectorSpec("csv", "reader", "dativo_runtime.connectors:CsvReader", options=CsvOptions),
         ConnectorSpec("jsonl", "reader", "dativo_runtime.connectors:JsonlReader", options=JsonlOptions),
         ConnectorSpec(
-            "postgres", "reader", "dativo_runtime.connectors:PostgresReader", options=PostgresOptions
+            "postgres",
+            "reader",
+            "dativo_runtime.connectors:PostgresReader",
+            options=PostgresOptions,
+            reaches_network=True,
         ),
         ConnectorSpec(
             "singer",
