@@ -117,3 +117,47 @@ def test_each_extraction_runs_in_a_read_only_repeatable_read_transaction(events:
     with PostgresReader({"dsn": events.dsn, "query": query}) as reader:
         rows = [row for batch in reader.extract() for row in batch.to_pylist()]
     assert rows == [{"isolation": "repeatable read", "read_only": "on"}]
+
+
+def test_changing_the_partition_count_between_runs_loses_and_duplicates_nothing(
+    events: PostgresServer, tmp_path: Path, dativo_run: Any
+) -> None:
+    def job(partitions: int) -> Path:
+        return write_job(
+            tmp_path,
+            "events",
+            f"""
+dsn: postgresql://{events.user}:${{PG_TEST_PASSWORD}}@{events.host}:{events.port}/{events.dbname}
+table: public.events
+cursor_field: updated_at
+batch_size: 4
+partition_column: id
+partitions: {partitions}
+""",
+            source_extra="incremental: {}\nparallelism: 2\n",
+        )
+
+    written: list[dict[str, Any]] = []
+    per_run = []
+    steps = [
+        (3, None),
+        # Rows of only some remainders move on, so the old partitions' positions differ.
+        (2, "UPDATE public.events SET updated_at = '2024-05-01 00:05:00+00' WHERE id IN (3, 6)"),
+        (2, None),
+        (5, "INSERT INTO public.events (updated_at, payload) VALUES ('2024-05-01 00:05:00+00', 'tie'), "
+         "('2024-05-01 00:06:00+00', 'newer')"),
+        (5, None),
+        (3, "UPDATE public.events SET updated_at = '2024-05-01 00:07:00+00' WHERE id = 1"),
+        (3, None),
+    ]  # fmt: skip
+    for partitions, change in steps:
+        if change:
+            events.execute(change)
+        done = dativo_run("run", "--config", str(job(partitions)), "--json")
+        assert done.exit_code == 0, done.stdout + done.stderr
+        rows = parquet_rows(done.document["files"])
+        per_run.append(sorted(row["id"] for row in rows))
+        written += rows
+    assert per_run == [list(range(1, 11)), [3, 6], [], [11, 12], [], [1], []]
+    latest = {row["id"]: row["updated_at"] for row in written}  # the last version of each row
+    assert sorted(latest) == _ids(events)

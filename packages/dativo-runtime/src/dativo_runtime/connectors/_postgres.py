@@ -20,13 +20,16 @@ REPEATABLE READ transaction, so all its batches come from one snapshot of the da
 (``id:[0,25000)``; the last one closed, ``id:[75000,99999]``). An incremental read splits by
 remainder instead (``id%4=0`` ... ``id%4=3``): ranges move as the table grows, remainders
 never do, so each partition resumes from its own state. Rows whose key is null are the
-partition ``id:null``.
+partition ``id:null``. When ``partitions`` changes, the saved positions of the other counts
+go to every partition (``done`` in its params), which skips the rows they cover: nothing is
+read twice or lost.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import decimal
+import json
 import math
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -64,6 +67,7 @@ from dativo_runtime.connectors._postgres_types import ColumnPlan, quote_ident, q
 __all__ = ["PostgresReader"]
 
 _INTEGER_TYPES = ("int2", "int4", "int8")
+_MAX_CLAIMS_SIZE = 48 * 1024  # under the host's 64 KiB limit on a partition's params
 
 
 def _state_value(value: Any) -> Any:
@@ -281,14 +285,55 @@ class PostgresReader(BaseReader):
             )[0]
         count = self.options.partitions
         if self.options.incremental:
+            claims = self._claims_of_other_splits(column, count)
             parts = [
-                Partition(f"{column}%{count}={r}", {"modulo": count, "remainder": r}) for r in range(count)
+                Partition(
+                    f"{column}%{count}={r}",
+                    {"modulo": count, "remainder": r} | ({"done": claims} if claims else {}),
+                )
+                for r in range(count)
             ]
         else:
             parts = self._ranges(column, bounds["lo"], bounds["hi"])
         if bounds["nulls"]:
             parts.append(Partition(f"{column}:null", {"null": True}))
         return parts or [Partition(WHOLE_STREAM)]
+
+    def _claims_of_other_splits(self, column: str, count: int) -> list[dict[str, Any]]:
+        """The saved positions of remainder partitions of another ``partitions`` count.
+
+        Each says "the rows with this remainder up to this cursor and key were read". Every
+        partition skips the rows any of them covers besides its own position (which may be
+        older: a count used before, then changed, then used again), so changing
+        ``partitions`` neither re-reads nor loses a row.
+
+        Raises:
+            ConfigurationError: If they are too many to hand to the partitions (reset the state).
+        """
+        prefix = f"{column}%"
+        claims: list[dict[str, Any]] = []
+        for name, saved in sorted(self.partition_states.items()):
+            modulo, _, remainder = name[len(prefix) :].partition("=")
+            if not name.startswith(prefix) or not (modulo.isdigit() and remainder.isdigit()):
+                continue
+            if int(modulo) == count or saved.get("cursor") is None:
+                continue
+            claims.append(
+                {
+                    "modulo": int(modulo),
+                    "remainder": int(remainder),
+                    "cursor": saved["cursor"],
+                    "pk": saved.get("pk"),
+                }
+            )
+        if len(json.dumps(claims, default=str)) > _MAX_CLAIMS_SIZE:
+            raise ConfigurationError(
+                f"the job's state holds {len(claims)} partitions of an earlier partitions count, too many "
+                f"to carry over to {count} partitions; keep the earlier count, or reset the state "
+                "(dativo-run state reset) and read again into an empty target",
+                details={"field": "partitions"},
+            )
+        return claims
 
     def _ranges(self, column: str, lo: int | None, hi: int | None) -> list[Partition]:
         """``min..max`` in ``partitions`` equal ranges named by their bounds, the last one closed."""
@@ -343,15 +388,15 @@ class PostgresReader(BaseReader):
             )
         return [cursor, *key]
 
-    def _after(self, relation: Relation, order: list[str], state: State) -> str | None:
-        """``(cursor, pk...) > (saved...)`` for the saved position, if there is one."""
-        saved_cursor, saved_key = state.get("cursor"), state.get("pk")
+    def _position(self, relation: Relation, order: list[str], saved: Mapping[str, Any]) -> str | None:
+        """The row literal ``(cursor, pk...)`` of a saved position, if there is one."""
+        saved_cursor, saved_key = saved.get("cursor"), saved.get("pk")
         if saved_cursor is None:
             return None
         values = [saved_cursor, *(saved_key or [])]
         if len(values) != len(order):
             raise ConfigurationError(
-                f"the saved state {state.to_dict()} does not match the cursor and key ({', '.join(order)}); "
+                f"the saved state {dict(saved)} does not match the cursor and key ({', '.join(order)}); "
                 "the job's cursor_field or primary_key changed: reset the state (dativo-run state reset)",
                 details={"field": "cursor_field"},
             )
@@ -362,8 +407,51 @@ class PostgresReader(BaseReader):
             else f"{quote_literal(str(v))}::{types[n]}"
             for n, v in zip(order, values, strict=True)
         ]
+        return f"({', '.join(literals)})"
+
+    def _after(self, relation: Relation, order: list[str], state: State) -> str | None:
+        """``(cursor, pk...) > (saved...)`` for the saved position, if there is one."""
+        position = self._position(relation, order, state.to_dict())
+        if position is None:
+            return None
+        return f"({', '.join(quote_ident(n) for n in order)}) > {position}"
+
+    def _not_done(self, relation: Relation, order: list[str], claims: list[dict[str, Any]]) -> list[str]:
+        """Conditions skipping the rows that saved positions of another split already cover."""
+        ident = quote_ident(self.options.partition_column or "")
         columns = ", ".join(quote_ident(n) for n in order)
-        return f"({columns}) > ({', '.join(literals)})"
+        conditions = []
+        for claim in claims:
+            position = self._position(relation, order, claim)
+            modulo, remainder = int(claim["modulo"]), int(claim["remainder"])
+            conditions.append(
+                f"NOT (mod(mod({ident}::int8, {modulo}) + {modulo}, {modulo}) = {remainder} "
+                f"AND ({columns}) <= {position})"
+            )
+        return conditions
+
+    def _furthest(
+        self,
+        conn: PostgresConnection,
+        relation: Relation,
+        order: list[str],
+        positions: list[Mapping[str, Any]],
+    ) -> dict[str, Any]:
+        """The greatest of saved positions, compared as PostgreSQL compares the cursor and key."""
+        rows = ", ".join(
+            f"({index}, {literal[1:-1]})"
+            for index, literal in enumerate(self._position(relation, order, p) for p in positions)
+            if literal is not None
+        )
+        names = ", ".join(["i", *(f"c{n}" for n in range(len(order)))])
+        found = conn.rows(
+            f"SELECT i FROM (VALUES {rows}) AS v({names}) ORDER BY "
+            + ", ".join(f"c{n} DESC" for n in range(len(order)))
+            + " LIMIT 1",
+            doing="comparing the saved positions",
+        )
+        best = positions[int(found[0]["i"])]
+        return {"cursor": best["cursor"], "pk": list(best.get("pk") or [])}
 
     def extract(self, state: State | None = None) -> Iterator[pa.RecordBatch]:
         """Yield the table's (or the partition's) rows in batches of ``batch_size``.
@@ -379,6 +467,7 @@ class PostgresReader(BaseReader):
             plans = self._plans(relation)
             where = [f for f in (self._partition_filter(),) if f]
             order: list[str] = []
+            claims: list[dict[str, Any]] = []
             if incremental:
                 assert state is not None
                 order = self._order(relation)
@@ -386,6 +475,8 @@ class PostgresReader(BaseReader):
                 after = self._after(relation, order, state)
                 if after:
                     where.append(after)
+                claims = list(self.partition.params.get("done") or [])
+                where += self._not_done(relation, order, claims)
             sql = f"SELECT {', '.join(p.select for p in plans)} FROM {self._source_sql}"
             if where:
                 sql += " WHERE " + " AND ".join(where)
@@ -404,6 +495,13 @@ class PostgresReader(BaseReader):
                         state.set("pk", [_state_value(batch.column(n)[last].as_py()) for n in order[1:]])
             finally:
                 cursor.close()
+            if claims:
+                # The partition now holds a position of its own: every row of it up to the
+                # furthest of the positions it was handed is read (before this run or in it).
+                assert state is not None
+                furthest = self._furthest(conn, relation, order, [*claims, state.to_dict()])
+                state.set("cursor", furthest["cursor"])
+                state.set("pk", furthest["pk"])
 
     def _fixed(self, batch: pa.RecordBatch, plans: list[ColumnPlan]) -> pa.RecordBatch:
         if not any(p.needs_fix for p in plans):
