@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -82,13 +83,26 @@ def test_csv_gzip_and_options(tmp_path: Path) -> None:
     assert read_all(reader).to_pydict() == {"n": [1, 2], "s": ["a", "b"]}
 
 
-def test_csv_malformed_rows_fail_or_are_skipped(tmp_path: Path) -> None:
+def test_csv_malformed_rows_fail_or_are_skipped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = write(tmp_path / "bad.csv", "a,b\n1,2\n3,4,5\n6,7\n")
     with pytest.raises(ValidationError, match="not valid CSV"):
         read_all(CsvReader({"path": str(path)}))
     reader = CsvReader({"path": str(path), "invalid_rows": "skip"})
-    assert read_all(reader).column("a").to_pylist() == [1, 6]
+    with caplog.at_level(logging.WARNING, logger="dativo.files"):
+        assert read_all(reader).column("a").to_pylist() == [1, 6]
     assert reader.skipped_rows == 1
+    # Nothing silent: the run's log says how many rows of which file were dropped.
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}: skipped 1 row with the wrong number of fields (invalid_rows: skip)"
+    ]
+
+
+def test_csv_column_names_rename_the_header_of_a_file_that_has_one(tmp_path: Path) -> None:
+    path = write(tmp_path / "named.csv", "a,b\n1,x\n2,y\n")
+    renamed = CsvReader({"path": str(path), "column_names": ["n", "s"]})
+    assert read_all(renamed).to_pydict() == {"n": [1, 2], "s": ["x", "y"]}
+    headerless = CsvReader({"path": str(path), "has_header": False, "column_names": ["n", "s"]})
+    assert read_all(headerless).to_pydict() == {"n": ["a", "1", "2"], "s": ["b", "x", "y"]}
 
 
 def test_missing_file_is_a_configuration_error(tmp_path: Path) -> None:

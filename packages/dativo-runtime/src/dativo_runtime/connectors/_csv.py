@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -15,6 +16,8 @@ from dativo_runtime._version import __version__
 from dativo_runtime.connectors._config_schemas import CSV_CONFIG_SCHEMA
 from dativo_runtime.connectors._files import FileReader, SourceFile
 from dativo_runtime.connectors._options import CsvOptions
+
+log = logging.getLogger("dativo.files")
 
 __all__ = ["CsvReader"]
 
@@ -51,7 +54,8 @@ class CsvReader(FileReader):
         self._read_options: dict[str, Any] = {
             "block_size": self.block_size,
             "use_threads": False,
-            "skip_rows": options.skip_rows,
+            # With column_names, pyarrow reads no header: a file that has one skips it instead.
+            "skip_rows": options.skip_rows + (1 if options.has_header and options.column_names else 0),
             "column_names": list(options.column_names) if options.column_names else None,
             "autogenerate_column_names": False,
             "encoding": options.encoding,
@@ -104,6 +108,7 @@ class CsvReader(FileReader):
         inferred = self._schema_of(file)
         if not inferred.names:
             return
+        skipped_before = self.skipped_rows  # opening reads the first block already
         reader = self._open_reader(stream, file, {name: pa.string() for name in inferred.names})
         if reader is None:
             return
@@ -111,6 +116,15 @@ class CsvReader(FileReader):
             try:
                 batch = reader.read_next_batch()
             except StopIteration:
+                skipped = self.skipped_rows - skipped_before
+                if skipped:
+                    # Nothing silent: the rows are dropped on purpose, and the run says how many.
+                    log.warning(
+                        "%s: skipped %d row%s with the wrong number of fields (invalid_rows: skip)",
+                        file.location,
+                        skipped,
+                        "" if skipped == 1 else "s",
+                    )
                 return
             except pa.ArrowInvalid as exc:
                 raise ValidationError(
