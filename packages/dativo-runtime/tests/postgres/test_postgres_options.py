@@ -30,6 +30,8 @@ def test_the_options_need_a_server_and_one_source() -> None:
     assert caught.value.details["field"] == "dsn"
     with pytest.raises(ConfigurationError, match="not both"):
         PostgresOptions.from_config({"dsn": "postgresql://h/db", "host": "h"})
+    with pytest.raises(ConfigurationError, match="either dsn or port, not both"):
+        PostgresOptions.from_config({"dsn": "postgresql://h/db", "port": 6432})  # once silently ignored
     with pytest.raises(ConfigurationError, match=r"table .* or query .*not both"):
         options(query="select 1")
     with pytest.raises(ConfigurationError, match="unsupported_types"):
@@ -122,3 +124,23 @@ def test_without_the_driver_the_reader_says_how_to_install_it(monkeypatch: pytes
     assert "pip install 'dativo-runtime[postgres]'" in result.message
     with pytest.raises(ConfigurationError, match=r"dativo-runtime\[postgres\]"):
         list(reader.extract())
+
+
+@pytest.mark.parametrize(
+    ("config", "uri", "network"),
+    [
+        ({"host": "/run/pg", "port": 5433, "user": "u"}, "postgresql://u@/shop?host=%2Frun%2Fpg&port=5433", False),
+        ({"host": "db", "user": "u"}, "postgresql://u@db:5432/shop", True),
+        ({"dsn": "postgresql://u@/shop?host=/run/pg", "dbname": None}, "postgresql://u@/shop?host=/run/pg", False),
+        ({"dsn": "postgresql://%2Frun%2Fpg/shop", "dbname": None}, "postgresql://%2Frun%2Fpg/shop", False),
+        ({"dsn": "host=/run/pg dbname=shop", "dbname": None}, "host=/run/pg dbname=shop", False),
+        ({"dsn": "host=db dbname=shop", "dbname": None}, "host=db dbname=shop", True),
+        ({"dsn": "postgresql://u@db1,/run/pg/shop", "dbname": None}, "postgresql://u@db1,/run/pg/shop", True),
+    ],
+)  # fmt: skip
+def test_a_unix_socket_folder_as_host_needs_no_network(
+    config: dict[str, Any], uri: str, network: bool
+) -> None:
+    parsed = options(**config)
+    assert connection_uri(parsed) == uri
+    assert parsed.needs_network() is network

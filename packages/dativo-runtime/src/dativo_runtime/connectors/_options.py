@@ -591,7 +591,7 @@ class PostgresOptions(ConnectorOptions):
     @classmethod
     def _fields_from(cls, config: Mapping[str, Any]) -> dict[str, Any]:
         dsn = _text(config, "dsn")
-        parts = [key for key in ("host", "user", "password", "dbname") if config.get(key)]
+        parts = [key for key in ("host", "port", "user", "password", "dbname") if config.get(key)]
         if dsn and parts:
             raise ConfigurationError(
                 f"set either dsn or {', '.join(parts)}, not both", details={"field": "dsn"}

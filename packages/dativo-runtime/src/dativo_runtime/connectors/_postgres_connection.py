@@ -49,8 +49,11 @@ def connection_uri(options: PostgresOptions) -> str:
     password = urllib.parse.quote(options.password or "", safe="")
     auth = f"{user}:{password}@" if options.password else (f"{user}@" if user else "")
     host = options.host or "localhost"
-    host = f"[{host}]" if ":" in host and not host.startswith("[") else host
     dbname = urllib.parse.quote(options.dbname or "", safe="")
+    if host.startswith("/"):  # the folder of the server's unix socket
+        socket = urllib.parse.urlencode({"host": host, "port": options.port})
+        return f"postgresql://{auth}/{dbname}?{socket}"
+    host = f"[{host}]" if ":" in host and not host.startswith("[") else host
     return f"postgresql://{auth}{host}:{options.port}/{dbname}"
 
 
@@ -155,9 +158,11 @@ class PostgresConnection:
         self.options = options
         dbapi = _driver()
         uri = connection_uri(options)
-        separator = "&" if "?" in uri else "?"
-        if "connect_timeout" not in uri and uri.startswith(("postgres://", "postgresql://")):
-            uri = f"{uri}{separator}connect_timeout={options.connect_timeout}"
+        if "connect_timeout" not in uri:
+            if uri.startswith(("postgres://", "postgresql://")):
+                uri = f"{uri}{'&' if '?' in uri else '?'}connect_timeout={options.connect_timeout}"
+            else:  # a key=value dsn
+                uri = f"{uri} connect_timeout={options.connect_timeout}"
         try:
             self._conn = dbapi.connect(uri, autocommit=True)
         except Exception as exc:
