@@ -62,6 +62,7 @@ def data_files(tmp_path: Path) -> set[Path]:
         ({"partition_by": "region"}, "partition_by"),
         ({"catalog": {"type": "hive", "uri": "thrift://x"}}, "catalog.type"),
         ({"catalog": {"type": "rest"}}, "catalog.uri"),
+        ({"catalog": {"type": "sql", "uri": "https://catalog.example.com"}}, "catalog.type"),
         ({"catalog": "sqlite:///c.db"}, "catalog"),
         ({"warehouse": "s3://lake/wh"}, "catalog"),
         ({"primary_key": [1]}, "primary_key"),
@@ -74,6 +75,17 @@ def test_a_bad_option_names_its_own_field(change: dict[str, Any], field: str) ->
     with pytest.raises(ConfigurationError) as raised:
         IcebergOptions.from_config({"warehouse": "/wh", "table": "lake.orders", **change})
     assert raised.value.details["field"] == field
+
+
+def test_an_http_catalog_uri_means_a_rest_catalog() -> None:
+    options = IcebergOptions.from_config(
+        {
+            "warehouse": "s3://lake/wh",
+            "table": "lake.orders",
+            "catalog": {"uri": "http://nessie:19120/iceberg"},
+        }
+    )
+    assert options.catalog == {"type": "rest", "uri": "http://nessie:19120/iceberg"}
 
 
 def test_options_defaults_and_partition_spellings() -> None:

@@ -63,7 +63,8 @@ class IcebergOptions(ConnectorOptions):
         warehouse: A local folder or ``s3://bucket/prefix``: where new tables' files go, and
             where the writer keeps its bookkeeping (``_dativo/``).
         table: ``namespace.table`` (a namespace may have several levels: ``a.b.table``).
-        catalog: The pyiceberg catalog's properties: ``type`` (``sql`` or ``rest``), ``uri``
+        catalog: The pyiceberg catalog's properties: ``type`` (``sql`` or ``rest``; ``rest``
+            when unset and ``uri`` is an http(s) address), ``uri``
             and any other property pyiceberg takes (``credential``, ``token``...). Default:
             the embedded ``sql`` catalog in ``{warehouse}/catalog.db`` (local warehouses only).
         partition_by: The table's partition spec, used when the writer creates the table.
@@ -169,7 +170,16 @@ class IcebergOptions(ConnectorOptions):
                 "catalog must be a mapping such as {type: sql, uri: 'sqlite:///warehouse/catalog.db'}",
                 details={"field": "catalog"},
             )
-        kind = str(catalog.get("type", "sql"))
+        given_uri = catalog.get("uri")
+        web = isinstance(given_uri, str) and given_uri.strip().lower().startswith(("http://", "https://"))
+        kind = str(catalog.get("type", "rest" if web else "sql"))  # an http(s) uri is a REST catalog's
+        if kind == "sql" and web:
+            raise ConfigurationError(
+                f"catalog.uri {given_uri!r} is a web address, which a sql catalog cannot open; set "
+                "catalog.type: rest for a REST catalog, or give a SQLAlchemy URI "
+                "(sqlite:///warehouse/catalog.db)",
+                details={"field": "catalog.type"},
+            )
         if kind not in ("sql", "rest"):
             raise ConfigurationError(
                 f"catalog.type {kind!r} is not supported; use 'sql' (the embedded sqlite catalog, or "
