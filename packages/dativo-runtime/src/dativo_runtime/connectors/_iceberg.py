@@ -95,7 +95,7 @@ class _OpenFile:
 class IcebergWriter(BaseWriter):
     """Write batches into an Iceberg table, committed as one catalog transaction per run.
 
-    Config keys (see ``docs/runtime.md``): ``warehouse`` and ``table`` (required),
+    Config keys (see ``docs/connectors.md``): ``warehouse`` and ``table`` (required),
     ``catalog`` (``{type: sql|rest, uri: ...}``; default an sqlite catalog in the warehouse),
     ``partition_by`` (``{column, transform}`` entries), ``write_mode`` (``append`` or
     ``upsert``), ``primary_key``, ``compression``, ``target_file_size``, ``max_open_files``,

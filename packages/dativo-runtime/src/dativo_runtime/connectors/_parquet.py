@@ -66,7 +66,7 @@ def new_run_id(now: dt.datetime | None = None) -> str:
 class ParquetWriter(BaseWriter):
     """Write batches as Parquet files to a local folder or an S3 prefix, committed atomically.
 
-    Config keys (see ``docs/runtime.md``): ``path`` (required: a folder or
+    Config keys (see ``docs/connectors.md``): ``path`` (required: a folder or
     ``s3://bucket/prefix``), ``compression`` (``snappy`` default, ``zstd``, ``gzip``, ``lz4``,
     ``brotli``, ``none``), ``compression_level``, ``target_file_size`` (bytes or ``128mb``;
     default 128 MiB), ``row_group_size`` (rows; default 100 000), ``partition_by`` (column
