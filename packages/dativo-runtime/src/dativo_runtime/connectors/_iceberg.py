@@ -355,7 +355,9 @@ class IcebergWriter(BaseWriter):
         # Recorded before it exists, so that a run killed while writing it leaves no file unlisted.
         self._staged.append(path)
         self._record()
-        stream = self.io.new_output(path).create(overwrite=True)
+        # The table's own FileIO: a REST catalog's table config (vended credentials, request
+        # signing, an endpoint) applies to the data files as it does to pyiceberg's own writes.
+        stream = self._table.io.new_output(path).create(overwrite=True)
         writer = pq.ParquetWriter(stream, self._file_schema, compression=self.options.compression)  # type: ignore[arg-type]
         handle = _OpenFile(key, path, partition, stream, writer)
         self._open[key] = handle
