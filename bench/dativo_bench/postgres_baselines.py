@@ -1,6 +1,8 @@
 """The connectorx and dlt candidates of the ``postgres`` section, one per process.
 
-Usage: ``python postgres_baselines.py {connectorx,dlt} DSN OUT``; prints ``{"rows": N}``.
+Usage: ``python postgres_baselines.py {connectorx,connectorx-p2,dlt} DSN OUT``; prints
+``{"rows": N}``. ``connectorx-p2`` reads with ``partition_on="id", partition_num=2`` (two
+connections, two threads): what this machine gives a two-way read of the table.
 A script of its own (no package imports) because the harness never imports pyarrow.
 """
 
@@ -12,11 +14,12 @@ import os
 from pathlib import Path
 
 
-def _run_connectorx(dsn: str, out: Path) -> int:
+def _run_connectorx(dsn: str, out: Path, partitions: int = 1) -> int:
     import connectorx as cx
     import pyarrow.parquet as pq
 
-    table = cx.read_sql(dsn, "SELECT * FROM public.records", return_type="arrow")
+    split = {"partition_on": "id", "partition_num": partitions} if partitions > 1 else {}
+    table = cx.read_sql(dsn, "SELECT * FROM public.records", return_type="arrow", **split)
     pq.write_table(table, out / "part-0.parquet", compression="snappy")
     return int(table.num_rows)
 
@@ -42,10 +45,13 @@ def _run_dlt(dsn: str, out: Path) -> int:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="A baseline of the postgres section.")
-    parser.add_argument("kind", choices=("connectorx", "dlt"))
+    parser.add_argument("kind", choices=("connectorx", "connectorx-p2", "dlt"))
     parser.add_argument("dsn")
     parser.add_argument("out", type=Path)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = {"connectorx": _run_connectorx, "dlt": _run_dlt}[args.kind](args.dsn, args.out)
+    if args.kind == "dlt":
+        rows = _run_dlt(args.dsn, args.out)
+    else:
+        rows = _run_connectorx(args.dsn, args.out, 2 if args.kind == "connectorx-p2" else 1)
     print(json.dumps({"rows": rows}))

@@ -13,6 +13,9 @@ these candidates interleaved, as fresh processes, each writing snappy Parquet:
   own process (for information);
 * ``pg-connectorx``: connectorx's ``read_sql(..., return_type="arrow")`` and
   ``pyarrow.parquet.write_table``: the Arrow-native ceiling;
+* ``pg-connectorx-p2``: the same with ``partition_on="id", partition_num=2``, the control of
+  the partitioned read: what this machine (2 cores shared with the server) gives a two-way
+  read of the table;
 * ``pg-dlt``: dlt's ``sql_table`` source (``backend="pyarrow"``) into its ``filesystem``
   destination as Parquet, like the main section's ``dlt`` candidate;
 * ``pg-singer``: ``tap-postgres`` (meltanolabs-tap-postgres) piped into the bench's singer-sdk
@@ -49,6 +52,7 @@ __all__ = ["HEADER", "PostgresSource", "measure_postgres_source"]
 
 SANDBOXED, PARTITIONED, IN_PROCESS = "pg-dativo-process", "pg-dativo-process-p2", "pg-dativo-inprocess"
 CEILING, DLT, SINGER = "pg-connectorx", "pg-dlt", "pg-singer"
+CONTROL = "pg-connectorx-p2"
 
 BASELINES = Path(__file__).with_name("postgres_baselines.py")
 """The script that runs the connectorx and dlt candidates."""
@@ -208,6 +212,14 @@ def postgres_candidates(server: PostgresServer, dativo_run: str | None) -> list[
         ),
         (
             Candidate(
+                CONTROL,
+                "control: the same, partition_on id, partition_num 2",
+                _script(server, "connectorx-p2"),
+            ),
+            _missing("connectorx", "pyarrow"),
+        ),
+        (
+            Candidate(
                 DLT,
                 "dlt sql_table, backend pyarrow, filesystem destination, parquet",
                 _script(server, "dlt"),
@@ -257,7 +269,11 @@ class PostgresSource:
                 continue
             ratio = value / base
             verdict = "PASS" if ratio >= minimum else "MISS"
-            checks.append((text, f"{ratio:.2f}x", verdict, f"{value:,.0f} vs {base:,.0f} rows/s"))
+            note = f"{value:,.0f} vs {base:,.0f} rows/s"
+            control, ceiling = self._rate(CONTROL), self._rate(CEILING)
+            if name == PARTITIONED and control and ceiling:
+                note += f"; control: connectorx 2 partitions {control / ceiling:.2f}x 1"
+            checks.append((text, f"{ratio:.2f}x", verdict, note))
         return checks
 
     def rows(self) -> list[list[str]]:
