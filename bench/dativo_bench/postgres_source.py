@@ -316,7 +316,7 @@ class PostgresSource:
                     "description": r.candidate.description,
                     "status": r.status,
                     "reason": r.reason,
-                    "rows_per_s_median": None if r.rows_per_s() is None else round(r.rows_per_s()[0], 1),  # type: ignore[index]
+                    "rows_per_s_median": _rounded(r.median("rows_per_s")),
                     "seconds_median": r.median("seconds"),
                     "runs": [run.to_dict() for run in r.runs],
                     "details": r.details,
@@ -362,3 +362,7 @@ def measure_postgres_source(
         section.skipped = str(exc)
         log(f"  section postgres SKIPPED: {exc}")
     return section
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
