@@ -132,7 +132,8 @@ def demo(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Throughput benchmark against pyarrow, dlt and Singer (`-- --quick` for a one-minute run)."""
     session.install("-r", str(ROOT / "bench" / "requirements.txt"))
-    session.install("-e", str(SDK), "-e", f"{RUNTIME}[dask]")
+    # [postgres] and [iceberg]: the reader and the writer that the issue 16 sections measure.
+    session.install("-e", str(SDK), "-e", f"{RUNTIME}[dask,postgres,iceberg]")
     session.run("python", str(ROOT / "bench" / "run.py"), *session.posargs)
 
 

@@ -25,7 +25,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from dativo_bench import dativo_job
+from dativo_bench import dativo_job, iceberg_target, postgres_source  # issue 16's sections
 from dativo_bench.candidates import BENCH_DIR, CANDIDATE_NAMES, CEILING, FLOOR, all_candidates
 from dativo_bench.dask_scale_out import HEADER as DASK_HEADER
 from dativo_bench.dask_scale_out import DaskScaleOut, measure_dask_scale_out
@@ -47,6 +47,7 @@ from dativo_bench.sandbox_startup import ColdStart, measure_cold_start
 from dativo_bench.singer_adapter import SingerAdapter, adapter_candidates
 
 EXTRAS = ("cold-start", "rss", "parallel", "parallelism", "dask", "ipc-validation", "adapter")
+EXTRAS += ("postgres", "iceberg")
 """Sections that ``--only`` can name besides candidates."""
 
 RSS_CANDIDATES = ("dativo-dict-none", "dativo-dict-process", FLOOR)
@@ -125,6 +126,10 @@ def package_versions() -> dict[str, str | None]:
         "dlt",
         "singer-sdk",
         "meltanolabs-target-csv",
+        "connectorx",  # the postgres and iceberg sections (issue 16)
+        "meltanolabs-tap-postgres",
+        "adbc-driver-postgresql",
+        "pyiceberg",
         "psutil",
         "dativo-runtime",
         "dativo-plugin-sdk",
@@ -255,6 +260,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             adapter_results = runner.preflight(adapter_candidates(dativo_run), preflight_n)
             runner.timed_rounds(adapter_results, args.n, args.runs)
             adapter = SingerAdapter(args.n, adapter_results)
+        issue16: dict[str, Any] = {}  # the postgres and iceberg sections
+        for name, measure_section in (
+            ("postgres", postgres_source.measure_postgres_source),
+            ("iceberg", iceberg_target.measure_iceberg_target),
+        ):
+            if name in args.selected:
+                log(f"Section {name} (issue 16; {args.runs} x {args.n:,} rows, interleaved):")
+                issue16[name] = measure_section(
+                    runner, dativo_run, n=args.n, runs=args.runs, preflight_n=preflight_n, log=log
+                )
         validation: IpcValidation | None = None
         if "ipc-validation" in args.selected:
             log(f"Host decode of worker batches ({args.runs} x {args.n:,} rows, cheap vs full validation):")
@@ -274,6 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         checks.append(TargetCheck(*parallelism.target()))
     if dask is not None:
         checks.append(TargetCheck(*dask.target()))
+    checks += [TargetCheck(*check) for section in issue16.values() for check in section.checks()]
     print_report(
         f"{mode}, N={args.n:,}, {args.runs} runs, {os.cpu_count()} CPUs",
         results,
@@ -297,6 +313,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         for problem in dask.problems():
             log(f"  {problem}")
+    for name, section in issue16.items():
+        module = postgres_source if name == "postgres" else iceberg_target
+        title = f"Section {name} (issue 16) — {section.n:,} rows (medians)"
+        table_printer()(title, module.HEADER, section.rows())
     meta = {
         "started_at": started_at,
         "mode": mode,
@@ -325,6 +345,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         document["ipc_validation"] = validation.to_dict()
     document["partition_parallelism"] = None if parallelism is None else parallelism.to_dict()
     document["dask_scale_out"] = None if dask is None else dask.to_dict()
+    document["postgres_source"] = issue16["postgres"].to_dict() if "postgres" in issue16 else None
+    document["iceberg_target"] = issue16["iceberg"].to_dict() if "iceberg" in issue16 else None
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(document, indent=2) + "\n")
     log(f"\nResults written to {args.json}")
