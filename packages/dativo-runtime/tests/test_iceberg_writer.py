@@ -152,6 +152,31 @@ def test_files_roll_at_target_file_size_and_all_are_committed(tmp_path: Path) ->
     target.close()
 
 
+def test_batches_are_buffered_into_row_groups_of_row_group_size(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    # One data file whose row groups hold row_group_size rows, however small the batches.
+    target = writer(tmp_path, row_group_size=25)
+    for n in range(6):
+        target.write_batch(rows(n * 10, 10), n)
+    target.commit_files([])
+    (only,) = data_files(tmp_path)
+    meta = pq.ParquetFile(only).metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [25, 25, 10]
+    target.close()
+    # Past max_buffer_size the buffer is written early, as a smaller row group.
+    small = writer(tmp_path / "small", row_group_size=1000, max_buffer_size=1)
+    for n in range(3):
+        small.write_batch(rows(n * 10, 10), n)
+    small.commit_files([])
+    (file,) = data_files(tmp_path / "small")
+    meta = pq.ParquetFile(file).metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [10, 10, 10]
+    table = small.catalog.load_table("lake.orders")
+    assert sorted(table.scan().to_arrow().column("id").to_pylist()) == list(range(30))
+    small.close()
+
+
 def test_abort_deletes_the_staged_files_and_commits_nothing(tmp_path: Path) -> None:
     target = writer(tmp_path, partition_by=["region"])
     target.write_batch(rows(0, 10), 0)

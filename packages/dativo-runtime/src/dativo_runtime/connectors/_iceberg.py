@@ -25,7 +25,7 @@ import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -90,6 +90,10 @@ class _OpenFile:
     stream: Any
     writer: pq.ParquetWriter
     rows: int = 0
+    pending: list[pa.Table] = field(default_factory=list)
+    """Rows not written yet: a row group is written once ``row_group_size`` rows are here."""
+    pending_rows: int = 0
+    pending_bytes: int = 0
 
 
 class IcebergWriter(BaseWriter):
@@ -124,6 +128,7 @@ class IcebergWriter(BaseWriter):
         self._table_schema: Schema | None = None
         self._file_schema: pa.Schema | None = None
         self._open: OrderedDict[str, _OpenFile] = OrderedDict()
+        self._buffered = 0  # bytes of rows buffered over all open files
         self._staged: list[str] = []
         self._data_files: list[Any] = []
         self._keys: list[pa.Table] = []
@@ -329,15 +334,40 @@ class IcebergWriter(BaseWriter):
         entries = []
         for key, partition, rows in parts:
             handle = self._file_for(key, partition)
-            handle.writer.write_table(rows)
+            handle.pending.append(rows)
+            handle.pending_rows += rows.num_rows
+            handle.pending_bytes += rows.nbytes
+            self._buffered += rows.nbytes
             handle.rows += rows.num_rows
+            if handle.pending_rows >= self.options.row_group_size:
+                self._flush(handle, whole_groups=True)
             size = int(handle.stream.tell())
             entries.append(
                 {"path": handle.path, "record_count": rows.num_rows, "size_bytes": size, "partition": key}
             )
             if size >= self.options.target_file_size:
                 self._close_file(handle)
+        while self._buffered > self.options.max_buffer_size and self._open:
+            self._flush(max(self._open.values(), key=lambda h: h.pending_bytes))
         return entries
+
+    def _flush(self, handle: _OpenFile, *, whole_groups: bool = False) -> None:
+        """Write a file's buffered rows as row groups of ``row_group_size`` rows.
+
+        With ``whole_groups``, rows that do not fill a group stay buffered; otherwise the last
+        group may be short (the file closes, or the buffers are over ``max_buffer_size``).
+        """
+        size = self.options.row_group_size
+        count = handle.pending_rows - handle.pending_rows % size if whole_groups else handle.pending_rows
+        if not count:
+            return
+        rows = pa.concat_tables(handle.pending)
+        rest = rows.slice(count)
+        self._buffered -= handle.pending_bytes
+        handle.pending = [rest] if rest.num_rows else []
+        handle.pending_rows, handle.pending_bytes = rest.num_rows, rest.nbytes if rest.num_rows else 0
+        self._buffered += handle.pending_bytes
+        handle.writer.write_table(rows.slice(0, count), row_group_size=size)
 
     def _file_for(self, key: str, partition: Any) -> _OpenFile:
         handle = self._open.get(key)
@@ -364,6 +394,7 @@ class IcebergWriter(BaseWriter):
         return handle
 
     def _close_file(self, handle: _OpenFile) -> None:
+        self._flush(handle)
         self._open.pop(handle.key, None)
         handle.writer.close()
         size = int(handle.stream.tell())
@@ -512,6 +543,7 @@ class IcebergWriter(BaseWriter):
                 handle.writer.close()
                 handle.stream.close()
         self._open.clear()
+        self._buffered = 0
         if self._lease is not None:
             keep = bool(self._staged) and self._may_have_committed()
             try:

@@ -74,6 +74,10 @@ class IcebergOptions(ConnectorOptions):
         compression: The Parquet codec of the data files (``zstd``).
         target_file_size: Bytes after which a data file is closed (``128m``).
         max_open_files: Data files open at once across partitions (32).
+        row_group_size: Rows per Parquet row group of a data file (1 048 576, pyiceberg's
+            ``write.parquet.row-group-limit``); rows are buffered until a group is full.
+        max_buffer_size: Bytes of buffered rows over all open files (``256m``); past it the
+            largest buffer is written as a smaller row group.
         lease_ttl: Seconds an S3 lease lives without renewal (120).
         run_id: The writer run's id (set by the runtime); ``None`` means a new one.
         storage_options: The S3 options (``endpoint_url``, ``region``, credentials).
@@ -91,6 +95,8 @@ class IcebergOptions(ConnectorOptions):
     compression: str = "zstd"
     target_file_size: int = 128 * 1024 * 1024
     max_open_files: int = 32
+    row_group_size: int = 1_048_576
+    max_buffer_size: int = 256 * 1024 * 1024
     lease_ttl: float = 120.0
     run_id: str | None = None
     storage_options: Mapping[str, Any] = field(default_factory=dict)
@@ -150,6 +156,8 @@ class IcebergOptions(ConnectorOptions):
             "compression": compression,
             "target_file_size": _size(config, "target_file_size", "128m"),
             "max_open_files": _int(config, "max_open_files", 32, minimum=1),
+            "row_group_size": _int(config, "row_group_size", 1_048_576, minimum=1),
+            "max_buffer_size": _size(config, "max_buffer_size", "256m"),
             "lease_ttl": _number(config, "lease_ttl", 120),
             "run_id": run_id,
             "storage_options": storage_options,
