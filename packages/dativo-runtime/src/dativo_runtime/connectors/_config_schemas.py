@@ -246,6 +246,8 @@ ICEBERG_CONFIG_SCHEMA: dict[str, Any] = {
         },
         "target_file_size": _size("A data file is closed at this size (128m)."),
         "max_open_files": _count("Data files open at once across partitions (32).", 1),
+        "row_group_size": _count("Rows per Parquet row group of a data file (1048576).", 1),
+        "max_buffer_size": _size("Bytes of rows buffered across open data files (256m)."),
         "lease_ttl": {
             "type": ["number", "string"],
             "description": "S3: seconds a run's lease lives without renewal (120).",
