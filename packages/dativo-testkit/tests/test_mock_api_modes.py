@@ -107,7 +107,9 @@ def test_oauth2_client_credentials_tokens_expire() -> None:
         headers = {"Authorization": f"Bearer {body['access_token']}"}
         assert _get(f"{api.url}/items", headers)[0] == 200
         api.expire_tokens()
-        assert _get(f"{api.url}/items", headers)[0] == 403
+        status, challenge, _ = _get(f"{api.url}/items", headers)
+        assert (status, challenge["WWW-Authenticate"]) == (401, 'Bearer error="invalid_token"')
+        assert api.requests[-1].authorization == "expired"
         assert _token(api, grant_type="client_credentials", client_id="client", client_secret="x")[0] == 401
         assert _token(api, grant_type="password")[0] == 400
     with MockApiServer(records=1) as api:

@@ -66,7 +66,8 @@ class RecordedRequest:
         method: HTTP method.
         path: The path without the query string.
         query: Query parameters (last value wins).
-        authorization: ``"missing"``, ``"valid"`` or ``"invalid"`` (the token is never kept).
+        authorization: ``"missing"``, ``"valid"``, ``"invalid"`` or ``"expired"`` (an OAuth2
+            access token past its lifetime); the token is never kept.
         status: The status code answered.
     """
 
@@ -480,6 +481,9 @@ class MockApiServer:
                 raise _HttpError(
                     401, "missing bearer token" if self.auth == "bearer" else "missing credentials"
                 )
+            if authorization == "expired":
+                headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+                raise _HttpError(401, "the access token expired")
             if authorization == "invalid":
                 raise _HttpError(
                     403, "the token is not valid" if self.auth == "bearer" else "invalid credentials"

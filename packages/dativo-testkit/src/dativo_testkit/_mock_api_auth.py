@@ -67,7 +67,7 @@ class MockApiAuth:
         return {"WWW-Authenticate": "Basic" if self.scheme == "basic" else "Bearer"}
 
     def check(self, headers: _Headers, query: dict[str, str]) -> str:
-        """Return ``"missing"``, ``"valid"`` or ``"invalid"``; drops an API key from ``query``."""
+        """Return ``"missing"``, ``"valid"``, ``"invalid"`` or ``"expired"``; pops an API key."""
         if self.scheme == "api_key_query":
             key = query.pop(API_KEY_NAME["api_key_query"], None)
             return "missing" if not key else ("valid" if _same(key, self._secret) else "invalid")
@@ -88,7 +88,9 @@ class MockApiAuth:
             return "valid" if _same(token, self._secret) else "invalid"
         with self._lock:
             expiry = self._tokens.get(token)
-        return "valid" if expiry is not None and expiry > time.monotonic() else "invalid"
+        if expiry is None:
+            return "invalid"
+        return "valid" if expiry > time.monotonic() else "expired"
 
     def issue_token(self, headers: _Headers, form: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
         """Answer a token request: ``(status, body)``, an access token or an OAuth2 error."""
@@ -107,7 +109,7 @@ class MockApiAuth:
         return 200, {"access_token": token, "token_type": "bearer", "expires_in": self.token_ttl}
 
     def expire_tokens(self) -> None:
-        """Make every access token issued so far expired (the next use of one gets 401)."""
+        """Make every access token issued so far expired (the next use of one gets 401, as RFC 6750 says)."""
         with self._lock:
             self._tokens = dict.fromkeys(self._tokens, 0.0)
 
