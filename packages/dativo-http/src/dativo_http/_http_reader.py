@@ -31,47 +31,7 @@ from ._retry import RetryPolicy
 from ._stream import IncrementalCursor, RestStream
 from ._version import HTTP_VERSION
 
-__all__ = ["HttpReader", "config_problems"]
-
-_MAX_PROBLEMS = 8
-
-
-def _where(path: Sequence[Any]) -> str:
-    text = "config"
-    for step in path:
-        text += f"[{step}]" if isinstance(step, int) else f".{step}"
-    return text
-
-
-def config_problems(config: Any) -> list[str]:
-    """Return what is wrong with an ``http`` reader config, one line per problem (no values shown).
-
-    Args:
-        config: The config.
-
-    Returns:
-        Problems by key path and rule; empty when the config fits the config spec.
-    """
-    import jsonschema
-
-    validator = jsonschema.Draft202012Validator(CONFIG_SCHEMA)
-    problems = []
-    for error in sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path]):
-        where = _where(error.absolute_path)
-        if error.validator == "required":
-            missing = error.message.split("'")[1] if "'" in error.message else error.message
-            problems.append(f"{where} needs '{missing}'")
-        elif error.validator == "additionalProperties":
-            extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-            known = ", ".join(sorted(error.schema.get("properties", {})))
-            problems.append(f"{where} has unknown key(s) {', '.join(map(repr, extra))}; known keys: {known}")
-        elif error.validator in ("enum", "const"):
-            problems.append(f"{where} must be one of {', '.join(map(repr, error.validator_value))}")
-        elif error.validator == "oneOf":
-            problems.append(f"{where} needs exactly one of 'next' and 'last_record'")
-        else:
-            problems.append(f"{where} breaks the '{error.validator}' rule ({error.validator_value!r})")
-    return problems
+__all__ = ["HttpReader"]
 
 
 class HttpReader(RestReader):
@@ -89,16 +49,7 @@ class HttpReader(RestReader):
     config_schema = CONFIG_SCHEMA
 
     def __init__(self, config: Mapping[str, Any]) -> None:
-        super().__init__(config)
-        problems = config_problems(self.config)
-        if problems:
-            shown = problems[:_MAX_PROBLEMS]
-            more = f" (and {len(problems) - len(shown)} more)" if len(problems) > len(shown) else ""
-            raise ConfigurationError(
-                f"the http reader's config does not fit its spec ({len(problems)} problem"
-                f"{'s' if len(problems) != 1 else ''}): {'; '.join(shown)}{more}; see docs/http.md",
-                details={"problems": problems},
-            )
+        super().__init__(config)  # checks the config against CONFIG_SCHEMA
         self._streams = tuple(_stream(spec) for spec in self.config["streams"])
         names = [s.name for s in self._streams]
         doubled = sorted({n for n in names if names.count(n) > 1})

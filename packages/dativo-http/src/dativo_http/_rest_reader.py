@@ -31,6 +31,7 @@ from dativo_plugin_sdk import (
 from ._auth import Authenticator
 from ._body_path import value_at
 from ._client import RestClient
+from ._config_check import check_config
 from ._page_batches import PageConverter
 from ._paginators import PageRequest
 from ._rate_limit import RateLimiter
@@ -44,6 +45,10 @@ __all__ = ["RestReader"]
 class RestReader(BaseReader):
     """A reader of one or more REST endpoints; subclass it and list ``streams``.
 
+    A subclass that declares ``config_schema`` (a JSON Schema of its config) gets every
+    config checked against it on construction: a ``ConfigurationError`` lists each
+    problem by key path, never by value.
+
     Class attributes a subclass sets (or overrides the matching method):
 
     * ``base_url``: the API's root URL (a ``base_url`` key in the config wins);
@@ -52,6 +57,9 @@ class RestReader(BaseReader):
 
     Args:
         config: The reader's config.
+
+    Raises:
+        ConfigurationError: If the config does not fit the class's ``config_schema``.
     """
 
     requires_sdk = ">=1.1,<2"
@@ -62,6 +70,9 @@ class RestReader(BaseReader):
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(dict(config))
+        schema = getattr(type(self), "config_schema", None)
+        if isinstance(schema, Mapping):
+            check_config(_owner(type(self)), self.config, schema)
         self._client: RestClient | None = None
         self._columns: dict[str, tuple[Column, ...]] = {}  # inferred, by stream name
         self._transport: httpx.BaseTransport | None = None  # tests: httpx.MockTransport
@@ -361,6 +372,10 @@ def _highest(current: Any, records: list[Any], batch: Any, field: str) -> Any:
         if isinstance(record, dict):
             current = later_cursor(current, record.get(field))
     return current
+
+
+def _owner(cls: type) -> str:
+    return "the http reader" if cls.__module__.startswith("dativo_http.") else cls.__name__
 
 
 def _kind(value: Any) -> str:
