@@ -102,19 +102,19 @@ class NoPaginator(Paginator):
 class CursorPaginator(Paginator):
     """An opaque cursor sent back as a query parameter: ``?cursor=NEXT``.
 
-    The cursor is read from the body at ``next`` (``meta.next_cursor``), or, Stripe-style,
+    The cursor is read from the body at ``next_path`` (``meta.next_cursor``), or, Stripe-style,
     from the field ``last_record`` of the page's last record (``?starting_after=ID``).
     The read stops when the cursor is empty or missing, when ``has_more`` is given and
     the body's value there is false, or when a page is empty.
 
     Args:
         param: The query parameter carrying the cursor.
-        next: The body path of the next cursor.
-        last_record: Instead of ``next``: the field of the last record that is the cursor.
+        next_path: The body path of the next cursor.
+        last_record: Instead of ``next_path``: the field of the last record that is the cursor.
         has_more: The body path of a flag saying whether more pages follow.
 
     Raises:
-        ValueError: Unless exactly one of ``next`` and ``last_record`` is given.
+        ValueError: Unless exactly one of ``next_path`` and ``last_record`` is given.
     """
 
     param: str = "cursor"
