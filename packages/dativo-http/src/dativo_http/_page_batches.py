@@ -32,6 +32,15 @@ class PageConverter:
     def __init__(self, columns: Sequence[Column]) -> None:
         self.columns = tuple(columns)
         self.schema = arrow_schema_for(self.columns)
+        # The fast path reads the page in one C++ pass (``from_pylist``) with text where the
+        # JSON holds text (timestamps, dates, decimals), then casts those columns.
+        self._text_schema = pa.schema(
+            [
+                pa.field(f.name, pa.string()) if c.type in _CAST_FROM_TEXT else f
+                for c, f in zip(self.columns, self.schema, strict=True)
+            ]
+        )
+        self._fast = not any(c.type is ColumnType.JSON for c in self.columns)
 
     def convert(self, records: list[Any]) -> pa.RecordBatch | list[dict[str, Any]]:
         """Return ``records`` as a record batch, or as dicts of the schema's columns if a value does not fit.
@@ -42,6 +51,10 @@ class PageConverter:
         Returns:
             A ``pyarrow.RecordBatch`` of the schema, or a list of dicts.
         """
+        if self._fast:
+            fast = self._convert_fast(records)
+            if fast is not None:
+                return fast
         try:
             arrays = [self._column(column, [r.get(column.name) for r in records]) for column in self.columns]
             return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
@@ -55,6 +68,25 @@ class PageConverter:
         ):
             names = [c.name for c in self.columns]
             return [{name: r.get(name) for name in names} if isinstance(r, dict) else r for r in records]
+
+    def _convert_fast(self, records: list[Any]) -> pa.RecordBatch | None:
+        try:
+            batch = pa.RecordBatch.from_pylist(records, schema=self._text_schema)
+            arrays = [
+                batch.column(i).cast(field.type) if column.type in _CAST_FROM_TEXT else batch.column(i)
+                for i, (column, field) in enumerate(zip(self.columns, self.schema, strict=True))
+            ]
+            return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+        except (
+            pa.ArrowInvalid,
+            pa.ArrowTypeError,
+            pa.ArrowNotImplementedError,
+            TypeError,
+            ValueError,
+            OverflowError,
+            AttributeError,
+        ):
+            return None  # the column-by-column path, then dicts, say what does not fit
 
     def _column(self, column: Column, values: list[Any]) -> pa.Array[Any]:
         field = self.schema.field(column.name)
