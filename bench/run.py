@@ -29,6 +29,8 @@ from dativo_bench import dativo_job
 from dativo_bench.candidates import BENCH_DIR, CANDIDATE_NAMES, CEILING, FLOOR, all_candidates
 from dativo_bench.dask_scale_out import HEADER as DASK_HEADER
 from dativo_bench.dask_scale_out import DaskScaleOut, measure_dask_scale_out
+from dativo_bench.http_source import HEADER as HTTP_HEADER
+from dativo_bench.http_source import HTTP_N, HttpSource, measure_http_source
 from dativo_bench.ipc_validation import IpcValidation, measure_ipc_validation
 from dativo_bench.measurement import SAMPLE_INTERVAL_S
 from dativo_bench.parallel_jobs import ParallelScaling, parallel_candidates
@@ -46,7 +48,7 @@ from dativo_bench.runner import OK, CandidateResult, Runner
 from dativo_bench.sandbox_startup import ColdStart, measure_cold_start
 from dativo_bench.singer_adapter import SingerAdapter, adapter_candidates
 
-EXTRAS = ("cold-start", "rss", "parallel", "parallelism", "dask", "ipc-validation", "adapter")
+EXTRAS = ("cold-start", "rss", "parallel", "parallelism", "dask", "ipc-validation", "adapter", "http")
 """Sections that ``--only`` can name besides candidates."""
 
 RSS_CANDIDATES = ("dativo-dict-none", "dativo-dict-process", FLOOR)
@@ -262,6 +264,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.n, seed=args.seed, batch_size=args.batch_size, runs=args.runs
             )
             log_ipc_validation(validation, by_name.get(CEILING))
+        http: HttpSource | None = None
+        if "http" in args.selected:  # issue 17: its own N (200k; 50k with --quick), pages of 1,000
+            http_n = 50_000 if args.quick else HTTP_N
+            log(f"HTTP sources ({args.runs} x {http_n:,} records in pages of 1,000, interleaved):")
+            http = measure_http_source(runner, dativo_run, n=http_n, runs=args.runs, seed=args.seed)
         rss: list[RssScaling] = []
         if "rss" in args.selected:
             log(f"Peak RSS at {args.rss_sizes[0]:,} vs {args.rss_sizes[1]:,} rows:")
@@ -274,6 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         checks.append(TargetCheck(*parallelism.target()))
     if dask is not None:
         checks.append(TargetCheck(*dask.target()))
+    if http is not None:
+        checks.extend(TargetCheck(*target) for target in http.targets())
     print_report(
         f"{mode}, N={args.n:,}, {args.runs} runs, {os.cpu_count()} CPUs",
         results,
@@ -297,6 +306,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         for problem in dask.problems():
             log(f"  {problem}")
+    if http is not None:
+        table_printer()(
+            f"HTTP sources - {http.n:,} records in pages of 1,000 (medians)", HTTP_HEADER, http.rows()
+        )
     meta = {
         "started_at": started_at,
         "mode": mode,
@@ -325,6 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         document["ipc_validation"] = validation.to_dict()
     document["partition_parallelism"] = None if parallelism is None else parallelism.to_dict()
     document["dask_scale_out"] = None if dask is None else dask.to_dict()
+    document["http_source"] = None if http is None else http.to_dict()
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(document, indent=2) + "\n")
     log(f"\nResults written to {args.json}")
