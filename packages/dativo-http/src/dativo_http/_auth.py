@@ -9,6 +9,7 @@ when the API answers 401 to a cached token.
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -71,9 +72,9 @@ class BasicAuth(Authenticator):
     """
 
     def __init__(self, username: str, password: str) -> None:
-        self._inner = httpx.BasicAuth(username, password)
+        self.username = username
         self._password = password
-        self._header = self._inner._auth_header  # "Basic base64(user:password)"
+        self._header = _basic_header(username, password)
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         """Add the header."""
@@ -183,7 +184,7 @@ class OAuth2ClientCredentials(Authenticator):
             form["scope"] = " ".join(self.scopes)
         headers = {"Accept": "application/json"}
         if self.credentials_in == "header":
-            headers["Authorization"] = httpx.BasicAuth(self.client_id, self._client_secret)._auth_header
+            headers["Authorization"] = _basic_header(self.client_id, self._client_secret)
         else:
             form.update(client_id=self.client_id, client_secret=self._client_secret)
         return httpx.Request(
@@ -236,6 +237,11 @@ class OAuth2ClientCredentials(Authenticator):
             self._accept_token((yield self._token_request()))
             request.headers["Authorization"] = f"Bearer {self._token}"
             yield request
+
+
+def _basic_header(username: str, password: str) -> str:
+    """``Basic base64(user:password)`` (RFC 7617, UTF-8)."""
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
 
 
 def _timeouts(seconds: float) -> dict[str, float]:

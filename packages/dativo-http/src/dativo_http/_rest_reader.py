@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -309,44 +310,57 @@ class RestReader(BaseReader):
         if cursor is not None:
             since = state.get(cursor.field) if state is not None else None
             since = cursor.start if since is None else since
-        request: PageRequest | None = stream.paginator.first(
+        first = stream.paginator.first(
             PageRequest(stream.path, self.request_params(stream=stream, cursor_value=since))
         )
+        request: PageRequest | None = first
         seen = set()
         converter = PageConverter(self.columns_of(stream))
         pending: list[Any] = []
         high = since
-        while request is not None:
-            seen.add(request.key())
-            response = client.get(request)
-            body = client.decode_json(response)
-            records = self.parse_records(stream=stream, response=response, body=body)
-            following = self.next_page(
-                stream=stream, request=request, response=response, body=body, records=records
-            )
-            del body
-            if records and not converter.columns:  # the API was empty when the schema was inferred
-                converter = PageConverter(infer_columns(records, stream.primary_key))
-            pending.extend(records)
-            if pending and (
-                following is None or stream.batch_size is None or len(pending) >= stream.batch_size
-            ):
-                batch = converter.convert(pending)
-                if cursor is not None:
-                    high = _highest(high, pending, batch, cursor.field)
-                pending = []
-                yield batch
-                if cursor is not None and state is not None and high is not None:
-                    state.set(cursor.field, high)
-            if following is not None and following.key() in seen:
-                url = client.mask.url(client.url_of(following))
-                raise PluginError(
-                    f"stream {stream.name!r}: the next page the API points at, {url}, was already read; "
-                    "its cursor does not advance, so reading on would loop forever. Check the paginator "
-                    "('next', 'param') against what the API sends",
-                    details={"stream": stream.name, "url": url},
+        # The next page is requested as soon as its URL is known, on a thread of its own, while
+        # this one is converted and handed over: at most two pages are held at once.
+        prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dativo-http-prefetch")
+        try:
+            future = prefetch.submit(client.get, first)
+            while request is not None:
+                seen.add(request.key())
+                response = future.result()
+                body = client.decode_json(response)
+                records = self.parse_records(stream=stream, response=response, body=body)
+                following = self.next_page(
+                    stream=stream, request=request, response=response, body=body, records=records
                 )
-            request = following
+                del body, response
+                if following is not None:
+                    if following.key() in seen:
+                        raise self._repeated(stream, following)
+                    future = prefetch.submit(client.get, following)
+                if records and not converter.columns:  # the API was empty when the schema was inferred
+                    converter = PageConverter(infer_columns(records, stream.primary_key))
+                pending.extend(records)
+                if pending and (
+                    following is None or stream.batch_size is None or len(pending) >= stream.batch_size
+                ):
+                    batch = converter.convert(pending)
+                    if cursor is not None:
+                        high = _highest(high, pending, batch, cursor.field)
+                    pending = []
+                    yield batch
+                    if cursor is not None and state is not None and high is not None:
+                        state.set(cursor.field, high)
+                request = following
+        finally:
+            prefetch.shutdown(wait=True, cancel_futures=True)
+
+    def _repeated(self, stream: RestStream, following: PageRequest) -> PluginError:
+        url = self.client().mask.url(self.client().url_of(following))
+        return PluginError(
+            f"stream {stream.name!r}: the next page the API points at, {url}, was already read; "
+            "its cursor does not advance, so reading on would loop forever. Check the paginator "
+            "('next', 'param') against what the API sends",
+            details={"stream": stream.name, "url": url},
+        )
 
     def close(self) -> None:
         """Close the HTTP client."""
