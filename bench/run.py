@@ -72,6 +72,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"comma-separated candidates and sections to run: {', '.join((*CANDIDATE_NAMES, *EXTRAS))}",
     )
     parser.add_argument("--seed", type=int, default=42, help="workload seed")
+    parser.add_argument(
+        "--http-n", type=int, help="records of the http section (default 200,000; 50,000 with --quick)"
+    )
     parser.add_argument("--batch-size", type=int, default=10_000, help="rows per batch")
     parser.add_argument(
         "--rss-n",
@@ -266,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log_ipc_validation(validation, by_name.get(CEILING))
         http: HttpSource | None = None
         if "http" in args.selected:  # issue 17: its own N (200k; 50k with --quick), pages of 1,000
-            http_n = 50_000 if args.quick else HTTP_N
+            http_n = args.http_n or (50_000 if args.quick else HTTP_N)
             log(f"HTTP sources ({args.runs} x {http_n:,} records in pages of 1,000, interleaved):")
             http = measure_http_source(runner, dativo_run, n=http_n, runs=args.runs, seed=args.seed)
         rss: list[RssScaling] = []

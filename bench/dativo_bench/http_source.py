@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import shlex
 import socket
+import statistics
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ PAGE_SIZE = 1000
 CEILING_SHARE = 0.8
 SINGER_FACTOR = 3.0
 CEILING, NONE, PROCESS, SINGER = "http-httpx", "http-dativo-none", "http-dativo-process", "http-singer"
-HEADER = ["candidate", "status", "s (median)", "min-max s", "rows/s", "vs ceiling"]
+HEADER = ["candidate", "status", "s (median)", "min-max s", "rows/s", "vs ceiling", "run s (runtime's own)"]
 
 
 def _host_address() -> str:
@@ -209,6 +210,13 @@ class HttpSource:
         result = next((r for r in self.results if r.name == name and r.status == OK), None)
         return result.median("seconds") if result is not None else None
 
+    @staticmethod
+    def _reported(result: CandidateResult) -> float | None:
+        if not result.candidate.is_dativo or result.status != OK:
+            return None
+        values = [run.reported_seconds for run in result.runs if run.reported_seconds is not None]
+        return statistics.median(values) if values else None
+
     def rows(self) -> list[list[str]]:
         """The printed table's rows."""
         ceiling = self._median(CEILING)
@@ -225,6 +233,7 @@ class HttpSource:
                     f"{min(runs):.2f}-{max(runs):.2f}" if runs else "-",
                     f"{self.n / seconds:,.0f}" if seconds else "-",
                     share,
+                    f"{reported:.2f}" if (reported := self._reported(result)) else "-",
                 ]
             )
         return rows
@@ -254,6 +263,8 @@ class HttpSource:
             "n": self.n,
             "page_size": PAGE_SIZE,
             "medians_s": {r.name: (r.median("seconds") if r.status == OK else None) for r in self.results},
+            # dativo-run's own duration_s (the run, without the command's start-up), where reported.
+            "reported_medians_s": {r.name: self._reported(r) for r in self.results},
             "status": {r.name: r.status for r in self.results},
             "reasons": {r.name: r.reason for r in self.results if r.status != OK},
             "targets": [
