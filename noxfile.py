@@ -13,7 +13,8 @@ PACKAGES = ROOT / "packages"
 SDK = PACKAGES / "dativo-plugin-sdk"
 TESTKIT = PACKAGES / "dativo-testkit"
 RUNTIME = PACKAGES / "dativo-runtime"
-ALL_PACKAGES = (SDK, TESTKIT, RUNTIME)
+HTTP = PACKAGES / "dativo-http"
+ALL_PACKAGES = (SDK, TESTKIT, RUNTIME, HTTP)
 # pip and hatchling: tests build the SDK wheel and the offline sandbox image from the source trees.
 TEST_DEPS = (
     "pip",
@@ -37,8 +38,9 @@ def _install_workspace(session: nox.Session) -> None:
     session.install(*TEST_DEPS, "-r", str(ROOT / "docs" / "requirements.txt"))
     # [dask]: the Dask executor's tests run against real schedulers and workers; [iceberg]: the
     # iceberg writer's tests run against pyiceberg's sql catalog; [postgres]: the postgres reader's
-    # tests read a real server through the ADBC driver.
-    session.install("-e", str(SDK), "-e", f"{TESTKIT}[arrow]", "-e", f"{RUNTIME}[otel,dask,iceberg,postgres]")
+    # tests read a real server through the ADBC driver. dativo-http: the `http` plugin (httpx).
+    runtime = f"{RUNTIME}[otel,dask,iceberg,postgres]"
+    session.install("-e", str(SDK), "-e", f"{TESTKIT}[arrow]", "-e", runtime, "-e", str(HTTP))
 
 
 @nox.session
@@ -69,12 +71,13 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """Mypy: --strict for the SDK and testkit (see mypy.ini), default for the runtime."""
+    """Mypy: --strict for the SDK, the testkit and dativo-http (see mypy.ini), default for the runtime."""
     session.install("mypy>=1.10", "types-PyYAML", "types-croniter", "pyarrow-stubs")
     _install_workspace(session)
     session.run("mypy", str(SDK / "src"))
     session.run("mypy", str(TESTKIT / "src"))
     session.run("mypy", str(RUNTIME / "src"))
+    session.run("mypy", str(HTTP / "src"))
 
 
 @nox.session
@@ -98,6 +101,7 @@ def _check_wheels_install(session: nox.Session, dist: pathlib.Path) -> None:
         ("dativo_plugin_sdk", "dativo_plugin_sdk"),
         ("dativo_testkit", "dativo_testkit"),
         ("dativo_runtime", "dativo_runtime"),
+        ("dativo_http", "dativo_http"),
     ):
         shutil.rmtree(venv, ignore_errors=True)
         session.run(sys.executable, "-m", "venv", str(venv), external=True)
@@ -132,8 +136,9 @@ def demo(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Throughput benchmark against pyarrow, dlt and Singer (`-- --quick` for a one-minute run)."""
     session.install("-r", str(ROOT / "bench" / "requirements.txt"))
-    # [postgres] and [iceberg]: the reader and the writer that the issue 16 sections measure.
-    session.install("-e", str(SDK), "-e", f"{RUNTIME}[dask,postgres,iceberg]")
+    # [postgres] and [iceberg]: the reader and the writer that the issue 16 sections measure;
+    # dativo-http: the http section's reader (issue 17).
+    session.install("-e", str(SDK), "-e", f"{RUNTIME}[dask,postgres,iceberg]", "-e", str(HTTP))
     session.run("python", str(ROOT / "bench" / "run.py"), *session.posargs)
 
 
@@ -141,5 +146,5 @@ def bench(session: nox.Session) -> None:
 def docs(session: nox.Session) -> None:
     """Build the documentation site with MkDocs in strict mode (broken links fail)."""
     session.install("-r", str(ROOT / "docs" / "requirements.txt"))
-    session.install("-e", str(SDK), "-e", f"{TESTKIT}[arrow]", "-e", str(RUNTIME))
+    session.install("-e", str(SDK), "-e", f"{TESTKIT}[arrow]", "-e", str(RUNTIME), "-e", str(HTTP))
     session.run("mkdocs", "build", "--strict", "--site-dir", str(ROOT / "site"))

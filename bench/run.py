@@ -29,6 +29,8 @@ from dativo_bench import dativo_job, iceberg_target, postgres_source  # issue 16
 from dativo_bench.candidates import BENCH_DIR, CANDIDATE_NAMES, CEILING, FLOOR, all_candidates
 from dativo_bench.dask_scale_out import HEADER as DASK_HEADER
 from dativo_bench.dask_scale_out import DaskScaleOut, measure_dask_scale_out
+from dativo_bench.http_source import HEADER as HTTP_HEADER
+from dativo_bench.http_source import HTTP_N, HttpSource, measure_http_source
 from dativo_bench.ipc_validation import IpcValidation, measure_ipc_validation
 from dativo_bench.measurement import SAMPLE_INTERVAL_S
 from dativo_bench.parallel_jobs import ParallelScaling, parallel_candidates
@@ -47,7 +49,7 @@ from dativo_bench.sandbox_startup import ColdStart, measure_cold_start
 from dativo_bench.singer_adapter import SingerAdapter, adapter_candidates
 
 EXTRAS = ("cold-start", "rss", "parallel", "parallelism", "dask", "ipc-validation", "adapter")
-EXTRAS += ("postgres", "iceberg")
+EXTRAS += ("postgres", "iceberg", "http")
 """Sections that ``--only`` can name besides candidates."""
 
 RSS_CANDIDATES = ("dativo-dict-none", "dativo-dict-process", FLOOR)
@@ -71,6 +73,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"comma-separated candidates and sections to run: {', '.join((*CANDIDATE_NAMES, *EXTRAS))}",
     )
     parser.add_argument("--seed", type=int, default=42, help="workload seed")
+    parser.add_argument(
+        "--http-n", type=int, help="records of the http section (default 200,000; 50,000 with --quick)"
+    )
     parser.add_argument("--batch-size", type=int, default=10_000, help="rows per batch")
     parser.add_argument(
         "--rss-n",
@@ -277,6 +282,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.n, seed=args.seed, batch_size=args.batch_size, runs=args.runs
             )
             log_ipc_validation(validation, by_name.get(CEILING))
+        http: HttpSource | None = None
+        if "http" in args.selected:  # issue 17: its own N (200k; 50k with --quick), pages of 1,000
+            http_n = args.http_n or (50_000 if args.quick else HTTP_N)
+            log(f"HTTP sources ({args.runs} x {http_n:,} records in pages of 1,000, interleaved):")
+            http = measure_http_source(runner, dativo_run, n=http_n, runs=args.runs, seed=args.seed)
         rss: list[RssScaling] = []
         if "rss" in args.selected:
             log(f"Peak RSS at {args.rss_sizes[0]:,} vs {args.rss_sizes[1]:,} rows:")
@@ -290,6 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if dask is not None:
         checks.append(TargetCheck(*dask.target()))
     checks += [TargetCheck(*check) for section in issue16.values() for check in section.checks()]
+    if http is not None:
+        checks.extend(TargetCheck(*target) for target in http.targets())
     print_report(
         f"{mode}, N={args.n:,}, {args.runs} runs, {os.cpu_count()} CPUs",
         results,
@@ -317,6 +329,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         module = postgres_source if name == "postgres" else iceberg_target
         title = f"Section {name} (issue 16) — {section.n:,} rows (medians)"
         table_printer()(title, module.HEADER, section.rows())
+    if http is not None:
+        table_printer()(
+            f"HTTP sources - {http.n:,} records in pages of 1,000 (medians)", HTTP_HEADER, http.rows()
+        )
     meta = {
         "started_at": started_at,
         "mode": mode,
@@ -347,6 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     document["dask_scale_out"] = None if dask is None else dask.to_dict()
     document["postgres_source"] = issue16["postgres"].to_dict() if "postgres" in issue16 else None
     document["iceberg_target"] = issue16["iceberg"].to_dict() if "iceberg" in issue16 else None
+    document["http_source"] = None if http is None else http.to_dict()
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(document, indent=2) + "\n")
     log(f"\nResults written to {args.json}")

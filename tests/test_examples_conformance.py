@@ -1,8 +1,9 @@
 """The SDK's example plugins pass the whole conformance suite.
 
-JsonApiReader reads from the testkit's mock API server, ArrowNumbersReader yields Arrow
-batches, JsonlWriter is read back from its output folder. The examples are loaded by
-path, the way ``dativo-conformance path/to/file.py:ClassName`` loads them.
+JsonApiReader and ItemsRestReader (on dativo-http) read from the testkit's mock API
+server, ArrowNumbersReader yields Arrow batches, JsonlWriter is read back from its output
+folder. The examples are loaded by path, the way
+``dativo-conformance path/to/file.py:ClassName`` loads them.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "plugins"
 JsonApiReader = load_plugin_class(f"{EXAMPLES / 'json_api_reader.py'}:JsonApiReader")
 ArrowNumbersReader = load_plugin_class(f"{EXAMPLES / 'arrow_reader.py'}:ArrowNumbersReader")
 JsonlWriter = load_plugin_class(f"{EXAMPLES / 'jsonl_writer.py'}:JsonlWriter")
+ItemsRestReader = load_plugin_class(f"{EXAMPLES / 'items_rest_reader.py'}:ItemsRestReader")
 
 
 @pytest.fixture
@@ -84,6 +86,15 @@ def test_json_api_reader_maps_api_faults_to_dativo_errors(api: MockApiServer) ->
     api.fail_next(2, status=503)
     assert [_raised(lambda: list(reader.extract()))[0] for _ in range(2)] == [TransientError, TransientError]
     assert sum(len(batch) for batch in reader.extract()) == 230
+
+
+def test_items_rest_reader_passes_every_check(api: MockApiServer) -> None:
+    report = run_conformance(
+        ItemsRestReader,
+        config=api.reader_config(),
+        bad_config=[api.reader_config(token="not-the-token"), {"base_url": api.url}],
+    )
+    _assert_every_check_passed(report, http=True)
 
 
 def test_arrow_numbers_reader_passes_every_check() -> None:

@@ -15,6 +15,7 @@ SOURCES = {
     "dativo-plugin-sdk": "dativo_plugin_sdk",
     "dativo-testkit": "dativo_testkit",
     "dativo-runtime": "dativo_runtime",
+    "dativo-http": "dativo_http",
 }
 
 
@@ -36,7 +37,7 @@ def _lint_imports(tree: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def source_tree(tmp_path: Path) -> Path:
-    """A copy of the three packages' sources and the contracts."""
+    """A copy of the packages' sources and the contracts."""
     for package, module in SOURCES.items():
         shutil.copytree(
             ROOT / "packages" / package / "src" / module,
@@ -66,6 +67,11 @@ def test_the_contracts_hold(source_tree: Path) -> None:
             "never imports the runtime",
         ),
         ("dativo-plugin-sdk/src/dativo_plugin_sdk/_errors.py", "import pydantic", "The SDK imports nothing"),
+        (
+            "dativo-http/src/dativo_http/_client.py",
+            "import dativo_runtime",
+            "dativo-http depends on the SDK",
+        ),
         (
             "dativo-runtime/src/dativo_runtime/_storage/_backends.py",
             "import dativo_runtime._engine._run",

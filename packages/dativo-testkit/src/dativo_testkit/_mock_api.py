@@ -8,31 +8,42 @@ The protocol (the example ``JsonApiReader`` speaks it)::
     GET /{resource}?limit=N&offset=K[&updated_since=ISO]
     -> 200 {"data": [...], "total": T, "next_offset": K2 | null}
 
-Records are sorted by ``(updated_at, id)``; ``updated_since`` keeps records updated
-strictly after the given instant. A missing token gets 401, a wrong one 403; queued
-faults answer 401/403 (whatever the token), 429 (with ``Retry-After``) or 5xx before the
-page is served.
+    GET /{resource}?limit=N&page=P[&updated_since=ISO]          (P from 1)
+    -> 200 {"data": [...], "page": P, "next_page": P2 | null}
+
+Every page with a next one also carries the URL of the next page, as ``next_url`` in the
+body and as an RFC 8288 ``Link: <URL>; rel="next"`` header. Records are sorted by
+``(updated_at, id)``; ``updated_since`` keeps records updated strictly after the given
+instant. Credentials follow the server's ``auth`` scheme (:mod:`._mock_api_auth`); missing
+ones get 401, wrong ones 403. Queued faults answer 401/403 (whatever the token), 429 or
+503 (with ``Retry-After``, in seconds or as an HTTP date), 5xx, a body that is not JSON, a
+late answer, or a page whose next pointer does not advance, before pages are served again.
+
+It is one module of about 600 lines on purpose: the paging, the request handler and the
+fault queue share one lock and one sorted record list, and read best side by side.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import json
 import random
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from email.utils import formatdate
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from dativo_plugin_sdk import Column, ColumnType, Record
 
+from ._mock_api_auth import TOKEN_PATH, MockApiAuth
 from ._mock_api_control import CONTROL_PATH, handle_control
 
 if TYPE_CHECKING:
@@ -55,7 +66,8 @@ class RecordedRequest:
         method: HTTP method.
         path: The path without the query string.
         query: Query parameters (last value wins).
-        authorization: ``"missing"``, ``"valid"`` or ``"invalid"`` (the token is never kept).
+        authorization: ``"missing"``, ``"valid"``, ``"invalid"`` or ``"expired"`` (an OAuth2
+            access token past its lifetime); the token is never kept.
         status: The status code answered.
     """
 
@@ -71,10 +83,13 @@ def _parse_instant(text: str) -> datetime:
     return moment if moment.utcoffset() is not None else moment.replace(tzinfo=timezone.utc)
 
 
+@dataclass(frozen=True)
 class _Fault:
-    def __init__(self, status: int, retry_after: float | None) -> None:
-        self.status = status
-        self.retry_after = retry_after
+    status: int
+    retry_after: float | None = None
+    http_date: bool = False  # Retry-After as an HTTP date instead of seconds
+    kind: str = "status"  # "status", "malformed", "delay" or "stall"
+    seconds: float = 0.0  # how late a "delay" answers
 
 
 class _HttpError(Exception):
@@ -108,9 +123,17 @@ class MockApiServer:
         control: Serve the control endpoint ``/_dativo/mock-api`` to loopback clients, so
             conformance in another process can queue faults (``dativo-testkit mock-api``
             turns it on).
+        auth: The credentials asked for: ``bearer`` (``Authorization: Bearer TOKEN``),
+            ``basic`` (``username`` and ``token`` as the password), ``api_key_header``
+            (``X-API-Key: TOKEN``), ``api_key_query`` (``?api_key=TOKEN``) or ``oauth2``
+            (client credentials ``username``/``token`` exchanged at ``POST /oauth/token``
+            for a bearer token).
+        username: The basic user name, or the OAuth2 client id.
+        token_ttl: Seconds an OAuth2 access token stays valid.
 
     Raises:
-        ValueError: If a given record lacks ``id`` or a valid ``updated_at``.
+        ValueError: If a given record lacks ``id`` or a valid ``updated_at``, or ``auth``
+            is unknown.
     """
 
     SCHEMA: tuple[Column, ...] = (
@@ -134,6 +157,9 @@ class MockApiServer:
         host: str = "127.0.0.1",
         port: int = 0,
         control: bool = False,
+        auth: str = "bearer",
+        username: str = "test-user",
+        token_ttl: float = 3600.0,
     ) -> None:
         if not resource or "/" in resource:
             raise ValueError(f"resource must be one path segment, got {resource!r}")
@@ -150,6 +176,9 @@ class MockApiServer:
         self.control = control
         self.resource = resource
         self.token = token
+        self.username = username
+        self.auth = auth
+        self._auth = MockApiAuth(auth, username=username, secret=token, token_ttl=token_ttl)
         self.default_page_size = default_page_size
         self.max_page_size = max_page_size
         self._lock = threading.Lock()
@@ -242,6 +271,15 @@ class MockApiServer:
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}"
 
+    @property
+    def tokens_issued(self) -> int:
+        """How many OAuth2 access tokens the server issued (``auth="oauth2"``)."""
+        return self._auth.tokens_issued
+
+    def expire_tokens(self) -> None:
+        """Expire every OAuth2 access token issued so far: their next use gets 401."""
+        self._auth.expire_tokens()
+
     def reader_config(self, **extra: Any) -> dict[str, Any]:
         """Return ``base_url``, ``token`` and ``resource`` (plus ``extra``) for a reader's config."""
         return {"base_url": self.url, "token": self.token, "resource": self.resource, **extra}
@@ -280,16 +318,60 @@ class MockApiServer:
         with self._lock:
             self._requests.clear()
 
-    def fail_next(self, count: int = 1, *, status: int = 503) -> None:
+    def fail_next(
+        self, count: int = 1, *, status: int = 503, retry_after: float | None = None, http_date: bool = False
+    ) -> None:
         """Answer the next ``count`` authorised requests with ``status`` (a burst of 5xx).
 
+        Args:
+            count: How many requests in a row.
+            status: The 5xx status.
+            retry_after: If given, a ``Retry-After`` header with these seconds.
+            http_date: Send ``Retry-After`` as an HTTP date instead of seconds.
+
         Raises:
-            ValueError: If ``status`` is not 5xx or ``count`` < 1.
+            ValueError: If ``status`` is not 5xx, ``count`` < 1 or ``retry_after`` < 0.
         """
-        if not 500 <= status <= 599 or count < 1:
+        if not 500 <= status <= 599 or count < 1 or (retry_after is not None and retry_after < 0):
             raise ValueError(f"fail_next needs a 5xx status and count >= 1, got {status}, {count}")
         with self._lock:
-            self._faults.extend(_Fault(status, None) for _ in range(count))
+            self._faults.extend(_Fault(status, retry_after, http_date) for _ in range(count))
+
+    def malformed_next(self, count: int = 1) -> None:
+        """Answer the next ``count`` authorised requests with 200 and a body that is not JSON.
+
+        Raises:
+            ValueError: If ``count`` < 1.
+        """
+        self._queue(count, _Fault(200, kind="malformed"))
+
+    def delay_next(self, count: int = 1, *, seconds: float = 1.0) -> None:
+        """Answer the next ``count`` authorised requests ``seconds`` late (to trip client timeouts).
+
+        Raises:
+            ValueError: If ``count`` < 1 or ``seconds`` < 0.
+        """
+        if seconds < 0:
+            raise ValueError(f"delay_next needs seconds >= 0, got {seconds}")
+        self._queue(count, _Fault(200, kind="delay", seconds=seconds))
+
+    def stall_next(self, count: int = 1) -> None:
+        """Serve the next ``count`` pages with a next pointer that does not advance.
+
+        The page's ``next_cursor`` (or ``next_offset``, ``next_page``, ``next_url`` and
+        ``Link``) points at the page just served, so a client that follows it blindly
+        reads the same page forever.
+
+        Raises:
+            ValueError: If ``count`` < 1.
+        """
+        self._queue(count, _Fault(200, kind="stall"))
+
+    def _queue(self, count: int, fault: _Fault) -> None:
+        if count < 1:
+            raise ValueError(f"count must be >= 1, got {count}")
+        with self._lock:
+            self._faults.extend(fault for _ in range(count))
 
     def reject_next(self, count: int = 1, *, status: int = 401) -> None:
         """Answer the next ``count`` requests with 401 or 403, whatever token they carry.
@@ -307,8 +389,11 @@ class MockApiServer:
         with self._lock:
             self._faults.clear()
 
-    def rate_limit_next(self, count: int = 1, *, retry_after: float = 1.0) -> None:
+    def rate_limit_next(self, count: int = 1, *, retry_after: float = 1.0, http_date: bool = False) -> None:
         """Answer the next ``count`` authorised requests with 429 and ``Retry-After: retry_after``.
+
+        With ``http_date``, ``Retry-After`` is the HTTP date ``retry_after`` seconds from
+        the answer (whole seconds: an HTTP date has no fractions).
 
         Raises:
             ValueError: If ``retry_after`` is negative or ``count`` < 1.
@@ -318,24 +403,16 @@ class MockApiServer:
                 f"rate_limit_next needs retry_after >= 0 and count >= 1, got {retry_after}, {count}"
             )
         with self._lock:
-            self._faults.extend(_Fault(429, retry_after) for _ in range(count))
+            self._faults.extend(_Fault(429, retry_after, http_date) for _ in range(count))
 
     # Request handling (called from the server's threads) ------------------------------
-
-    def _authorization(self, header: str | None) -> str:
-        if not header or not header.startswith("Bearer "):
-            return "missing"
-        return (
-            "valid"
-            if hmac.compare_digest(header[len("Bearer ") :].encode(), self.token.encode())
-            else "invalid"
-        )
 
     def _next_fault(self) -> _Fault | None:
         with self._lock:
             return self._faults.popleft() if self._faults else None
 
-    def _page(self, query: Mapping[str, str]) -> dict[str, Any]:
+    def _page(self, query: Mapping[str, str], stall: bool) -> tuple[dict[str, Any], dict[str, str] | None]:
+        """Serve one page: its body, and the query of the next page (``None`` after the last)."""
         try:
             limit = int(query.get("limit", self.default_page_size))
         except ValueError:
@@ -350,24 +427,38 @@ class MockApiServer:
             except ValueError:
                 raise _HttpError(400, "updated_since must be an ISO 8601 timestamp") from None
             start = _first_after(self._keys, (since, float("inf")))
-        if "offset" in query:
+        if "offset" in query or "page" in query:
+            key = "offset" if "offset" in query else "page"
             try:
-                offset = int(query["offset"])
+                number = int(query[key])
             except ValueError:
-                raise _HttpError(400, "offset must be an integer") from None
-            if offset < 0:
-                raise _HttpError(400, "offset must be >= 0")
+                raise _HttpError(400, f"{key} must be an integer") from None
+            if number < (0 if key == "offset" else 1):
+                raise _HttpError(400, f"{key} must be >= {0 if key == 'offset' else 1}")
+            offset = number if key == "offset" else (number - 1) * limit
             total = len(self._records) - start
-            low = start + offset
-            data = self._records[low : low + limit]
-            next_offset = offset + limit if offset + limit < total else None
-            return {"data": data, "total": total, "next_offset": next_offset}
+            data = self._records[start + offset : start + offset + limit]
+            more = offset + limit < total
+            step = limit if key == "offset" else 1
+            following = number if stall else (number + step if more else None)
+            body: dict[str, Any] = {"data": data}
+            if key == "offset":
+                body.update(total=total, next_offset=following)
+            else:
+                body.update(page=number, next_page=following)
+            return body, None if following is None else {**query, key: str(following)}
         if query.get("cursor"):
             start = max(start, _first_after(self._keys, _decode_cursor(query["cursor"])))
         data = self._records[start : start + limit]
         more = start + limit < len(self._records)
-        next_cursor = _encode_cursor(self._keys[start + limit - 1]) if more and data else None
-        return {"data": data, "next_cursor": next_cursor}
+        next_cursor: str | None
+        if stall:  # a cursor pointing at this very page
+            next_cursor = query.get("cursor") or _encode_cursor(_BEFORE_ALL)
+        else:
+            next_cursor = _encode_cursor(self._keys[start + limit - 1]) if more and data else None
+        return {"data": data, "next_cursor": next_cursor}, (
+            None if next_cursor is None else {**query, "cursor": next_cursor}
+        )
 
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         parts = urlsplit(handler.path)
@@ -375,44 +466,89 @@ class MockApiServer:
             handle_control(self, handler, lambda status, payload: _respond(handler, status, payload, {}))
             return
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
-        authorization = self._authorization(handler.headers.get("Authorization"))
+        if parts.path == TOKEN_PATH and handler.command == "POST":
+            self._token_request(handler, parts.path, query)
+            return
+        authorization = self._auth.check(handler.headers, query)  # drops an API key from the query
         headers: dict[str, str] = {}
+        body: bytes | None = None
         try:
             if handler.command != "GET":
                 headers["Allow"] = "GET"
                 raise _HttpError(405, f"{handler.command} is not served; the API answers GET")
             if authorization == "missing":
-                headers["WWW-Authenticate"] = "Bearer"
-                raise _HttpError(401, "missing bearer token")
+                headers.update(self._auth.challenge())
+                raise _HttpError(
+                    401, "missing bearer token" if self.auth == "bearer" else "missing credentials"
+                )
+            if authorization == "expired":
+                headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+                raise _HttpError(401, "the access token expired")
             if authorization == "invalid":
-                raise _HttpError(403, "the token is not valid")
+                raise _HttpError(
+                    403, "the token is not valid" if self.auth == "bearer" else "invalid credentials"
+                )
             if parts.path.strip("/") != self.resource:
                 raise _HttpError(404, f"no resource {parts.path!r}; try /{self.resource}")
-            fault = self._next_fault()
-            if fault is not None and fault.status in (401, 403):
-                if fault.status == 401:
-                    headers["WWW-Authenticate"] = "Bearer"
-                raise _HttpError(fault.status, "injected authentication failure")
-            if fault is not None:
-                if fault.retry_after is not None:
-                    seconds = fault.retry_after
-                    headers["Retry-After"] = (
-                        str(int(seconds)) if float(seconds).is_integer() else str(seconds)
-                    )
-                    raise _HttpError(fault.status, "rate limit exceeded")
-                raise _HttpError(fault.status, "injected server error")
+            fault = self._next_fault() or _Fault(200, kind="none")
+            _raise_fault(fault, headers, self._auth.challenge())
+            if fault.kind == "delay":
+                time.sleep(fault.seconds)
             with self._lock:
-                page = self._page(query)
+                page, following = self._page(query, stall=fault.kind == "stall")
+            if following is not None:
+                host = handler.headers.get("Host") or f"{self.host}:{self.port}"
+                page["next_url"] = f"http://{host}{parts.path}?{urlencode(following)}"
+                headers["Link"] = f'<{page["next_url"]}>; rel="next"'
             status, payload = 200, page
+            if fault.kind == "malformed":
+                text = json.dumps(page, default=str).encode()
+                body = text[: max(1, len(text) // 2)]  # cut off mid-document: not JSON
         except _HttpError as error:
             status, payload = error.status, {"error": error.message}
         with self._lock:
             self._requests.append(RecordedRequest(handler.command, parts.path, query, authorization, status))
-        _respond(handler, status, payload, headers)
+        _respond(handler, status, payload, headers, body=body)
+
+    def _token_request(self, handler: BaseHTTPRequestHandler, path: str, query: dict[str, str]) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        form = dict(parse_qsl(handler.rfile.read(length).decode("utf-8", "replace")))
+        status, payload = self._auth.issue_token(handler.headers, form)
+        with self._lock:
+            self._requests.append(RecordedRequest("POST", path, query, "missing", status))
+        _respond(handler, status, payload, {})
 
 
-def _respond(handler: BaseHTTPRequestHandler, status: int, payload: Any, headers: Mapping[str, str]) -> None:
-    body = b"" if payload is None else json.dumps(payload, default=str).encode()
+_BEFORE_ALL = (datetime(1, 1, 2, tzinfo=timezone.utc), 0)
+
+
+def _raise_fault(fault: _Fault, headers: dict[str, str], challenge: Mapping[str, str]) -> None:
+    """Raise the error answer a queued fault asks for (nothing for the others)."""
+    if fault.kind != "status":
+        return
+    if fault.status in (401, 403):
+        if fault.status == 401:
+            headers.update(challenge)
+        raise _HttpError(fault.status, "injected authentication failure")
+    if fault.retry_after is not None:
+        seconds = fault.retry_after
+        if fault.http_date:
+            headers["Retry-After"] = formatdate(time.time() + seconds, usegmt=True)
+        else:
+            headers["Retry-After"] = str(int(seconds)) if float(seconds).is_integer() else str(seconds)
+    raise _HttpError(fault.status, "rate limit exceeded" if fault.status == 429 else "injected server error")
+
+
+def _respond(
+    handler: BaseHTTPRequestHandler,
+    status: int,
+    payload: Any,
+    headers: Mapping[str, str],
+    *,
+    body: bytes | None = None,
+) -> None:
+    if body is None:
+        body = b"" if payload is None else json.dumps(payload, default=str).encode()
     handler.send_response(status)
     if payload is not None:
         handler.send_header("Content-Type", "application/json")
@@ -420,7 +556,10 @@ def _respond(handler: BaseHTTPRequestHandler, status: int, payload: Any, headers
     for name, value in headers.items():
         handler.send_header(name, value)
     handler.end_headers()
-    handler.wfile.write(body)
+    try:
+        handler.wfile.write(body)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the client gave up (a timeout of its own): nothing to answer
 
 
 def _keyed(rows: Sequence[dict[str, Any]]) -> list[tuple[tuple[datetime, int], dict[str, Any]]]:

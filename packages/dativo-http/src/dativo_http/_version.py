@@ -1,0 +1,3 @@
+"""The version of dativo-http."""
+
+HTTP_VERSION = "0.1.0"
