@@ -19,6 +19,16 @@ from dativo_plugin_sdk._arrow import arrow_schema_for
 
 __all__ = ["PageConverter"]
 
+_CONVERSION_ERRORS = (
+    pa.ArrowInvalid,
+    pa.ArrowTypeError,
+    pa.ArrowNotImplementedError,
+    TypeError,
+    ValueError,
+    OverflowError,
+)
+"""What building a batch from a page's records raises when a value does not fit its column."""
+
 _CAST_FROM_TEXT = (ColumnType.TIMESTAMP, ColumnType.DATE, ColumnType.DECIMAL)
 
 
@@ -58,14 +68,7 @@ class PageConverter:
         try:
             arrays = [self._column(column, [r.get(column.name) for r in records]) for column in self.columns]
             return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
-        except (
-            pa.ArrowInvalid,
-            pa.ArrowTypeError,
-            pa.ArrowNotImplementedError,
-            TypeError,
-            ValueError,
-            OverflowError,
-        ):
+        except _CONVERSION_ERRORS:
             names = [c.name for c in self.columns]
             return [{name: r.get(name) for name in names} if isinstance(r, dict) else r for r in records]
 
@@ -77,15 +80,7 @@ class PageConverter:
                 for i, (column, field) in enumerate(zip(self.columns, self.schema, strict=True))
             ]
             return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
-        except (
-            pa.ArrowInvalid,
-            pa.ArrowTypeError,
-            pa.ArrowNotImplementedError,
-            TypeError,
-            ValueError,
-            OverflowError,
-            AttributeError,
-        ):
+        except (*_CONVERSION_ERRORS, AttributeError):
             return None  # the column-by-column path, then dicts, say what does not fit
 
     def _column(self, column: Column, values: list[Any]) -> pa.Array[Any]:
