@@ -144,6 +144,8 @@ def test_a_sandboxed_reader_never_reaches_the_hosts_loopback(
     assert result.returncode == 75, output  # a retryable failure, after the runtime's retries
     assert f"cannot reach http://127.0.0.1:{port}" in output
     assert '"error_code": "CONNECTION_FAILED"' in output
+    # Without egress the host says so, instead of letting it look like a server that is down.
+    assert (f"runs in the {backend} sandbox, which has no network" in output) is not network
 
 
 @pytest.mark.parametrize("backend", ["process", "docker"])

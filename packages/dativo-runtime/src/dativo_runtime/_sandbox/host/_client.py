@@ -23,6 +23,7 @@ from dativo_runtime._plugins._ref import PluginInfo, PluginRef
 from dativo_runtime._sandbox._base import SandboxLimits
 from dativo_runtime._sandbox.host._exit import describe_exit
 from dativo_runtime._sandbox.host._import_hints import add_import_hint
+from dativo_runtime._sandbox.host._network_hints import add_network_hint
 from dativo_runtime._sandbox.host._transport import WorkerTransport
 from dativo_runtime._sandbox.host._worker_messages import bounded_error, check_message, data_frame_limit
 from dativo_runtime._worker._protocol import (
@@ -212,6 +213,7 @@ class WorkerClient:
         try:
             if isinstance(data, dict):
                 data = add_import_hint(bounded_error(data), self.backend, ref=self.ref)
+                data = add_network_hint(data, self.backend, network=self.limits.network)
             return from_dict(data)
         except (TypeError, ValueError, OverflowError) as exc:
             return self._dead(ProtocolError(f"invalid error message: {exc}"))
