@@ -9,6 +9,7 @@ a single PUT is atomic. Exclusive creation and compare-and-swap (``If-None-Match
 from __future__ import annotations
 
 import abc
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,12 @@ class Storage(abc.ABC):
     def location(self, path: str) -> str:
         """The full path or URI of ``path``."""
         return self.uri.rstrip("/") + "/" + path.lstrip("/") if path else self.uri
+
+    def check_writable(self) -> None:
+        """Write and delete a probe file under ``_dativo/``: whatever fails raises the backend's error."""
+        probe = f"_dativo/.probe-{uuid.uuid4().hex[:8]}"
+        self.write_bytes(probe, b"dativo write probe")
+        self.delete(probe)
 
     @abc.abstractmethod
     def read_bytes(self, path: str) -> bytes | None:

@@ -378,6 +378,11 @@ class S3Storage(Storage):
         body: IO[bytes] = response["Body"]
         return body
 
+    def check_writable(self) -> None:
+        """Check the bucket and the credentials first (their own errors), then write a probe."""
+        self.check_bucket()
+        super().check_writable()
+
     def check_bucket(self) -> None:
         """Check the bucket exists and the credentials are accepted.
 

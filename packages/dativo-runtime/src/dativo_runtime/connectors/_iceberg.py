@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import uuid
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ from dativo_plugin_sdk import (
     DativoError,
 )
 from dativo_plugin_sdk._arrow import arrow_schema_for, batch_to_arrow
-from dativo_runtime._storage._backends import S3Storage, Storage, open_storage
+from dativo_runtime._storage._backends import Storage, open_storage
 from dativo_runtime._storage._locks import Lease
 from dativo_runtime._storage._s3 import is_s3_uri
 from dativo_runtime._version import __version__
@@ -172,12 +171,8 @@ class IcebergWriter(BaseWriter):
                 exc if isinstance(exc, DativoError) else catalog_error(exc, self.options, "list namespaces")
             )
             return result_from_error(error, prefix=f"iceberg catalog {self.options.catalog.get('uri')}: ")
-        probe = f"_dativo/.probe-{uuid.uuid4().hex[:8]}"
         try:
-            if isinstance(self.storage, S3Storage):
-                self.storage.check_bucket()
-            self.storage.write_bytes(probe, b"dativo write probe")
-            self.storage.delete(probe)
+            self.storage.check_writable()
         except Exception as exc:
             return result_from_error(exc, prefix=f"{self.warehouse}: ")
         return ConnectionTestResult(True, f"catalog reachable, {self.warehouse} writable (table {name})")

@@ -27,7 +27,7 @@ from dativo_plugin_sdk import (
     TransientError,
 )
 from dativo_plugin_sdk._arrow import arrow_schema_for, batch_to_arrow
-from dativo_runtime._storage._backends import LocalStorage, S3Storage, Storage, open_storage
+from dativo_runtime._storage._backends import LocalStorage, Storage, open_storage
 from dativo_runtime._storage._locks import Lease, acquire_lease
 from dativo_runtime._storage._s3 import is_s3_uri
 from dativo_runtime._version import __version__
@@ -166,12 +166,8 @@ class ParquetWriter(BaseWriter):
 
     def check_connection(self) -> ConnectionTestResult:
         """Check the target folder or bucket is reachable and writable."""
-        probe = f"_dativo/.probe-{uuid.uuid4().hex[:8]}"
         try:
-            if isinstance(self.storage, S3Storage):
-                self.storage.check_bucket()
-            self.storage.write_bytes(probe, b"dativo write probe")
-            self.storage.delete(probe)
+            self.storage.check_writable()
         except Exception as exc:
             return result_from_error(exc, prefix=f"{self.location}: ")
         return ConnectionTestResult(True, f"{self.location} is writable")

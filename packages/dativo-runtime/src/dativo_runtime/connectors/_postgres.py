@@ -87,6 +87,11 @@ def _state_value(value: Any) -> Any:
     return str(value)
 
 
+def _remainder_is(ident: str, modulo: int, remainder: int) -> str:
+    """``column mod modulo = remainder``, with negative keys in the same ``0..modulo-1`` range."""
+    return f"mod(mod({ident}::int8, {modulo}) + {modulo}, {modulo}) = {remainder}"
+
+
 def _rechunk(reader: Any, size: int) -> Iterator[pa.RecordBatch]:
     """The reader's batches re-cut into batches of ``size`` rows (the last one shorter)."""
     pending: list[pa.RecordBatch] = []
@@ -362,8 +367,7 @@ class PostgresReader(BaseReader):
         if params.get("null"):
             return f"{ident} IS NULL"
         if "modulo" in params:
-            modulo = int(params["modulo"])
-            return f"mod(mod({ident}::int8, {modulo}) + {modulo}, {modulo}) = {int(params['remainder'])}"
+            return _remainder_is(ident, int(params["modulo"]), int(params["remainder"]))
         upper = "<=" if params.get("closed") else "<"
         return f"{ident} >= {int(params['from'])} AND {ident} {upper} {int(params['to'])}"
 
@@ -388,8 +392,8 @@ class PostgresReader(BaseReader):
             )
         return [cursor, *key]
 
-    def _position(self, relation: Relation, order: list[str], saved: Mapping[str, Any]) -> str | None:
-        """The row literal ``(cursor, pk...)`` of a saved position, if there is one."""
+    def _position(self, relation: Relation, order: list[str], saved: Mapping[str, Any]) -> list[str] | None:
+        """The SQL literals of a saved position's cursor and key, if there is one."""
         saved_cursor, saved_key = saved.get("cursor"), saved.get("pk")
         if saved_cursor is None:
             return None
@@ -407,14 +411,14 @@ class PostgresReader(BaseReader):
             else f"{quote_literal(str(v))}::{types[n]}"
             for n, v in zip(order, values, strict=True)
         ]
-        return f"({', '.join(literals)})"
+        return literals
 
     def _after(self, relation: Relation, order: list[str], state: State) -> str | None:
         """``(cursor, pk...) > (saved...)`` for the saved position, if there is one."""
         position = self._position(relation, order, state.to_dict())
         if position is None:
             return None
-        return f"({', '.join(quote_ident(n) for n in order)}) > {position}"
+        return f"({', '.join(quote_ident(n) for n in order)}) > ({', '.join(position)})"
 
     def _not_done(self, relation: Relation, order: list[str], claims: list[dict[str, Any]]) -> list[str]:
         """Conditions skipping the rows that saved positions of another split already cover."""
@@ -422,12 +426,9 @@ class PostgresReader(BaseReader):
         columns = ", ".join(quote_ident(n) for n in order)
         conditions = []
         for claim in claims:
-            position = self._position(relation, order, claim)
-            modulo, remainder = int(claim["modulo"]), int(claim["remainder"])
-            conditions.append(
-                f"NOT (mod(mod({ident}::int8, {modulo}) + {modulo}, {modulo}) = {remainder} "
-                f"AND ({columns}) <= {position})"
-            )
+            position = self._position(relation, order, claim) or []
+            remainder = _remainder_is(ident, int(claim["modulo"]), int(claim["remainder"]))
+            conditions.append(f"NOT ({remainder} AND ({columns}) <= ({', '.join(position)}))")
         return conditions
 
     def _furthest(
@@ -439,9 +440,9 @@ class PostgresReader(BaseReader):
     ) -> dict[str, Any]:
         """The greatest of saved positions, compared as PostgreSQL compares the cursor and key."""
         rows = ", ".join(
-            f"({index}, {literal[1:-1]})"
-            for index, literal in enumerate(self._position(relation, order, p) for p in positions)
-            if literal is not None
+            f"({', '.join([str(index), *literals])})"
+            for index, literals in enumerate(self._position(relation, order, p) for p in positions)
+            if literals is not None
         )
         names = ", ".join(["i", *(f"c{n}" for n in range(len(order)))])
         found = conn.rows(
