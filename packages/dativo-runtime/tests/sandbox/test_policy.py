@@ -153,6 +153,7 @@ def test_policy_file_from_the_environment(tmp_path, monkeypatch, availability):
         ("sandbox: {colour: blue}", "unknown sandbox setting"),
         ("- a list", "must be a mapping"),
         ("sandbox: [unclosed", "not valid YAML"),
+        ("sandbox: {allow_source_builds: sometimes}", "allow_source_builds must be true or false"),
     ],
 )
 def test_invalid_policy_files(tmp_path, text, error):
@@ -188,6 +189,22 @@ def test_unknown_mode_or_backend():
 )
 def test_the_stricter_mode_wins(policy_mode, job_mode, expected):
     assert OperatorPolicy(mode=policy_mode).effective_mode(job_mode) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "job_mode", "expected"),
+    [
+        ("sandbox: {}", "self_hosted", True),
+        ("sandbox: {}", "cloud", False),
+        ("sandbox: {mode: cloud}", "self_hosted", False),
+        ("sandbox: {mode: cloud, allow_source_builds: true}", "cloud", True),
+        ("sandbox: {allow_source_builds: false}", "self_hosted", False),
+    ],
+)
+def test_source_builds_are_off_in_cloud_mode_unless_allowed(tmp_path, text, job_mode, expected):
+    config = tmp_path / "runtime.yaml"
+    config.write_text(text)
+    assert OperatorPolicy.load(config).allows_source_builds(job_mode) is expected
 
 
 def test_without_a_policy_file_the_jobs_mode_decides():

@@ -68,8 +68,10 @@ def discover_plugin(
         The plugin's info and its :class:`DiscoveryResult` as JSON data.
     """
     ref = PluginRef.parse(ref_text, base_dir=base_dir)
+    policy = policy if policy is not None else OperatorPolicy.load()
     sandbox = choose_sandbox(mode, backend, ref, policy)
-    reader = sandbox.open_reader(ref, dict(config), mounts=plugin_mounts(ref, config, sandbox))
+    mounts = plugin_mounts(ref, config, sandbox, wheels_only=not policy.allows_source_builds(mode))
+    reader = sandbox.open_reader(ref, dict(config), mounts=mounts)
     try:
         result: DiscoveryResult = reader.discover()
         return {"plugin": reader.info.to_dict(), "sandbox": sandbox.name, **result.to_dict()}

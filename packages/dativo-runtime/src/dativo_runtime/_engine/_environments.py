@@ -24,6 +24,7 @@ from dativo_runtime._plugins._environments import (
     ensure_environment,
     environment_spec_for,
 )
+from dativo_runtime._sandbox._policy import OperatorPolicy
 
 __all__ = [
     "InstallReport",
@@ -129,21 +130,29 @@ def install_environments(
     find_links: Path | Collection[Path] | None = None,
     progress: ProgressCallback | None = None,
     store: EnvironmentStore | None = None,
+    policy: OperatorPolicy | None = None,
 ) -> InstallReport:
     """Build (or reuse) the environment of each job's source and target.
 
     A plugin whose environment fails to build is reported and the others are still built.
+    A job in cloud mode gets wheels from the index only, unless the operator's policy allows
+    source builds (:meth:`OperatorPolicy.allows_source_builds`).
 
     Args:
         jobs: The jobs.
         find_links: Wheel folders to install from with ``--no-index`` (default: ``DATIVO_FIND_LINKS``).
         progress: Called with each step of each build.
         store: The store (default: ``$DATIVO_HOME/envs``).
+        policy: The operator's policy (default: :meth:`OperatorPolicy.load`).
 
     Returns:
         One row per plugin of each job.
+
+    Raises:
+        ConfigurationError: If the operator's policy cannot be loaded.
     """
     store = store or EnvironmentStore()
+    policy = policy if policy is not None else OperatorPolicy.load()
     report = InstallReport(store=store.root)
     for job in jobs:
         file = str(job.source_file) if job.source_file else None
@@ -160,7 +169,11 @@ def install_environments(
                 if row.spec is None:
                     continue
                 row.environment = ensure_environment(
-                    row.spec, find_links=find_links, progress=progress, store=store
+                    row.spec,
+                    find_links=find_links,
+                    progress=progress,
+                    store=store,
+                    wheels_only=not policy.allows_source_builds(job.mode),
                 )
                 row.status = "built" if row.environment.built else "reused"
             except DativoError as exc:

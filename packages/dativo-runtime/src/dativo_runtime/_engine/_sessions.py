@@ -78,12 +78,15 @@ def in_role(exc: DativoError, role: str, job: JobConfig) -> DativoError:
     return from_dict(data)
 
 
-def plugin_environment(ref: PluginRef, config: Mapping[str, Any]) -> Path | None:
+def plugin_environment(
+    ref: PluginRef, config: Mapping[str, Any], *, wheels_only: bool = False
+) -> Path | None:
     """The folder of the plugin's environment (what it declares, installed), or ``None`` for none.
 
     A missing environment is built here (uv, under the store's lock; later runs and other
     jobs declaring the same requirements reuse it); ``DATIVO_FIND_LINKS`` names wheel
-    folders for offline machines.
+    folders for offline machines. ``wheels_only`` (cloud mode, unless the operator allows
+    source builds) installs wheels from the index only, so no package code runs on the host.
 
     Raises:
         ConfigurationError: If the declaration is invalid or the install fails (uv's message).
@@ -102,7 +105,7 @@ def plugin_environment(ref: PluginRef, config: Mapping[str, Any]) -> Path | None
         elif event.stage == "built":
             log.info("built the plugin environment %s in %.1f s", event.key, event.elapsed_s)
 
-    return ensure_environment(spec, progress=progress).path
+    return ensure_environment(spec, progress=progress, wheels_only=wheels_only).path
 
 
 def check_builtin_egress(ref: PluginRef, config: Mapping[str, Any], limits: SandboxLimits) -> None:
@@ -129,7 +132,11 @@ def check_builtin_egress(ref: PluginRef, config: Mapping[str, Any], limits: Sand
 
 
 def session_mounts(
-    job: JobConfig, ref: PluginRef, config: Mapping[str, Any], sandbox: Sandbox
+    job: JobConfig,
+    ref: PluginRef,
+    config: Mapping[str, Any],
+    sandbox: Sandbox,
+    policy: OperatorPolicy | None = None,
 ) -> SessionMounts:
     """What a plugin's session mounts: its environment, its installed package, the job's read-only paths.
 
@@ -138,7 +145,8 @@ def session_mounts(
             (:func:`check_read_only_paths`), or the environment cannot be built.
     """
     read_only = check_read_only_paths(job) if sandbox.isolated else ()
-    return plugin_mounts(ref, config, sandbox, read_only_paths=read_only)
+    builds = (policy if policy is not None else OperatorPolicy.load()).allows_source_builds(job.mode)
+    return plugin_mounts(ref, config, sandbox, read_only_paths=read_only, wheels_only=not builds)
 
 
 def plugin_mounts(
@@ -147,12 +155,16 @@ def plugin_mounts(
     sandbox: Sandbox,
     *,
     read_only_paths: tuple[Path, ...] = (),
+    wheels_only: bool = False,
 ) -> SessionMounts:
-    """What a plugin's session mounts, with or without a job: its environment and its installed package."""
+    """What a plugin's session mounts, with or without a job: its environment and its installed package.
+
+    ``wheels_only``: build the environment from wheels on the index only (see :func:`plugin_environment`).
+    """
     if is_trusted_builtin(ref) and not sandbox.isolated:
         return SessionMounts()  # the runtime's own code, in its process (postgres is sandboxed in cloud mode)
     return SessionMounts(
-        environment=plugin_environment(ref, config),
+        environment=plugin_environment(ref, config, wheels_only=wheels_only),
         read_only_paths=read_only_paths,
         packages=installed_plugin_packages(ref) if sandbox.isolated and ref.kind != "builtin" else (),
         tool_environment=ref.kind == "builtin",  # singer/airbyte start their tap from it
@@ -179,7 +191,7 @@ def open_reader_session(job: JobConfig, *, policy: OperatorPolicy | None = None)
         config = job.source_config()
         if sandbox.isolated:
             check_builtin_egress(ref, config, limits)
-        mounts = session_mounts(job, ref, config, sandbox)
+        mounts = session_mounts(job, ref, config, sandbox, policy)
         return sandbox.open_reader(ref, config, limits=limits, mounts=mounts), sandbox.name
     except DativoError as exc:
         raise in_role(exc, "source", job) from exc
@@ -229,7 +241,7 @@ def open_writer_session(
             schema=schema,
             limits=limits,
             output_dir=output_dir,
-            mounts=session_mounts(job, writer_ref, config, sandbox),
+            mounts=session_mounts(job, writer_ref, config, sandbox, policy),
         )
         return session, sandbox.name
     except DativoError as exc:

@@ -185,6 +185,10 @@ class EnvironmentSpec:
         )
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
+    def direct_references(self) -> tuple[str, ...]:
+        """The requirements that name a URL or a file (``name @ file:///...``) instead of an index."""
+        return tuple(r for r in self.requirements if Requirement(r).url is not None)
+
     def to_dict(self) -> dict[str, Any]:
         """The spec as JSON data (what an environment's marker file records)."""
         return {

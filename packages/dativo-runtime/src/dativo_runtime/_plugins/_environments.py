@@ -293,6 +293,7 @@ class EnvironmentStore:
         *,
         find_links: Collection[Path] | None = None,
         progress: ProgressCallback | None = None,
+        wheels_only: bool = False,
     ) -> PluginEnvironment:
         """Return the environment of ``spec``, building it first when it is missing.
 
@@ -301,6 +302,9 @@ class EnvironmentStore:
             find_links: Wheel folders to install from instead of the index (default:
                 ``DATIVO_FIND_LINKS``).
             progress: Called with each :class:`EnvironmentProgress`.
+            wheels_only: The requirements are a tenant's (cloud mode): install wheels only and
+                refuse requirements that name a URL or a file, so that installing them runs none
+                of their code on the host and reads none of its files.
 
         Returns:
             The environment; its last use is now.
@@ -308,9 +312,12 @@ class EnvironmentStore:
         Raises:
             ConfigurationError: If the install fails (the message names the requirements and
                 shows uv's ``error:``/``cause:``/``hint:`` lines; ``details["uv_output"]`` holds
-                the tail of uv's output), or a ``find_links`` folder is missing.
+                the tail of uv's output), a ``find_links`` folder is missing, or (``wheels_only``)
+                a requirement names a URL or a file.
         """
         key = spec.key
+        if wheels_only:
+            _check_index_only(spec)
 
         def tell(stage: Stage, line: str = "", elapsed_s: float = 0.0) -> None:
             if progress is not None:
@@ -325,10 +332,10 @@ class EnvironmentStore:
         self._make_root()
         with key_lock(self.root, key, wait=False) as locked:
             if locked:
-                return self._build_locked(spec, links, tell)
+                return self._build_locked(spec, links, tell, wheels_only)
         tell("waiting", "another process is building this environment")
         with key_lock(self.root, key):
-            return self._build_locked(spec, links, tell)
+            return self._build_locked(spec, links, tell, wheels_only)
 
     def _make_root(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -336,7 +343,11 @@ class EnvironmentStore:
             os.chmod(self.root, stat.S_IMODE(self.root.stat().st_mode) | 0o755)
 
     def _build_locked(
-        self, spec: EnvironmentSpec, find_links: tuple[Path, ...], tell: Callable[..., None]
+        self,
+        spec: EnvironmentSpec,
+        find_links: tuple[Path, ...],
+        tell: Callable[..., None],
+        wheels_only: bool,
     ) -> PluginEnvironment:
         """Build under the key's exclusive lock (unless another process just did)."""
         key = spec.key
@@ -352,7 +363,13 @@ class EnvironmentStore:
         scratch = self.root / f"{_TMP_PREFIX}{key}-{secrets.token_hex(4)}"
         try:
             if spec.requirements:
-                install_into(scratch, spec, find_links=find_links, on_line=lambda line: tell("output", line))
+                install_into(
+                    scratch,
+                    spec,
+                    find_links=find_links,
+                    on_line=lambda line: tell("output", line),
+                    wheels_only=wheels_only,
+                )
             scratch.mkdir(exist_ok=True)
             with contextlib.suppress(FileNotFoundError):
                 (scratch / ".lock").unlink()  # uv's own lock of the target folder
@@ -368,7 +385,7 @@ class EnvironmentStore:
             scratch.rename(final)
         except UvInstallError as exc:
             tell("failed", exc.summary, time.monotonic() - started)
-            raise _install_error(spec, exc, find_links) from None
+            raise _install_error(spec, exc, find_links, wheels_only) from None
         except BaseException:
             tell("failed", "", time.monotonic() - started)
             raise
@@ -468,19 +485,45 @@ class EnvironmentStore:
         return removed
 
 
+_WHEELS_ONLY_HINT = (
+    "in cloud mode plugin environments are installed from wheels only, since building a source "
+    "distribution runs the package's own code on the host: publish a wheel to the index (or a "
+    "DATIVO_FIND_LINKS folder), or ask the operator to set sandbox.allow_source_builds: true"
+)
+
+
+def _check_index_only(spec: EnvironmentSpec) -> None:
+    """Refuse a tenant's requirement that names a URL or a file instead of the operator's index."""
+    direct = spec.direct_references()
+    if direct:
+        raise ConfigurationError(
+            f"{spec.origin}: {', '.join(repr(r) for r in direct)} names a URL or a file instead of a "
+            "package on the index; in cloud mode a plugin's requirements come from the operator's index "
+            "(or DATIVO_FIND_LINKS) only: write 'name==version', or ask the operator to set "
+            "sandbox.allow_source_builds: true",
+            details={
+                "origin": spec.origin,
+                "requirements": list(direct),
+                "setting": "sandbox.allow_source_builds",
+            },
+        )
+
+
 def _install_error(
-    spec: EnvironmentSpec, exc: UvInstallError, find_links: tuple[Path, ...]
+    spec: EnvironmentSpec, exc: UvInstallError, find_links: tuple[Path, ...], wheels_only: bool
 ) -> ConfigurationError:
     where = f" from {', '.join(map(str, find_links))} (--no-index)" if find_links else ""
+    hint = f"\n({_WHEELS_ONLY_HINT})" if wheels_only else ""
     return ConfigurationError(
         f"cannot install the plugin environment of {spec.origin} "
-        f"({', '.join(spec.requirements)}){where}; uv said:\n{exc.summary}",
+        f"({', '.join(spec.requirements)}){where}; uv said:\n{exc.summary}{hint}",
         details={
             "origin": spec.origin,
             "requirements": list(spec.requirements),
             "key": spec.key,
             "find_links": [str(f) for f in find_links],
             "uv_exit_code": exc.exit_code,
+            "wheels_only": wheels_only,
             "uv_output": exc.output,
         },
     )
@@ -492,6 +535,7 @@ def ensure_environment(
     find_links: Path | Collection[Path] | None = None,
     progress: ProgressCallback | None = None,
     store: EnvironmentStore | None = None,
+    wheels_only: bool = False,
 ) -> PluginEnvironment:
     """Return the environment of ``spec`` from the store, building it when missing.
 
@@ -501,15 +545,20 @@ def ensure_environment(
             default: ``DATIVO_FIND_LINKS``.
         progress: Called with each :class:`EnvironmentProgress`.
         store: The store (default: ``$DATIVO_HOME/envs``).
+        wheels_only: Wheels from the index only, no URL or file requirements (cloud mode; see
+            :meth:`EnvironmentStore.ensure`).
 
     Returns:
         The complete environment; its last use is now.
 
     Raises:
-        ConfigurationError: If the install fails (uv's message in it) or a wheel folder is missing.
+        ConfigurationError: If the install fails (uv's message in it), a wheel folder is missing,
+            or (``wheels_only``) a requirement names a URL or a file.
     """
     links = [find_links] if isinstance(find_links, Path) else find_links
-    return (store or EnvironmentStore()).ensure(spec, find_links=links, progress=progress)
+    return (store or EnvironmentStore()).ensure(
+        spec, find_links=links, progress=progress, wheels_only=wheels_only
+    )
 
 
 @contextlib.contextmanager

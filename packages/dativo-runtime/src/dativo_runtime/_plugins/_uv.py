@@ -108,6 +108,7 @@ def install_into(
     *,
     find_links: Sequence[Path] = (),
     on_line: Callable[[str], None] | None = None,
+    wheels_only: bool = False,
 ) -> None:
     """Install ``spec``'s requirements into the folder ``target`` (``uv pip install --target``).
 
@@ -116,6 +117,8 @@ def install_into(
         spec: The requirements, Python version, platform and pins.
         find_links: Wheel folders; when given, the index is not used (``--no-index``).
         on_line: Called with each line uv prints.
+        wheels_only: Install wheels only (``--no-build``): building a source distribution runs
+            its build backend, which is the package's own code, on the host.
 
     Raises:
         UvInstallError: If uv fails.
@@ -151,6 +154,8 @@ def install_into(
             "-r",
             str(requirements),
         ]
+        if wheels_only:
+            command.append("--no-build")
         if find_links:
             command.append("--no-index")
             for folder_of_wheels in find_links:

@@ -71,6 +71,16 @@ def check_mode(mode: Any, setting: str, where: str = "") -> str:
     return str(mode)
 
 
+def _optional_bool(data: Mapping[str, Any], name: str, where: str) -> bool | None:
+    value = data.get(name)
+    if value is not None and not isinstance(value, bool):
+        raise ConfigurationError(
+            f"{where}: sandbox.{name} must be true or false, got {value!r}",
+            details={"setting": f"sandbox.{name}"},
+        )
+    return value
+
+
 def _positive_number(ceilings: Mapping[str, Any], name: str) -> float | None:
     value = ceilings.get(name)
     if value is None:
@@ -112,6 +122,10 @@ class OperatorPolicy:
         allow_read_only_paths: Whether jobs may give their plugins read-only host paths
             (``sandbox.read_only_paths``); ``None`` (unset): yes in ``self_hosted`` mode, no in
             ``cloud`` mode.
+        allow_source_builds: Whether plugin environments may build source distributions and
+            install requirements that name a URL or a file; ``None`` (unset): yes in
+            ``self_hosted`` mode, no in ``cloud`` mode (building runs a package's own code on
+            the host, outside any sandbox).
 
     In ``cloud`` mode an unset ceiling is the one of :data:`CLOUD_DEFAULT_CEILINGS`; in
     ``self_hosted`` mode it is no ceiling.
@@ -132,6 +146,7 @@ class OperatorPolicy:
     max_disk_bytes: int | None = None
     mode: str = "self_hosted"
     allow_read_only_paths: bool | None = None
+    allow_source_builds: bool | None = None
     source: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -166,7 +181,8 @@ class OperatorPolicy:
 
         Accepted keys: ``mode`` (``cloud`` or ``self_hosted``), ``allowed_backends``,
         ``backend`` (pin), ``ceilings`` (``cpu``, ``memory``, ``timeout``, ``pids``,
-        ``disk``), ``allow_network``, ``allow_read_only_paths``, ``docker_image``.
+        ``disk``), ``allow_network``, ``allow_read_only_paths``, ``allow_source_builds``,
+        ``docker_image``.
 
         Raises:
             ConfigurationError: If a key or value is invalid.
@@ -179,6 +195,7 @@ class OperatorPolicy:
             "ceilings",
             "allow_network",
             "allow_read_only_paths",
+            "allow_source_builds",
             "docker_image",
         }
         unknown = sorted(set(data) - known)
@@ -205,13 +222,8 @@ class OperatorPolicy:
                 f"{where}: sandbox.allow_network must be true or false, got {allow_network!r}",
                 details={"setting": "sandbox.allow_network"},
             )
-        allow_read_only_paths = data.get("allow_read_only_paths")
-        if allow_read_only_paths is not None and not isinstance(allow_read_only_paths, bool):
-            raise ConfigurationError(
-                f"{where}: sandbox.allow_read_only_paths must be true or false, "
-                f"got {allow_read_only_paths!r}",
-                details={"setting": "sandbox.allow_read_only_paths"},
-            )
+        allow_read_only_paths = _optional_bool(data, "allow_read_only_paths", where)
+        allow_source_builds = _optional_bool(data, "allow_source_builds", where)
         ceilings = data.get("ceilings") or {}
         if not isinstance(ceilings, Mapping):
             raise ConfigurationError(
@@ -236,6 +248,7 @@ class OperatorPolicy:
                 max_disk_bytes=None if disk is None else parse_byte_size(disk, what="ceilings.disk"),
                 allow_network=allow_network,
                 allow_read_only_paths=allow_read_only_paths,
+                allow_source_builds=allow_source_builds,
                 docker_image=data.get("docker_image"),
                 source=source,
             )
@@ -372,6 +385,16 @@ class OperatorPolicy:
             "operator to allow them",
             details={"setting": "sandbox.read_only_paths", "mode": self.effective_mode(job_mode)},
         )
+
+    def allows_source_builds(self, job_mode: str | None = None) -> bool:
+        """Whether a job whose file says ``job_mode`` may build its plugins' environments from source.
+
+        Unset, ``allow_source_builds`` is yes in ``self_hosted`` mode and no in ``cloud`` mode,
+        where environments come from wheels on the operator's index only.
+        """
+        if self.allow_source_builds is not None:
+            return self.allow_source_builds
+        return self.effective_mode(job_mode or self.mode) != "cloud"
 
     def cloud_reason(self, job_mode: str) -> str:
         """Why a job in ``job_mode`` runs in cloud mode, for messages."""
