@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,26 @@ def test_a_plugin_imports_what_only_its_environment_holds(
     if backend_name == "none":
         assert result["pid"] != os.getpid()  # a child worker process, never the runtime's own
     assert PLUGIN_ENV_VARIABLE not in os.environ
+
+
+@pytest.mark.parametrize("backend_name", ["process", "docker"])
+def test_an_environment_under_the_root_users_home_is_reachable(
+    backend_name: str, probe_ref: PluginRef, six_environment: Path
+) -> None:
+    """A root runtime keeps $DATIVO_HOME (and often its Python) under /root, 0700 in most images."""
+    if os.geteuid() != 0:
+        pytest.skip("only a root runtime keeps its environments under /root")
+    home = Path(tempfile.mkdtemp(prefix="dativo-test-", dir=Path.home()))
+    try:
+        environment = home / "envs" / "six"
+        shutil.copytree(six_environment, environment)
+        for path in [home, home / "envs"]:
+            path.chmod(0o755)
+        sandbox = _real_backend(backend_name)
+        result = _probe(sandbox, probe_ref, {"imports": ["six"]}, SessionMounts(environment=environment))
+        assert result["import six"] == str(environment / "six.py")
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def test_without_an_environment_none_runs_the_plugin_in_process(probe_ref: PluginRef) -> None:

@@ -22,11 +22,13 @@ labelled with its owner and deadline, so a later runtime reaps what an earlier o
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import socket
 import time
 from collections.abc import Mapping, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +63,10 @@ from dativo_runtime._worker._digest import worker_digest
 __all__ = [
     "CONTAINER_LABEL",
     "DEFAULT_IMAGE",
+    "DOCKERFILE_DIGEST_LABEL",
     "WORKER_DIGEST_LABEL",
     "DockerSandbox",
+    "dockerfile_digest",
     "reap_leftover_containers",
     "worker_digest",
 ]
@@ -70,6 +74,21 @@ __all__ = [
 DEFAULT_IMAGE = f"dativo-sandbox:{__version__}"
 """The image ``dativo-run sandbox build-image`` builds and the backend uses by default."""
 WORKER_DIGEST_LABEL = "io.dativo.sandbox.worker-digest"
+
+
+DOCKERFILE_DIGEST_LABEL = "io.dativo.sandbox.dockerfile-digest"
+
+
+def dockerfile_digest() -> str:
+    """A hash of the Dockerfile this runtime builds its image from (an image built from another is stale).
+
+    Returns:
+        16 hex digits.
+    """
+    dockerfile = resources.files("dativo_runtime._sandbox") / "docker" / "Dockerfile"
+    return hashlib.sha256(dockerfile.read_bytes()).hexdigest()[:16]
+
+
 CONTAINER_USER = f"{SANDBOX_UID}:{SANDBOX_GID}"
 
 
@@ -186,6 +205,13 @@ class DockerSandbox(WorkerSandbox):
             return False, (
                 f"the sandbox image {image} holds a different version of the worker than this runtime "
                 f"(digest {built_for}, runtime {worker_digest()}); rebuild it with "
+                "'dativo-run sandbox build-image'"
+            )
+        built_from = labels.get(DOCKERFILE_DIGEST_LABEL)
+        if built_for is not None and built_from != dockerfile_digest():
+            return False, (
+                f"the sandbox image {image} was built from an older Dockerfile than this runtime's "
+                f"(digest {built_from}, runtime {dockerfile_digest()}); rebuild it with "
                 "'dativo-run sandbox build-image'"
             )
         return True, f"Docker {info.get('ServerVersion', '?')}, image {image}"

@@ -29,7 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from dativo_plugin_sdk import SandboxError
-from dativo_runtime._sandbox.docker._backend import DEFAULT_IMAGE, WORKER_DIGEST_LABEL, worker_digest
+from dativo_runtime._sandbox.docker._backend import (
+    DEFAULT_IMAGE,
+    DOCKERFILE_DIGEST_LABEL,
+    WORKER_DIGEST_LABEL,
+    dockerfile_digest,
+    worker_digest,
+)
 
 __all__ = ["DEFAULT_BASE_IMAGE", "ImageBuildError", "build_image", "prepare_build_context"]
 
@@ -235,7 +241,11 @@ def build_image(
                 forcerm=True,
                 pull=False,
                 decode=True,
-                labels={"io.dativo.sandbox.image": "1", WORKER_DIGEST_LABEL: worker_digest()},
+                labels={
+                    "io.dativo.sandbox.image": "1",
+                    WORKER_DIGEST_LABEL: worker_digest(),
+                    DOCKERFILE_DIGEST_LABEL: dockerfile_digest(),
+                },
             ):
                 if "error" in chunk:
                     raise ImageBuildError(
