@@ -5,8 +5,9 @@
 and reports each one, so a job that ``run`` would refuse before moving data fails
 ``validate`` with the same exit code and message:
 
-1. :meth:`Preflight.check_state`: the job's state store takes its lock and reads its
-   state (and a dead run's pending commit);
+1. :meth:`Preflight.check_state`: a cloud job's host paths and servers are within the
+   operator's policy (:func:`check_host_reach`), then the job's state store takes its lock
+   and reads its state (and a dead run's pending commit);
 2. :meth:`Preflight.open_source`: the reader loads where it would run (``requires_sdk``,
    sandbox policy, its folder mountable) and supports what the job asks of it
    (:func:`check_incremental_support`);
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dativo_plugin_sdk import Column, ConfigurationError, DiscoveredStream
+from dativo_runtime._engine._host_reach import check_host_reach
 from dativo_runtime._engine._retry import RetryPolicy
 from dativo_runtime._engine._sessions import (
     close_quietly,
@@ -109,9 +111,14 @@ class Preflight:
     def lock_state(self, owner: str) -> Lease:
         """Take the job's lock: two runs of one job never overlap.
 
+        A cloud job's host paths and servers are checked first (:func:`check_host_reach`):
+        the state store is one of them.
+
         Raises:
-            DativoError: If the lock cannot be created or another run holds it.
+            DativoError: If the job reaches outside what cloud mode allows on the host, or the
+                lock cannot be created or another run holds it.
         """
+        check_host_reach(self.job, self.policy if self.policy is not None else OperatorPolicy.load())
         return self.store.lock(self.job.tenant, self.job.name, owner=owner)
 
     def load_pending(self) -> PendingCommit | None:

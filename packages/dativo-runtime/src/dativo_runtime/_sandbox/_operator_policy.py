@@ -81,6 +81,22 @@ def _optional_bool(data: Mapping[str, Any], name: str, where: str) -> bool | Non
     return value
 
 
+def _optional_texts(data: Mapping[str, Any], name: str, where: str) -> tuple[str, ...] | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if (
+        isinstance(value, str)
+        or not isinstance(value, Sequence)
+        or not all(isinstance(item, str) and item for item in value)
+    ):
+        raise ConfigurationError(
+            f"{where}: sandbox.{name} must be a list of non-empty strings, got {value!r}",
+            details={"setting": f"sandbox.{name}"},
+        )
+    return tuple(value)
+
+
 def _positive_number(ceilings: Mapping[str, Any], name: str) -> float | None:
     value = ceilings.get(name)
     if value is None:
@@ -126,6 +142,13 @@ class OperatorPolicy:
             install requirements that name a URL or a file; ``None`` (unset): yes in
             ``self_hosted`` mode, no in ``cloud`` mode (building runs a package's own code on
             the host, outside any sandbox).
+        data_roots: In ``cloud`` mode, the folders under which the runtime's own process may
+            read and write a local path a job names (a csv reader's ``path``, a parquet
+            target's folder, a sqlite catalog, ``state.uri``, ``quarantine.path``, a sandboxed
+            writer's output folder); ``None`` (unset): the job file's own folder.
+        allowed_endpoints: In ``cloud`` mode, the servers (``host`` or ``host:port``) the
+            runtime's own process may connect to when a job names one (an S3 ``endpoint_url``,
+            an Iceberg catalog's ``uri``); ``None`` (unset): none.
 
     In ``cloud`` mode an unset ceiling is the one of :data:`CLOUD_DEFAULT_CEILINGS`; in
     ``self_hosted`` mode it is no ceiling.
@@ -147,6 +170,8 @@ class OperatorPolicy:
     mode: str = "self_hosted"
     allow_read_only_paths: bool | None = None
     allow_source_builds: bool | None = None
+    data_roots: tuple[Path, ...] | None = None
+    allowed_endpoints: tuple[str, ...] | None = None
     source: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -182,7 +207,7 @@ class OperatorPolicy:
         Accepted keys: ``mode`` (``cloud`` or ``self_hosted``), ``allowed_backends``,
         ``backend`` (pin), ``ceilings`` (``cpu``, ``memory``, ``timeout``, ``pids``,
         ``disk``), ``allow_network``, ``allow_read_only_paths``, ``allow_source_builds``,
-        ``docker_image``.
+        ``data_roots``, ``allowed_endpoints``, ``docker_image``.
 
         Raises:
             ConfigurationError: If a key or value is invalid.
@@ -196,6 +221,8 @@ class OperatorPolicy:
             "allow_network",
             "allow_read_only_paths",
             "allow_source_builds",
+            "data_roots",
+            "allowed_endpoints",
             "docker_image",
         }
         unknown = sorted(set(data) - known)
@@ -224,6 +251,14 @@ class OperatorPolicy:
             )
         allow_read_only_paths = _optional_bool(data, "allow_read_only_paths", where)
         allow_source_builds = _optional_bool(data, "allow_source_builds", where)
+        data_roots = _optional_texts(data, "data_roots", where)
+        for root in data_roots or ():
+            if not Path(root).is_absolute():
+                raise ConfigurationError(
+                    f"{where}: sandbox.data_roots entries must be absolute folders, got {root!r}",
+                    details={"setting": "sandbox.data_roots"},
+                )
+        allowed_endpoints = _optional_texts(data, "allowed_endpoints", where)
         ceilings = data.get("ceilings") or {}
         if not isinstance(ceilings, Mapping):
             raise ConfigurationError(
@@ -249,6 +284,8 @@ class OperatorPolicy:
                 allow_network=allow_network,
                 allow_read_only_paths=allow_read_only_paths,
                 allow_source_builds=allow_source_builds,
+                data_roots=None if data_roots is None else tuple(Path(r) for r in data_roots),
+                allowed_endpoints=allowed_endpoints,
                 docker_image=data.get("docker_image"),
                 source=source,
             )

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from dativo_plugin_sdk import ConfigurationError
 from dativo_runtime._storage._s3 import s3_options
-from dativo_runtime.connectors._options import COMPRESSIONS, ConnectorOptions, _int, _number, _size
+from dativo_runtime.connectors._options import COMPRESSIONS, ConnectorOptions, HostReach, _int, _number, _size
 
 __all__ = ["ICEBERG_TRANSFORMS", "IcebergOptions", "IcebergPartitionField", "sqlite_uri_resolved"]
 
@@ -232,6 +232,27 @@ class IcebergOptions(ConnectorOptions):
                 )
             fields.append(IcebergPartitionField(column, transform.replace(" ", "")))
         return tuple(fields)
+
+    def host_reach(self) -> HostReach:
+        """The warehouse and S3 endpoint, as every connector's, plus the catalog's file or server.
+
+        Returns:
+            A sqlite catalog's file among the paths; any other catalog ``uri`` and every
+            catalog property naming an endpoint (``s3.endpoint``) among the endpoints.
+        """
+        reach = super().host_reach()
+        paths, endpoints = list(reach.paths), list(reach.endpoints)
+        uri = str(self.catalog.get("uri") or "")
+        if uri.startswith(_SQLITE_PREFIX):
+            database = uri[len(_SQLITE_PREFIX) :]
+            if database and not database.startswith(":memory:"):
+                paths.append(("catalog.uri", database))
+        elif uri:
+            endpoints.append(("catalog.uri", uri))
+        for key, value in self.catalog.items():
+            if str(key).endswith("endpoint") and isinstance(value, str) and value:
+                endpoints.append((f"catalog.{key}", value))
+        return HostReach(tuple(paths), tuple(endpoints))
 
     @classmethod
     def resolve_paths(cls, config: dict[str, Any], resolve: Callable[[str], str]) -> dict[str, Any]:

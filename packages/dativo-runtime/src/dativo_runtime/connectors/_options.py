@@ -27,6 +27,7 @@ __all__ = [
     "ConnectorOptions",
     "CsvOptions",
     "FileReaderOptions",
+    "HostReach",
     "JobContext",
     "JsonlOptions",
     "ParquetOptions",
@@ -51,6 +52,20 @@ def source_settings(job: JobContext) -> dict[str, Any]:
     if job.stream:
         settings["stream"] = job.stream
     return settings
+
+
+@dataclass(frozen=True)
+class HostReach:
+    """What a connector running in the runtime's own process touches of the host.
+
+    Args:
+        paths: ``(config key, local path)`` pairs it reads or writes (a glob as given).
+        endpoints: ``(config key, URL)`` pairs of the servers its config names (an S3
+            ``endpoint_url``, a catalog's ``uri``); the default AWS endpoint is not one.
+    """
+
+    paths: tuple[tuple[str, str], ...] = ()
+    endpoints: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -105,6 +120,22 @@ class ConnectorOptions:
     def _fields_from(cls, config: Mapping[str, Any]) -> dict[str, Any]:
         del config
         return {}
+
+    def host_reach(self) -> HostReach:
+        """The local paths and servers this connector touches when it runs in the runtime's process.
+
+        Returns:
+            Its location (:attr:`location_option`) when that is a local path, and its S3
+            ``endpoint_url`` when it sets one.
+        """
+        paths: list[tuple[str, str]] = []
+        location = getattr(self, self.location_option, None) if self.location_option else None
+        if isinstance(location, str) and location and "://" not in location:
+            paths.append((str(self.location_option), location))
+        storage = getattr(self, "storage_options", None) or {}
+        endpoint = storage.get("endpoint_url")
+        endpoints = [("endpoint_url", str(endpoint))] if endpoint else []
+        return HostReach(tuple(paths), tuple(endpoints))
 
     def needs_network(self) -> bool:
         """Whether the connector reaches its server over the network (not over a unix socket).
