@@ -17,7 +17,9 @@ from dativo_runtime._batch._dask_executor import DaskJobRunner
 from dativo_runtime._batch._dask_task import run_job_task, tenant_semaphore_name
 from dativo_runtime._batch._shared_storage import check_shared_storage, unshared_locations
 from dativo_runtime._engine._outcome import RunStatus
+from dativo_runtime._engine._run import run_job
 from dativo_runtime._jobs._model import load_job
+from dativo_runtime._sandbox._policy import OperatorPolicy
 
 
 def _info(*addresses: str) -> dict[str, Any]:
@@ -92,6 +94,46 @@ def test_the_runner_refuses_a_local_target_on_a_multi_machine_cluster_before_sub
     assert result.exit_code == 2
     assert result.error is not None
     assert "--shared-path" in result.error.message
+
+
+def _in_process_job(tmp_path: Path) -> Path:
+    (tmp_path / "reader.py").write_text(
+        "from dativo_plugin_sdk import BaseReader\nclass R(BaseReader): pass\n"
+    )
+    path = tmp_path / "job.yaml"
+    path.write_text(
+        f"tenant: acme\nname: orders\nsource: {{plugin: {tmp_path / 'reader.py'}:R, config: {{}}}}\n"
+        f"target: {{plugin: parquet, config: {{path: {tmp_path / 'out'}}}}}\nsandbox: {{backend: none}}\n"
+    )
+    return path
+
+
+def test_the_runner_refuses_what_its_cloud_policy_forbids_before_submitting_as_a_local_run_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "runtime.yaml").write_text("sandbox: {mode: cloud}\n")
+    monkeypatch.setenv("DATIVO_RUNTIME_CONFIG", str(tmp_path / "runtime.yaml"))
+    path = _in_process_job(tmp_path)
+
+    class Job:
+        tenant, name = "acme", "orders"
+
+    Job.path = path  # type: ignore[attr-defined]
+    result = DaskJobRunner(_TwoMachines()).run(Job(), threading.Event())  # type: ignore[arg-type]
+    local = run_job(load_job(path))
+    assert result.exit_code == local.exit_code == 2
+    assert result.error is not None
+    assert local.error is not None
+    assert result.error.message == local.error.message
+    assert "cloud mode always sandboxes plugins" in result.error.message
+
+
+def test_the_task_runs_under_the_client_policy_when_the_worker_has_none(tmp_path: Path) -> None:
+    record = run_job_task(str(_in_process_job(tmp_path)), policy=OperatorPolicy(mode="cloud"))["result"]
+    assert record["exit_code"] == 2
+    assert "Dask worker local cannot run job acme/orders" in record["error"]["message"]
+    assert "cloud mode always sandboxes plugins" in record["error"]["message"]
+    assert record["records_read"] == 0
 
 
 def test_the_task_refuses_a_job_file_the_worker_cannot_see(tmp_path: Path) -> None:

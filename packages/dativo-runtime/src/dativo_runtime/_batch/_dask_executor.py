@@ -14,10 +14,13 @@ limits work as on one machine, plus one:
   ``distributed.Semaphore`` on the worker, so the limit holds across every client of the
   cluster (several ``run`` commands, ``serve``).
 
-Before a job is submitted, the client refuses it when its output is a local folder and the
-workers span machines (:mod:`._shared_storage`). A job with ``source.parallelism`` above 1 runs
-here instead, each of its partitions a task (:mod:`._dask_partitions`): this process takes the
-job's lock and tenant lease, and commits. ``distributed`` is imported lazily.
+Before a job is submitted, the client refuses it when its operator's policy
+(``DATIVO_RUNTIME_CONFIG``) forbids it, as a run without Dask would, and when its output is a
+local folder and the workers span machines (:mod:`._shared_storage`). Every task carries the
+client's policy, and runs under the stricter of it and its worker's own (:mod:`._dask_policy`).
+A job with ``source.parallelism`` above 1 runs here instead, each of its partitions a task
+(:mod:`._dask_partitions`): this process takes the job's lock and tenant lease, and commits.
+``distributed`` is imported lazily.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from dativo_plugin_sdk import DativoError, TransientError
 from dativo_runtime._batch._child import JobFile
 from dativo_runtime._batch._dask_cluster import DEFAULT_CONNECT_TIMEOUT, dask_client, worker_hosts
 from dativo_runtime._batch._dask_partitions import DaskPartitionRunner, partitions_on_cluster
+from dativo_runtime._batch._dask_policy import check_client_policy
 from dativo_runtime._batch._dask_task import run_job_task, tenant_slot
 from dativo_runtime._batch._runner import JobOutcome, JobsReport, run_jobs
 from dativo_runtime._batch._shared_storage import check_shared_storage
@@ -44,6 +48,7 @@ from dativo_runtime._exit_codes import ExitCode, exit_code_for
 from dativo_runtime._jobs._model import JobConfig, load_job
 from dativo_runtime._observability._exposition import MetricsExport
 from dativo_runtime._observability._metrics import RunMetrics
+from dativo_runtime._sandbox._policy import OperatorPolicy
 from dativo_runtime._secrets import REDACTOR
 
 __all__ = ["DaskJobRunner", "run_jobs_on_dask"]
@@ -98,14 +103,20 @@ class DaskJobRunner:
         if not workers:
             raise RuntimeError("the Dask scheduler has no workers")
 
-    def _plan(self, job: JobFile) -> JobConfig | DativoError:
-        """The loaded job, or why it is refused (its output would stay on one worker's disk)."""
+    def _plan(self, job: JobFile) -> tuple[JobConfig, OperatorPolicy] | DativoError:
+        """The loaded job and this client's policy, or why the job is refused.
+
+        Refused: what this client's operator policy forbids (as a local run refuses it), and
+        an output that would stay on one worker's disk.
+        """
         try:
             loaded = load_job(job.path)
+            policy = OperatorPolicy.load()
+            check_client_policy(loaded, policy)
             check_shared_storage(loaded, hosts=self.hosts(), shared_paths=self.shared_paths)
         except DativoError as exc:
             return exc
-        return loaded
+        return loaded, policy
 
     def run(self, job: JobFile, cancel: threading.Event) -> RunResult:
         """Submit the job as a task and wait for it; on ``cancel``, stop watching it.
@@ -116,12 +127,14 @@ class DaskJobRunner:
         planned = self._plan(job)
         if isinstance(planned, DativoError):
             return _failed(job, planned)
-        if partitions_on_cluster(planned):
-            return self._run_partitioned(planned)
+        loaded, policy = planned
+        if partitions_on_cluster(loaded):
+            return self._run_partitioned(loaded, policy)
         future = self.client.submit(
             run_job_task,
             str(Path(job.path).resolve()),
             per_tenant_limit=self.per_tenant_limit,
+            policy=policy,
             key=f"dativo-{job.tenant}-{job.name}-{uuid.uuid4().hex[:12]}",
             pure=False,
         )
@@ -142,14 +155,15 @@ class DaskJobRunner:
         logger.info("%s/%s ran on Dask worker %s", job.tenant, job.name, value.get("worker"))
         return result
 
-    def _run_partitioned(self, job: JobConfig) -> RunResult:
-        """Run the job here, each of its partitions a task on the cluster; commit here."""
+    def _run_partitioned(self, job: JobConfig, policy: OperatorPolicy) -> RunResult:
+        """Run the job here under ``policy``, each of its partitions a task on the cluster; commit here."""
         parallelism = job.source.parallelism
-        runner = DaskPartitionRunner(self.client, at_once=None if parallelism == "auto" else int(parallelism))
+        at_once = None if parallelism == "auto" else int(parallelism)
+        runner = DaskPartitionRunner(self.client, at_once=at_once, policy=policy)
         metrics = RunMetrics()
         with tenant_slot(job.tenant, self.per_tenant_limit):
             logger.info("running %s here, its partitions as Dask tasks", job.job_id)
-            result = run_job(job, metrics=metrics, partition_runner=runner)
+            result = run_job(job, metrics=metrics, policy=policy, partition_runner=runner)
         result.metrics_text = generate_latest(metrics.registry).decode("utf-8")
         return result
 

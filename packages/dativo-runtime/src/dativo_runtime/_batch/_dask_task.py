@@ -1,8 +1,10 @@
 """What runs on a Dask worker for one job: :func:`run_job_task`.
 
 The task is the runtime's own run of one job, the same one ``dativo-run run --config JOB``
-does: it loads the job file (at the same path on every worker), checks that the job's sandbox
-backend works on this worker, takes a lease of the tenant's cluster-wide
+does, under the stricter of this worker's operator policy and the one the client sent
+(:func:`~dativo_runtime._batch._dask_policy.task_policy`): it loads the job file (at the same
+path on every worker), checks that the job's sandbox backend works on this worker under that
+policy, takes a lease of the tenant's cluster-wide
 ``distributed.Semaphore`` when there is a per-tenant limit, then calls
 :func:`~dativo_runtime._engine._run.run_job`. It returns plain data, never raises for a failed
 run: the run's :meth:`RunResult.to_record`, the run's metrics as Prometheus text and the
@@ -24,14 +26,15 @@ from typing import Any
 
 from prometheus_client import generate_latest
 
-from dativo_plugin_sdk import ConfigurationError, DativoError, SandboxError
+from dativo_plugin_sdk import ConfigurationError, DativoError, from_dict
 from dativo_runtime._batch._dask_cluster import import_distributed
+from dativo_runtime._batch._dask_policy import task_policy
 from dativo_runtime._engine._outcome import RunResult, RunStatus
 from dativo_runtime._engine._run import run_job
 from dativo_runtime._exit_codes import exit_code_for
 from dativo_runtime._jobs._model import JobConfig, load_job
 from dativo_runtime._observability._metrics import RunMetrics
-from dativo_runtime._sandbox._policy import choose_sandbox
+from dativo_runtime._sandbox._policy import OperatorPolicy, choose_sandbox
 
 __all__ = ["TENANT_SEMAPHORE_PREFIX", "check_sandbox", "run_job_task", "tenant_semaphore_name", "tenant_slot"]
 
@@ -66,8 +69,12 @@ def tenant_slot(tenant: str, limit: int | None) -> Iterator[None]:
         semaphore.release()
 
 
-def check_sandbox(job: JobConfig) -> None:
+def check_sandbox(job: JobConfig, policy: OperatorPolicy | None = None) -> None:
     """Check that this machine can run the job's plugins in the sandbox the job and policy call for.
+
+    Args:
+        job: The job.
+        policy: The operator's policy; this machine's (``DATIVO_RUNTIME_CONFIG``) by default.
 
     Raises:
         SandboxError: If no backend the job may use works here (the message is the one
@@ -77,7 +84,7 @@ def check_sandbox(job: JobConfig) -> None:
     limits = job.sandbox.to_limits()
     for ref in (job.source_ref(), job.target_ref()):
         choose_sandbox(
-            job.mode, job.sandbox.backend, ref, limits=limits, read_only_paths=job.read_only_paths()
+            job.mode, job.sandbox.backend, ref, policy, limits=limits, read_only_paths=job.read_only_paths()
         )
 
 
@@ -88,6 +95,14 @@ def _worker_address() -> str:
         return str(get_worker().address)
     except (ImportError, ValueError):  # Called outside a Dask worker (tests, embedding).
         return "local"
+
+
+def _on_worker(exc: DativoError, why: str, worker: str) -> DativoError:
+    """The same error (same class, exit code, retryability), its message saying which worker refused."""
+    data = exc.to_dict()
+    data["message"] = f"{why}: {exc.message}"
+    data["details"] = {**exc.details, "worker": worker}
+    return from_dict(data)
 
 
 def _refused(job_file: str, exc: DativoError, worker: str, job: JobConfig | None = None) -> dict[str, Any]:
@@ -102,12 +117,16 @@ def _refused(job_file: str, exc: DativoError, worker: str, job: JobConfig | None
     return {"result": result.to_record(), "metrics": None, "worker": worker}
 
 
-def run_job_task(job_file: str, *, per_tenant_limit: int | None = None) -> dict[str, Any]:
+def run_job_task(
+    job_file: str, *, per_tenant_limit: int | None = None, policy: OperatorPolicy | None = None
+) -> dict[str, Any]:
     """Run one job on this worker; the Dask task of ``--executor dask``.
 
     Args:
         job_file: The job file's absolute path (the same on every worker).
         per_tenant_limit: Runs of one tenant at once across the cluster; ``None`` for no limit.
+        policy: The client's operator policy; the job runs under the stricter of it and this
+            worker's own (``None``: this worker's alone).
 
     Returns:
         ``{"result": RunResult.to_record(), "metrics": text or None, "worker": address}``.
@@ -125,19 +144,15 @@ def run_job_task(job_file: str, *, per_tenant_limit: int | None = None) -> dict[
     except DativoError as exc:
         return _refused(job_file, exc, worker)
     try:
-        check_sandbox(job)
-    except SandboxError as exc:
-        refusal = SandboxError(
-            f"Dask worker {worker} cannot run job {job.job_id}: {exc.message}",
-            details={**exc.details, "worker": worker},
-        )
+        effective = task_policy(policy, job.mode)
+        check_sandbox(job, effective)
+    except DativoError as exc:
+        refusal = _on_worker(exc, f"Dask worker {worker} cannot run job {job.job_id}", worker)
         logger.warning("%s", refusal.message)
         return _refused(job_file, refusal, worker, job)
-    except DativoError as exc:
-        return _refused(job_file, exc, worker, job)
     metrics = RunMetrics()
     with tenant_slot(job.tenant, per_tenant_limit):
         logger.info("running %s on Dask worker %s", job.job_id, worker)
-        result = run_job(job, metrics=metrics)
+        result = run_job(job, metrics=metrics, policy=effective)
     text = generate_latest(metrics.registry).decode("utf-8")
     return {"result": result.to_record(), "metrics": text, "worker": worker}

@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from dativo_plugin_sdk import ConfigurationError
 from dativo_runtime._sandbox._base import SandboxLimits
@@ -49,6 +49,7 @@ memory, 24 hours, 1024 processes, 100 GiB of disk, and no egress unless ``allow_
 ISOLATED_BACKENDS = ("docker", "process")
 """The backends that isolate a plugin, strongest first: what ``auto`` tries, in order."""
 _CEILING_KEYS = ("cpu", "memory", "timeout", "pids", "disk")
+_Number = TypeVar("_Number", int, float)
 
 
 def _backends(value: Any, what: str) -> tuple[str, ...]:
@@ -60,6 +61,11 @@ def _backends(value: Any, what: str) -> tuple[str, ...]:
             details={"setting": what, "unknown": unknown},
         )
     return tuple(names)
+
+
+def _lower(a: _Number | None, b: _Number | None) -> _Number | None:
+    """The lower of two ceilings, ``None`` meaning none."""
+    return b if a is None else a if b is None else min(a, b)
 
 
 def check_mode(mode: Any, setting: str, where: str = "") -> str:
@@ -95,6 +101,22 @@ def _optional_texts(data: Mapping[str, Any], name: str, where: str) -> tuple[str
             details={"setting": f"sandbox.{name}"},
         )
     return tuple(value)
+
+
+def _common_roots(mine: tuple[Path, ...] | None, theirs: tuple[Path, ...] | None) -> tuple[Path, ...] | None:
+    """The folders under a root of both lists (``None``, the job file's folder, defers to the other)."""
+    if mine is None or theirs is None:
+        return theirs if mine is None else mine
+    inside = [a for a in mine if any(a == b or b in a.parents for b in theirs)]
+    inside += [b for b in theirs if any(b == a or a in b.parents for a in mine)]
+    return tuple(dict.fromkeys(inside))
+
+
+def _common_endpoints(mine: tuple[str, ...] | None, theirs: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """The servers both lists allow (``None`` allows none in cloud mode)."""
+    if mine is None or theirs is None:
+        return None
+    return tuple(e for e in mine if e.lower() in {t.lower() for t in theirs})
 
 
 def _positive_number(ceilings: Mapping[str, Any], name: str) -> float | None:
@@ -405,9 +427,7 @@ class OperatorPolicy:
         if not paths:
             return
         job_mode = job_mode or self.mode
-        cloud = self.effective_mode(job_mode) == "cloud"
-        allowed = (not cloud) if self.allow_read_only_paths is None else self.allow_read_only_paths
-        if allowed:
+        if self._allows_read_only_paths(self.effective_mode(job_mode)):
             return
         if self.allow_read_only_paths is None:
             who = (
@@ -432,6 +452,75 @@ class OperatorPolicy:
         if self.allow_source_builds is not None:
             return self.allow_source_builds
         return self.effective_mode(job_mode or self.mode) != "cloud"
+
+    def stricter(self, other: OperatorPolicy, *, job_mode: str = "self_hosted") -> OperatorPolicy:
+        """The policy allowing a job only what both this policy and ``other`` allow it.
+
+        For a run two operators' policies govern (a Dask worker's own and its client's): the
+        mode is ``cloud`` when either policy or the job says so; the allowed backends are those
+        both allow; each ceiling is the lower of the two as each would apply it to the job
+        alone (an unset one is cloud mode's default where that policy puts the job in cloud
+        mode, no ceiling otherwise); egress and read-only host paths are allowed only when both
+        allow them. So the result refuses exactly what either policy refuses.
+
+        Args:
+            other: The second policy.
+            job_mode: The ``mode`` of the job the result is for (the ceilings depend on it).
+
+        Returns:
+            The combined policy (its ``source`` names both files).
+
+        Raises:
+            ConfigurationError: If no policy honours both: no backend both allow (no isolated
+                one, in cloud mode), different pinned backends or different sandbox images.
+        """
+        mode = "cloud" if "cloud" in (self.mode, other.mode, check_mode(job_mode, "mode")) else "self_hosted"
+        source = ", ".join(s for s in (self.source, other.source) if s) or None
+        where = f"the operator's policies ({source})" if source else "the operator's policies"
+        allowed = tuple(
+            name
+            for name in self.allowed_backends
+            if name in other.allowed_backends and (mode == "self_hosted" or name != "none")
+        )
+        pins = sorted({p for p in (self.pinned_backend, other.pinned_backend) if p is not None})
+        images = sorted({i for i in (self.docker_image, other.docker_image) if i is not None})
+        conflict = (
+            f"allow no {'isolated ' if mode == 'cloud' else ''}backend in common "
+            f"({list(self.allowed_backends)} and {list(other.allowed_backends)}, in {mode} mode)"
+            if not allowed
+            else f"pin different backends ({', '.join(pins)})"
+            if len(pins) > 1
+            else f"name different sandbox images ({', '.join(images)})"
+            if len(images) > 1
+            else ""
+        )
+        if conflict:
+            raise ConfigurationError(
+                f"{where} {conflict}: no run can honour both", details={"setting": "sandbox", "mode": mode}
+            )
+        mine, theirs = self.ceilings(job_mode), other.ceilings(job_mode)
+        return OperatorPolicy(
+            allowed_backends=allowed,
+            pinned_backend=pins[0] if pins else None,
+            max_cpu=_lower(mine.cpu, theirs.cpu),
+            max_memory_bytes=_lower(mine.memory_bytes, theirs.memory_bytes),
+            max_timeout_s=_lower(mine.timeout_s, theirs.timeout_s),
+            max_pids=_lower(mine.pids, theirs.pids),
+            allow_network=mine.network and theirs.network,
+            docker_image=images[0] if images else None,
+            max_disk_bytes=_lower(mine.disk_bytes, theirs.disk_bytes),
+            mode=mode,
+            allow_read_only_paths=all(
+                policy._allows_read_only_paths(policy.effective_mode(job_mode)) for policy in (self, other)
+            ),
+            allow_source_builds=self.allows_source_builds(job_mode) and other.allows_source_builds(job_mode),
+            data_roots=_common_roots(self.data_roots, other.data_roots),
+            allowed_endpoints=_common_endpoints(self.allowed_endpoints, other.allowed_endpoints),
+            source=source,
+        )
+
+    def _allows_read_only_paths(self, mode: str) -> bool:
+        return (mode != "cloud") if self.allow_read_only_paths is None else self.allow_read_only_paths
 
     def cloud_reason(self, job_mode: str) -> str:
         """Why a job in ``job_mode`` runs in cloud mode, for messages."""
