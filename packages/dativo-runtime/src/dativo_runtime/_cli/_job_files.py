@@ -23,7 +23,8 @@ def schema(
         typer.Option(
             "--plugin",
             help="Embed this plugin's config_schema at source.config (a reader) or target.config (a "
-            "writer), for editor completion. Imports the plugin's module in this process.",
+            "writer), for editor completion. Imports the plugin's module in this process (in a "
+            "sandbox worker when the operator's policy says mode: cloud).",
         ),
     ] = None,
     as_json: JsonOption = False,

@@ -54,8 +54,8 @@ def plugins_inspect(
 ) -> None:
     """Show a plugin's version, requires_sdk, compatibility with this SDK and capabilities.
 
-    This imports the plugin's module in this process: for untrusted code use
-    `dativo-run discover --plugin REF --sandbox process`, which reports the same from a sandbox worker.
+    This imports the plugin's module in this process, unless the operator's policy
+    (DATIVO_RUNTIME_CONFIG) says mode: cloud: then a sandbox worker imports it and reports it.
     """
     from dativo_runtime._engine._plugin_catalog import inspect_plugin
 

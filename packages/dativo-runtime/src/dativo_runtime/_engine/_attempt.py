@@ -25,6 +25,7 @@ from dativo_runtime._engine._commit import (
     target_storage_options,
 )
 from dativo_runtime._engine._observer import RunObserver, StageClock
+from dativo_runtime._engine._partition_state_budget import PartitionStateBudget
 from dativo_runtime._engine._partition_task import (
     PartitionRequest,
     PartitionRunner,
@@ -147,6 +148,7 @@ class Attempt:
         self.ingest_date = ingest_date
         self.on_progress = on_progress
         self.outcome = AttemptOutcome(attempts=number)
+        self.state_budget: PartitionStateBudget | None = None
 
     def writer_run_id(self, suffix: str = "") -> str:
         """The id of this attempt's writer run (``-q`` for the quarantine's)."""
@@ -332,8 +334,17 @@ class Attempt:
     # Partitions ----------------------------------------------------------------------------
 
     def _partitions(self, reader: ReaderSession, saved: JobState, state_key: str) -> list[Partition] | None:
-        """The reader's partitions, or ``None`` when it reads its stream whole."""
+        """The reader's partitions, or ``None`` when it reads its stream whole.
+
+        A sandboxed reader's partition states are held to what one request can send back
+        (:mod:`._partition_state_budget`), starting with the saved ones this request sends.
+        """
         incremental = self.job.source.incremental is not None
+        if self.outcome.sandbox.get("source", "none") != "none":
+            self.state_budget = PartitionStateBudget(
+                saved.partition_states(state_key), ref=self.job.source.plugin, stream=state_key
+            )
+            self.state_budget.check_saved()
         partitions = reader.partitions(saved.partition_states(state_key) if incremental else {})
         if len(partitions) == 1 and partitions[0].is_whole_stream:
             return None
@@ -391,6 +402,7 @@ class Attempt:
                         self._progress(validator.report.records_invalid, estimate)
                         continue
                     if item.batch.state is not None:
+                        self._count_state(item.partition, item.batch.state)
                         counts.state = item.batch.state
                     rows = item.batch.data.num_rows
                     if rows:
@@ -467,6 +479,8 @@ class Attempt:
                 counts.records_read = staged.records_read
                 counts.records_written = staged.records_written
                 counts.batches = staged.batches
+                if staged.state is not None:
+                    self._count_state(staged.partition, staged.state)
                 counts.state = staged.state
                 counts.complete = True
                 outcome.records_read += staged.records_read
@@ -478,6 +492,11 @@ class Attempt:
                 self.observer.partition_finished(stream, complete=True)
                 outcome.sandbox.setdefault("source", staged.sandbox)
                 self._progress(validator.report.records_invalid, None)
+
+    def _count_state(self, partition: str, state: dict[str, Any]) -> None:
+        """Count a partition's newest state against the stream's budget (a sandboxed reader's)."""
+        if self.state_budget is not None:
+            self.state_budget.add(partition, state)
 
     def _open_more_source(self) -> ReaderSession:
         session, _backend = self.preflight.open_source()
@@ -540,6 +559,13 @@ class Attempt:
     def _commit(self, writers: _Writers, saved: JobState, state_key: str) -> None:
         """Quarantine first, then the target's data and the state (:meth:`CommitProtocol.commit`)."""
         outcome = self.outcome
+        partition_states = (
+            None
+            if outcome.partitions is None
+            else {name: p.state for name, p in outcome.partitions.items() if p.state is not None}
+        )
+        if partition_states is not None and self.state_budget is not None:
+            self.state_budget.check_to_save(partition_states)
         if writers.quarantine is not None:
             outcome.quarantine_commit = writers.quarantine.commit_files(writers.quarantine_metadata)
         staged = StagedRun(
@@ -549,11 +575,7 @@ class Attempt:
             saved=saved,
             state_key=state_key,
             state=outcome.state,
-            partition_states=(
-                None
-                if outcome.partitions is None
-                else {name: p.state for name, p in outcome.partitions.items() if p.state is not None}
-            ),
+            partition_states=partition_states,
         )
         self.commits.commit(staged)
         outcome.commit = staged.commit

@@ -18,10 +18,12 @@ from dativo_plugin_sdk._frames import check_frames
 from dativo_runtime._observability._logging import truncate_text
 from dativo_runtime._sandbox._base import SandboxLimits
 from dativo_runtime._sandbox._limits import DEFAULT_MEMORY_BYTES, format_bytes
-from dativo_runtime._worker._protocol import MAX_FRAME_BYTES, ProtocolError
+from dativo_runtime._worker._protocol import MAX_CONTROL_CONTAINERS, MAX_FRAME_BYTES, ProtocolError
 
 __all__ = [
     "MAX_ERROR_MESSAGE_CHARS",
+    "MAX_PARTITION_STATES_BYTES",
+    "MAX_PARTITION_STATES_CONTAINERS",
     "MAX_STATE_BYTES",
     "MIN_DATA_FRAME_BYTES",
     "bounded_error",
@@ -33,7 +35,21 @@ __all__ = [
 
 MIN_DATA_FRAME_BYTES = 64 << 20
 MAX_STATE_BYTES = 1 << 20
-"""Largest state snapshot a worker may send (JSON), also checked before the state is saved."""
+"""Largest state snapshot a worker may send (JSON), checked as each message arrives."""
+MAX_PARTITION_STATES_BYTES = 3 << 20
+"""Largest JSON of the states of one stream's partitions together, for a sandboxed reader.
+
+The next run sends them all to its worker in one ``partitions`` request, a control frame of
+at most 4 MiB (:data:`~dativo_runtime._worker._protocol.MAX_CONTROL_BYTES`); the 1 MiB left
+over holds the request's other fields and its trace context. One partition's state
+(:data:`MAX_STATE_BYTES`) always fits.
+"""
+MAX_PARTITION_STATES_CONTAINERS = MAX_CONTROL_CONTAINERS - 1_000
+"""Most JSON arrays and objects the states of one stream's partitions may hold together.
+
+Counted as the worker's decoder counts them (every ``[`` and ``{`` of the JSON text), less
+what the rest of the ``partitions`` request holds.
+"""
 MAX_ERROR_MESSAGE_CHARS = 16_000
 _DETAIL_CHARS = 4_000
 _MAX_DETAILS = 100
