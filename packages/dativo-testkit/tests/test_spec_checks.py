@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -11,6 +12,8 @@ from typing import Any
 import pytest
 
 from dativo_testkit import CheckStatus, MockReader, list_checks, run_conformance
+from dativo_testkit._checks import CheckFailedError
+from dativo_testkit._spec_child import spec_problems_in_child
 
 SPEC_CHECKS = ("config_spec_valid", "config_spec_accepts_valid_config", "config_spec_rejects_bad_configs")
 
@@ -164,3 +167,46 @@ def test_a_well_formed_bad_config_may_satisfy_the_spec() -> None:
     malformed = run_conformance(_TokenSpecReader, config={"records": 5}, bad_config={"records": -1})
     assert malformed.check("reader.config_spec_rejects_bad_configs").status is CheckStatus.PASSED
     # records: -1 breaks "minimum": 0; with a looser spec the same config is a gap, as SpecAcceptsBadConfigReader shows.
+
+
+def _ref_bomb(levels: int = 40) -> dict[str, Any]:
+    """Levels of ``anyOf`` of two ``$ref`` to the next level: 2**levels steps to apply (3 KB)."""
+    defs: dict[str, Any] = {f"d{i}": {"anyOf": [{"$ref": f"#/$defs/d{i + 1}"}] * 2} for i in range(levels)}
+    defs[f"d{levels}"] = {"type": "integer"}
+    return {"$defs": defs, "$ref": "#/$defs/d0"}
+
+
+class RefBombSpecReader(MockReader):
+    """Declares a valid JSON Schema that takes 2**40 steps to apply to any config."""
+
+    config_schema = _ref_bomb()
+
+
+def test_a_spec_too_slow_to_apply_fails_its_checks_at_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dativo_testkit import _spec_child
+
+    monkeypatch.setattr(_spec_child, "SPEC_CHECK_TIMEOUT_S", 1.0)
+    began = time.monotonic()
+    report = run_conformance(RefBombSpecReader, config={"records": 3}, bad_config={"records": "x"})
+    assert time.monotonic() - began < 60
+    failed = {c.name: c.reason for c in report.failed}
+    assert set(failed) == {
+        "reader.config_spec_accepts_valid_config",
+        "reader.config_spec_rejects_bad_configs",
+    }
+    for reason in failed.values():
+        assert "against RefBombSpecReader.config_schema takes more than 1 s" in reason
+        assert "a $ref in an anyOf, oneOf or allOf multiplies" in reason
+
+
+def test_the_child_checks_the_schema_and_each_config() -> None:
+    schema = {"type": "object", "properties": {"records": {"type": "integer"}}, "required": ["records"]}
+    assert spec_problems_in_child("R", schema, [{"records": 1}, {"records": "x"}, {}]) == [
+        [],
+        ["records: the 'type' rule (\"integer\")"],
+        ["(the config): the 'required' rule ([\"records\"])"],
+    ]
+    with pytest.raises(
+        CheckFailedError, match=r"R.config_schema is not a valid JSON Schema \(draft 2020-12\)"
+    ):
+        spec_problems_in_child("R", {"type": "obj"}, [])

@@ -9,7 +9,8 @@ plugin connects (a refused token: the plugin builds with it), which no schema ca
 out. Each is skipped, saying why, when the plugin declares no spec.
 
 Problems are described by key path and rule only: a config's values (and so its secrets)
-never appear in a report.
+never appear in a report. The schema is applied in a child process killed at a deadline
+(:mod:`._spec_child`), so no schema can hold the harness.
 """
 
 from __future__ import annotations
@@ -18,12 +19,10 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, cast
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
-
 from dativo_plugin_sdk import ConfigurationError
 
 from ._checks import CheckFailedError, CheckSkippedError, ConformanceCheck, PluginSession, RegisteredCheck
+from ._spec_child import spec_problems_in_child
 
 __all__ = ["READER_SPEC_CHECKS", "WRITER_SPEC_CHECKS", "config_spec_problems"]
 
@@ -32,11 +31,11 @@ _SHOWN_PROBLEMS = 5
 
 
 def _declared_schema(session: PluginSession) -> dict[str, Any]:
-    """The plugin's ``config_schema``, checked to be JSON data and a valid JSON Schema.
+    """The plugin's ``config_schema``, checked to be JSON data (the child checks it is a JSON Schema).
 
     Raises:
         CheckSkippedError: If the plugin declares none.
-        CheckFailedError: If it is not a dict of JSON data, or not a valid JSON Schema.
+        CheckFailedError: If it is not a dict of JSON data.
     """
     value = getattr(session.plugin_class, _ATTRIBUTE, None)
     if value is None:
@@ -61,19 +60,13 @@ def _declared_schema(session: PluginSession) -> dict[str, Any]:
             f"{session.name}.config_schema changes when written as JSON (a non-string key, or a tuple); "
             "use only dicts with string keys, lists, strings, numbers, booleans and None"
         )
-    try:
-        Draft202012Validator.check_schema(copy)
-    except SchemaError as exc:
-        where = "/".join(str(part) for part in exc.absolute_path) or "(top level)"
-        raise CheckFailedError(
-            f"{session.name}.config_schema is not a valid JSON Schema (draft 2020-12): at {where}: "
-            f"{exc.message}"
-        ) from None
     return cast(dict[str, Any], copy)
 
 
 def config_spec_problems(schema: Mapping[str, Any], config: Mapping[str, Any]) -> list[str]:
     """Describe why ``config`` does not satisfy ``schema``, by key path and rule (never by value).
+
+    The schema is applied in a child process killed at a deadline (:func:`spec_problems_in_child`).
 
     Args:
         schema: A valid JSON Schema (draft 2020-12).
@@ -82,15 +75,11 @@ def config_spec_problems(schema: Mapping[str, Any], config: Mapping[str, Any]) -
     Returns:
         One line per problem, such as ``page_size: the 'type' rule ('integer')``; empty
         when the config satisfies the schema.
+
+    Raises:
+        CheckFailedError: If the schema is not a valid JSON Schema, or takes too long to apply.
     """
-    problems = []
-    for error in Draft202012Validator(schema).iter_errors(dict(config)):
-        where = ".".join(str(part) for part in error.absolute_path) or "(the config)"
-        rule = json.dumps(error.validator_value, default=str)
-        if len(rule) > 80:
-            rule = rule[:77] + "..."
-        problems.append(f"{where}: the {error.validator!r} rule ({rule})")
-    return sorted(problems)
+    return spec_problems_in_child("the plugin", schema, [config])[0]
 
 
 def _bad_configs(session: PluginSession) -> list[Mapping[str, Any]]:
@@ -110,6 +99,7 @@ def _bad_configs(session: PluginSession) -> list[Mapping[str, Any]]:
 def check_spec_is_valid(session: PluginSession) -> str:
     """The declared ``config_schema`` is JSON data and a valid JSON Schema (draft 2020-12)."""
     schema = _declared_schema(session)
+    spec_problems_in_child(session.name, schema, [])
     keys = schema.get("properties")
     count = f" with {len(keys)} key(s)" if isinstance(keys, Mapping) else ""
     return f"config_schema is a valid JSON Schema (draft 2020-12){count}"
@@ -118,7 +108,7 @@ def check_spec_is_valid(session: PluginSession) -> str:
 def check_spec_accepts_valid_config(session: PluginSession) -> str:
     """The valid config satisfies the plugin's ``config_schema``."""
     schema = _declared_schema(session)
-    problems = config_spec_problems(schema, session.config)
+    problems = spec_problems_in_child(session.name, schema, [session.config])[0]
     if problems:
         shown = "; ".join(problems[:_SHOWN_PROBLEMS])
         raise CheckFailedError(
@@ -153,7 +143,8 @@ def check_spec_rejects_bad_configs(session: PluginSession) -> str:
     bad = _bad_configs(session)
     if not bad:
         raise CheckSkippedError("no bad config was given (bad_config=..., or --bad-config)")
-    satisfying = [index for index, config in enumerate(bad, 1) if not config_spec_problems(schema, config)]
+    found = spec_problems_in_child(session.name, schema, bad)
+    satisfying = [index for index, problems in enumerate(found, 1) if not problems]
     missed = [index for index in satisfying if _refused_as_malformed(session, bad[index - 1])]
     if missed:
         which = ", ".join(f"#{index}" for index in missed)

@@ -16,7 +16,7 @@ from dativo_plugin_sdk import ConfigurationError, DativoError
 from dativo_runtime._cli._render import emit_json, error_console
 from dativo_runtime._exit_codes import ExitCode, exit_code_for
 from dativo_runtime._jobs._model import JobConfig, load_job
-from dativo_runtime._observability._logging import configure_logging
+from dativo_runtime._observability._logging import configure_logging, escape_control
 from dativo_runtime._observability._plugin_frames import frame_lines
 from dativo_runtime._secrets import REDACTOR
 
@@ -117,7 +117,8 @@ def _fail(exc: DativoError, as_json: bool) -> NoReturn:
         emit_json({"ok": False, "exit_code": int(code), "error": exc.to_dict()})
     else:
         lines = [f"error: {exc.message}", *frame_lines(exc.details)]
-        error_console().print(Text(REDACTOR.redact_text("\n".join(lines))))
+        # A plugin chose the message: its control characters show as escapes (no forged line).
+        error_console().print(Text(REDACTOR.redact_text("\n".join(escape_control(line) for line in lines))))
     raise typer.Exit(int(code))
 
 

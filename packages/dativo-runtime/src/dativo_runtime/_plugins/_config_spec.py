@@ -6,6 +6,10 @@ Every sandbox backend calls :func:`check_plugin_config` after it loads the plugi
 and before it builds the plugin, so ``run``, ``validate``, ``check`` and ``discover`` refuse
 a config the plugin does not take, with the same message, whatever the backend.
 
+A sandboxed plugin's schema is untrusted input: this process bounds its depth and size
+(:mod:`~dativo_runtime._plugins._schema_bounds`) and applies it only in a child process
+killed at a deadline (:mod:`~dativo_runtime._plugins._schema_child`).
+
 A property marked ``"secret": true`` or ``"writeOnly": true`` (at any depth) is a secret:
 its value is registered with the runtime's :data:`~dativo_runtime._secrets.REDACTOR` before
 anything is reported, and no problem about it (or about a key that looks secret) ever
@@ -26,12 +30,15 @@ from jsonschema.exceptions import ValidationError as SchemaValidationError
 
 from dativo_plugin_sdk import ConfigurationError, PluginError
 from dativo_runtime._plugins._pattern_probe import probe_patterns
+from dativo_runtime._plugins._schema_bounds import check_schema_bounds
+from dativo_runtime._plugins._schema_child import config_problems_in_child
 from dativo_runtime._secrets import REDACTOR, Redactor, is_secret_key
 from dativo_runtime._worker._config_schema import CONFIG_SCHEMA_ATTRIBUTE, read_config_schema
 
 __all__ = [
     "CONFIG_SCHEMA_ATTRIBUTE",
     "JSON_SCHEMA_DIALECT",
+    "applied_config_problems",
     "check_config_schema",
     "check_plugin_config",
     "config_problems",
@@ -67,16 +74,8 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def check_config_schema(schema: Mapping[str, Any], ref: str) -> None:
-    """Check that a plugin's ``config_schema`` is a valid JSON Schema (draft 2020-12).
-
-    Args:
-        schema: The declared schema.
-        ref: The plugin reference as the user wrote it.
-
-    Raises:
-        PluginError: Naming the plugin, where in the schema the problem is, and what it is.
-    """
+def _check_schema_size(schema: Mapping[str, Any], ref: str) -> None:
+    """Refuse a schema nested too deep or too large to apply (in time linear in its size)."""
     if _depth(schema) > _MAX_SCHEMA_DEPTH:
         # A sandboxed plugin's schema is untrusted input: the validator recurses through it.
         raise PluginError(
@@ -85,6 +84,21 @@ def check_config_schema(schema: Mapping[str, Any], ref: str) -> None:
             "the plugin's config",
             details={"ref": ref, "reason": "invalid_config_schema"},
         )
+    check_schema_bounds(schema, ref)
+
+
+def check_config_schema(schema: Mapping[str, Any], ref: str) -> None:
+    """Check that a plugin's ``config_schema`` is a valid JSON Schema (draft 2020-12).
+
+    Args:
+        schema: The declared schema.
+        ref: The plugin reference as the user wrote it.
+
+    Raises:
+        PluginError: Naming the plugin, where in the schema the problem is, and what it is;
+            or that the schema is too large to apply (:func:`check_schema_bounds`).
+    """
+    _check_schema_size(schema, ref)
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
@@ -430,35 +444,26 @@ def describe_problems(problems: Sequence[Mapping[str, str]], prefix: str) -> str
     return "; ".join(parts)
 
 
-def check_plugin_config(
-    ref: str, schema: Mapping[str, Any] | None, config: Mapping[str, Any], *, untrusted: bool = True
-) -> None:
-    """Check a plugin's config against its ``config_schema`` before the plugin is built.
-
-    The schema is checked first (a broken one is the plugin's fault), then the config's
-    secrets are registered, then the config is validated.
+def applied_config_problems(
+    ref: str, schema: Mapping[str, Any], config: Mapping[str, Any]
+) -> list[dict[str, str]]:
+    """Check ``schema`` (:func:`check_config_schema`), then what is wrong with ``config`` under it.
 
     Args:
         ref: The plugin reference as the user wrote it.
-        schema: What :func:`read_config_schema` returned (``None``: nothing to check).
-        config: The config the plugin would be built with.
-        untrusted: The schema came from a sandbox worker: its regular expressions are
-            tried on the config in a child process under a deadline first
-            (:func:`probe_patterns`). ``False`` for a plugin running in this process.
+        schema: The plugin's ``config_schema``.
+        config: The config.
+
+    Returns:
+        What :func:`config_problems` returns.
 
     Raises:
-        PluginError: If the schema is not a valid JSON Schema, or its patterns are too slow.
-        ConfigurationError: If the config does not satisfy it; ``details["problems"]``
-            lists each key path and its problem, ``details["field"]`` the first path.
+        PluginError: If the schema is invalid, too large, or cannot be applied (a ``$ref``
+            to nowhere, or to another document: nothing is fetched).
     """
-    if schema is None:
-        return
     check_config_schema(schema, ref)
-    if untrusted:
-        probe_patterns(ref, schema, config)
-    register_secrets(schema, config)
     try:
-        problems = config_problems(schema, config)
+        return config_problems(schema, config)
     except (SchemaError, RecursionError, referencing.exceptions.Unresolvable) as exc:
         # A $ref to nowhere (or to another document: nothing is fetched) shows only when applied.
         raise PluginError(
@@ -466,6 +471,42 @@ def check_plugin_config(
             f"{str(exc)[:300]}; keep every $ref inside the schema (#/$defs/...)",
             details={"ref": ref, "reason": "invalid_config_schema"},
         ) from None
+
+
+def check_plugin_config(
+    ref: str, schema: Mapping[str, Any] | None, config: Mapping[str, Any], *, untrusted: bool = True
+) -> None:
+    """Check a plugin's config against its ``config_schema`` before the plugin is built.
+
+    The schema's depth and size are bounded first (a broken schema is the plugin's fault),
+    then the config's secrets are registered, then the schema is checked and the config
+    validated against it (:func:`applied_config_problems`).
+
+    Args:
+        ref: The plugin reference as the user wrote it.
+        schema: What :func:`read_config_schema` returned (``None``: nothing to check).
+        config: The config the plugin would be built with.
+        untrusted: The schema came from a sandbox worker: its regular expressions are
+            tried on the config in a child process under a deadline first
+            (:func:`probe_patterns`), and it is checked and applied in another
+            (:func:`config_problems_in_child`). ``False`` for a plugin running in this process.
+
+    Raises:
+        PluginError: If the schema is not a valid JSON Schema, is too large, cannot be
+            applied, or (untrusted) its patterns or the whole check take too long.
+        ConfigurationError: If the config does not satisfy it; ``details["problems"]``
+            lists each key path and its problem, ``details["field"]`` the first path.
+    """
+    if schema is None:
+        return
+    _check_schema_size(schema, ref)
+    if untrusted:
+        probe_patterns(ref, schema, config)
+    register_secrets(schema, config)
+    if untrusted:
+        problems = config_problems_in_child(ref, schema, config)
+    else:
+        problems = applied_config_problems(ref, schema, config)
     if not problems:
         return
     count = len(problems)

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from dativo_runtime._cli._render._console import console, error_console
+from dativo_runtime._cli._render._console import console, error_console, escaped_text
 
 if TYPE_CHECKING:
     from dativo_runtime._engine._environments import InstallReport
@@ -108,7 +108,9 @@ def render_install_report(report: InstallReport) -> None:
     console().print(table)
     for row in report.rows:
         if row.error is not None:
-            error_console().print(Text(f"error: {row.job} {row.role} {row.plugin}: {row.error.message}"))
+            error_console().print(
+                escaped_text(f"error: {row.job} {row.role} {row.plugin}: {row.error.message}")
+            )
 
 
 def render_environments(data: dict[str, Any]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from dativo_runtime._cli._render._console import console
+from dativo_runtime._cli._render._console import console, escaped_text
 from dativo_runtime._secrets import REDACTOR
 
 __all__ = ["render_committed_files", "render_state", "render_state_reset"]
@@ -13,14 +13,14 @@ __all__ = ["render_committed_files", "render_state", "render_state_reset"]
 
 def render_committed_files(data: dict[str, Any]) -> None:
     """Print where the target is, how many runs and records it holds, then each file."""
-    from rich.text import Text
-
     out = console()
     out.print(
-        Text(f"{data['location']}: {len(data['runs'])} committed run(s), {data['record_count']} records")
+        escaped_text(
+            f"{data['location']}: {len(data['runs'])} committed run(s), {data['record_count']} records"
+        )
     )
     for path in data["files"]:
-        out.print(Text(path))
+        out.print(escaped_text(path))
 
 
 def render_state(data: dict[str, Any]) -> None:

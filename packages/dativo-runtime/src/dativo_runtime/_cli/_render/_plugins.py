@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from dativo_runtime._cli._render._console import console
+from dativo_runtime._cli._render._console import console, escaped_text
 
 __all__ = ["render_plugin", "render_plugins"]
 
@@ -18,7 +18,12 @@ def render_plugins(plugins: list[dict[str, Any]]) -> None:
     for column in ("name", "kind", "target", "distribution"):
         table.add_column(column)
     for entry in plugins:
-        table.add_row(entry["name"], entry["kind"], entry["target"], entry.get("distribution") or "")
+        table.add_row(
+            escaped_text(entry["name"]),
+            escaped_text(entry["kind"]),
+            escaped_text(entry["target"]),
+            escaped_text(entry.get("distribution") or ""),
+        )
     console().print(table)
 
 
@@ -30,7 +35,10 @@ def render_plugin(data: dict[str, Any]) -> None:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()
-    compat = "[green]yes[/green]" if data["compatible"] else f"[red]no[/red]: {data['incompatibility']}"
+    if data["compatible"]:
+        compat = escaped_text("yes", style="green")
+    else:
+        compat = Text.assemble(escaped_text("no", style="red"), escaped_text(f": {data['incompatibility']}"))
     rows = [
         ("plugin", data["class_name"]),
         ("role", data["role"]),
@@ -40,7 +48,7 @@ def render_plugin(data: dict[str, Any]) -> None:
         ("capabilities", ", ".join(data["capabilities"]) or "(defaults only)"),
     ]
     for key, value in rows:
-        table.add_row(key, Text(str(value)))
+        table.add_row(key, escaped_text(value))
     table.add_row("compatible", compat)
     console().print(table)
     _render_config_spec(data.get("config_schema"), data.get("secrets") or [])
@@ -60,11 +68,10 @@ def _type_of(schema: Any) -> str:
 def _render_config_spec(config_schema: dict[str, Any] | None, secrets: list[str]) -> None:
     """Print the plugin's config keys: type, required, secret, default, description."""
     from rich.table import Table
-    from rich.text import Text
 
     out = console()
     if config_schema is None:
-        out.print(Text("config spec: none declared (config_schema); the config is passed as is"))
+        out.print(escaped_text("config spec: none declared (config_schema); the config is passed as is"))
         return
     declared = config_schema.get("properties")
     properties: dict[str, Any] = declared if isinstance(declared, dict) else {}
@@ -77,15 +84,15 @@ def _render_config_spec(config_schema: dict[str, Any] | None, secrets: list[str]
     for key, schema in properties.items():
         sub = schema if isinstance(schema, dict) else {}
         table.add_row(
-            Text(str(key)),
-            Text(_type_of(sub)),
+            escaped_text(key),
+            escaped_text(_type_of(sub)),
             "yes" if key in required else "",
             "yes" if key in secrets else "",
-            Text("" if "default" not in sub or key in secrets else json.dumps(sub["default"])),
-            Text(str(sub.get("description") or "")),
+            escaped_text("" if "default" not in sub or key in secrets else json.dumps(sub["default"])),
+            escaped_text(sub.get("description") or ""),
         )
     out.print(table)
     nested = [path for path in secrets if path not in properties]
     if nested:
-        out.print(Text(f"nested secrets: {', '.join(nested)}"))
-    out.print(Text("the whole JSON Schema: dativo-run plugins inspect REF --json"))
+        out.print(escaped_text(f"nested secrets: {', '.join(nested)}"))
+    out.print(escaped_text("the whole JSON Schema: dativo-run plugins inspect REF --json"))

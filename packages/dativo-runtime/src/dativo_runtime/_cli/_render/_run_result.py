@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dativo_runtime._cli._render._console import error_console
+from dativo_runtime._cli._render._console import error_console, escaped_lines, escaped_text
 from dativo_runtime._observability._plugin_frames import frame_lines
 
 if TYPE_CHECKING:
@@ -37,7 +37,6 @@ def render_run(result: RunResult, out: Console) -> None:
     """Print a run's summary: outcome, counts, where the output is, how to read it."""
     from rich.markup import escape
     from rich.table import Table
-    from rich.text import Text
 
     name = f"{result.tenant}/{result.job}"
     if result.succeeded:
@@ -61,22 +60,22 @@ def render_run(result: RunResult, out: Console) -> None:
         shown = ", ".join(f"{p['name']} {p.get('records_read', 0)}" for p in busiest)
         more = " …" if len(result.partitions) > len(busiest) else ""
         table.add_row(
-            "partitions", Text(f"{done} of {len(result.partitions)} read to the end ({shown}{more})")
+            "partitions", escaped_text(f"{done} of {len(result.partitions)} read to the end ({shown}{more})")
         )
     if result.succeeded:
         files = f"{len(result.files)} new file(s), {_size(result.bytes_written)}"
-        table.add_row("output", Text(f"{result.output or result.target}  ({files})"))
+        table.add_row("output", escaped_text(f"{result.output or result.target}  ({files})"))
         if result.manifest:
-            table.add_row("manifest", Text(str(result.manifest)))
+            table.add_row("manifest", escaped_text(result.manifest))
         if result.quarantine_output:
-            table.add_row("quarantine", Text(str(result.quarantine_output)))
+            table.add_row("quarantine", escaped_text(result.quarantine_output))
         if result.state_uri and result.state is not None:
-            table.add_row("state", Text(str(result.state_uri)))
+            table.add_row("state", escaped_text(result.state_uri))
         if result.attempts > 1:
             table.add_row("attempts", str(result.attempts))
         hint = _read_hint(result)
         if hint:
-            table.add_row("read it", Text(hint))
+            table.add_row("read it", escaped_text(hint))
         if result.records_read == 0 and result.state is not None:
             table.add_row("note", "no new records since the last committed run (incremental)")
     out.print(table)
@@ -86,7 +85,7 @@ def render_run(result: RunResult, out: Console) -> None:
         for column in ("field", "reason", "count"):
             problems.add_column(column)
         for row in by_field:
-            problems.add_row(str(row["field"]), str(row["reason"]), str(row["count"]))
+            problems.add_row(escaped_text(row["field"]), escaped_text(row["reason"]), str(row["count"]))
         out.print(problems)
         examples = result.validation.get("examples") or []
         if examples:
@@ -95,12 +94,12 @@ def render_run(result: RunResult, out: Console) -> None:
                 sample.add_column(column)
             for example in examples[:5]:
                 sample.add_row(
-                    str(example["record"]),
-                    str(example["field"]),
-                    repr(example["value"]),
-                    str(example["message"]),
+                    escaped_text(example["record"]),
+                    escaped_text(example["field"]),
+                    escaped_text(repr(example["value"])),
+                    escaped_text(example["message"]),
                 )
             out.print(sample)
     if result.error is not None:
         lines = [f"error: {result.error.message}", *frame_lines(result.error.details)]
-        error_console().print(Text("\n".join(lines)))
+        error_console().print(escaped_lines(lines))
