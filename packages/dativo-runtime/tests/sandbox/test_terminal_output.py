@@ -56,6 +56,18 @@ def _assert_escaped(result: subprocess.CompletedProcess[str], *shown: str) -> No
         assert text in output, output
 
 
+@pytest.mark.parametrize("as_json", [False, True], ids=["human", "json"])
+def test_a_credential_in_a_plugins_error_is_masked_in_every_output(
+    backend_name: str, tmp_path: Path, as_json: bool
+) -> None:
+    job = _job(tmp_path, backend_name, fail=True)
+    result = _dativo_run(tmp_path, "run", "--config", job, *(["--json"] if as_json else []))
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert "password=***" in output, output
+    assert "hunter2hunter2" not in output, output
+
+
 @pytest.mark.parametrize(
     ("command", "config", "exit_code", "shown"),
     [

@@ -45,4 +45,4 @@ class TerminalReader(BaseReader):
     def extract(self, state: State | None = None) -> Iterator[Any]:
         yield [{"id": 1}]
         if self.config.get("fail"):
-            raise PluginError(f"boom{FORGED}")
+            raise PluginError(f"boom{FORGED} with password=hunter2hunter2")

@@ -15,7 +15,7 @@ from typing import Any
 
 from dativo_plugin_sdk import PluginError
 from dativo_plugin_sdk._frames import check_frames
-from dativo_runtime._observability._logging import truncate_text
+from dativo_runtime._observability._logging import redact_text, truncate_text
 from dativo_runtime._sandbox._base import SandboxLimits
 from dativo_runtime._sandbox._limits import DEFAULT_MEMORY_BYTES, format_bytes
 from dativo_runtime._worker._protocol import MAX_CONTROL_CONTAINERS, MAX_FRAME_BYTES, ProtocolError
@@ -128,7 +128,7 @@ def encode_state(state: Mapping[str, Any]) -> str:
 
 
 def bounded_error(data: dict[str, Any]) -> dict[str, Any]:
-    """An error from a worker with its message and the text in its details cut to size.
+    """An error from a worker with its message and the text in its details masked and cut to size.
 
     Its ``traceback`` and ``full_traceback`` (where the plugin failed) are checked with
     :func:`~dativo_plugin_sdk._frames.check_frames`: at most 50 frames of known keys, each
@@ -136,18 +136,29 @@ def bounded_error(data: dict[str, Any]) -> dict[str, Any]:
     """
     bounded = dict(data)
     if isinstance(bounded.get("message"), str):
-        bounded["message"] = truncate_text(bounded["message"], MAX_ERROR_MESSAGE_CHARS)
+        # Masked as a log line is (known secrets, key=value pairs, URL passwords), so that no
+        # output shows more of it than the logs do.
+        bounded["message"] = truncate_text(redact_text(bounded["message"]), MAX_ERROR_MESSAGE_CHARS)
     details = bounded.get("details")
     if isinstance(details, dict):
         bounded["details"] = {
-            str(key)[:200]: truncate_text(value, _DETAIL_CHARS) if isinstance(value, str) else value
-            for key, value in list(details.items())[:_MAX_DETAILS]
+            str(key)[:200]: _masked(value) for key, value in list(details.items())[:_MAX_DETAILS]
         }
         # Where the plugin failed, as the worker says: reduced to frames of bounded size and count.
         for key in _FRAME_LISTS:
             if key in details:
-                bounded["details"][key] = check_frames(details[key], flagged=key == "full_traceback")
+                frames = check_frames(details[key], flagged=key == "full_traceback")
+                bounded["details"][key] = [_masked_code(frame) for frame in frames]
     return bounded
+
+
+def _masked_code(frame: dict[str, Any]) -> dict[str, Any]:
+    code = frame.get("code")
+    return {**frame, "code": redact_text(code)} if isinstance(code, str) else frame
+
+
+def _masked(value: Any) -> Any:
+    return truncate_text(redact_text(value), _DETAIL_CHARS) if isinstance(value, str) else value
 
 
 _SIZE_KEYS = ("record_count", "size_bytes", "bytes_written", "records", "bytes")
