@@ -15,6 +15,7 @@ is trusted code: its schema is applied in place.
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -79,6 +80,12 @@ def config_problems_in_child(
     """
     path = [entry for entry in sys.path if entry]
     payload = json.dumps({"path": path, "ref": ref, "schema": schema, "config": dict(config)}, default=str)
+    return [dict(problem) for problem in _problems_of(payload, ref, timeout)]
+
+
+@functools.lru_cache(maxsize=64)
+def _problems_of(payload: str, ref: str, timeout: float) -> tuple[dict[str, str], ...]:
+    """The child's answer for one payload (a job's sessions share one schema and config: one child)."""
     try:
         done = subprocess.run(
             [sys.executable, "-I", "-S", "-c", _CHILD],
@@ -106,4 +113,4 @@ def config_problems_in_child(
         raise refusal if isinstance(refusal, PluginError) else _refused(ref, refusal.message)
     if "error" in result:
         raise _refused(ref, str(result["error"]))
-    return [{"field": str(p["field"]), "problem": str(p["problem"])} for p in result["problems"]]
+    return tuple({"field": str(p["field"]), "problem": str(p["problem"])} for p in result["problems"])
