@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import types
 from typing import Any
 
 from dativo_plugin_sdk import SandboxError
@@ -17,6 +18,7 @@ class _DyingClient:
 
     def __init__(self) -> None:
         self.die = threading.Event()
+        self.transport = types.SimpleNamespace(readinto=lambda view: 0)
 
     def receive(self) -> dict[str, Any]:
         self.die.wait()

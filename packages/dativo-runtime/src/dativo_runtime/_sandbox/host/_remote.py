@@ -8,6 +8,8 @@ host a :class:`~._transport.WorkerTransport`. The pieces of the host side, one m
 * :mod:`._exit`: how a worker ended, as a ``SandboxError`` whose reason says why;
 * :mod:`._worker_messages` and :mod:`._untrusted_arrow`: checks on everything a worker sends;
 * :mod:`._client`: the client of one worker (requests, the deadline, the worker's death);
+* :mod:`._output_guard`: what a writer leaves in its output folder;
+  :mod:`._batch_frames`: a batch for a writer cut into frames that fit its limit;
 * this module: Arrow streaming with a credit window (the frame pump), the reader and writer
   sessions, and the base class of the backends that start workers.
 
@@ -58,13 +60,19 @@ from dativo_runtime._sandbox._limits import (
     format_bytes,
 )
 from dativo_runtime._sandbox._partitions import checked_partitions
+from dativo_runtime._sandbox.host._batch_frames import ipc_slices, slice_counter
 from dativo_runtime._sandbox.host._client import WorkerClient
 from dativo_runtime._sandbox.host._exit import SANDBOX_FAILURE_REASONS, describe_exit
 from dativo_runtime._sandbox.host._output_guard import DiskQuota, sanitize_output
-from dativo_runtime._sandbox.host._transport import ExitStatus, StderrTail, WorkerTransport
+from dativo_runtime._sandbox.host._transport import (
+    BudgetedFrameReader,
+    ExitStatus,
+    StderrTail,
+    WorkerTransport,
+)
 from dativo_runtime._sandbox.host._untrusted_arrow import read_untrusted_batch
 from dativo_runtime._sandbox.host._worker_messages import check_file_metadata
-from dativo_runtime._worker._protocol import DEFAULT_WINDOW, ProtocolError, arrow_to_ipc, schema_to_text
+from dativo_runtime._worker._protocol import DEFAULT_WINDOW, FrameTooLargeError, ProtocolError, schema_to_text
 
 __all__ = [
     "DEFAULT_CPU",
@@ -101,10 +109,11 @@ class _FramePump:
     decodes the next ones (reading the pipe and decoding Arrow release the GIL), so the
     worker converts and sends on its core while the host writes on the other. Memory stays
     bounded by the protocol's credit window: the worker sends at most ``window`` batches the
-    host has not acknowledged, and the queue holds no more than that (a worker that ignores
-    its credit only blocks this thread, as it would block on a full pipe). The bytes held
-    are bounded too: the thread reads no further frame while the batches waiting in the
-    queue hold more than one data frame's limit.
+    host has not acknowledged (one more is a protocol violation), and the queue holds no
+    more than that. The bytes held are bounded too: the thread learns each data frame's size
+    from its header and reads its body only once the frames waiting in the queue and that
+    one together fit in one data frame's limit (``client.data_limit``), so the host holds at
+    most that besides the batch the pipeline is writing.
 
     Every data frame is decoded as untrusted (see :mod:`._untrusted_arrow`): a batch reaches
     the pipeline only once it is known to be safe to read.
@@ -112,8 +121,13 @@ class _FramePump:
 
     def __init__(self, client: WorkerClient, window: int) -> None:
         self.client = client
-        self._queue: queue.Queue[tuple[Any, Any]] = queue.Queue(maxsize=max(1, window))
+        self.window = max(1, window)
+        self._queue: queue.Queue[tuple[Any, Any]] = queue.Queue(maxsize=self.window)
+        self._frames = BudgetedFrameReader(client.transport.readinto, max_data_bytes=client.data_limit)
         self._held = 0
+        self.peak_held = 0
+        self._received = 0
+        self._credited = 0
         self._budget = threading.Condition()
         self.done = False
         context = contextvars.copy_context()  # The run's log context and trace follow the frames.
@@ -132,18 +146,15 @@ class _FramePump:
                 message = client.receive()
                 op = message["op"]
                 if op == "batch":
-                    with self._budget:
-                        self._budget.wait_for(lambda: self._held < client.data_limit or self.done)
-                    payload = client.receive_data()
+                    self._count_batch()
                     try:
+                        payload = self._frames.read_data_within(self._reserve)
                         batch = read_untrusted_batch(payload)
-                    except ProtocolError as exc:
+                    except (EOFError, OSError, ProtocolError) as exc:
                         raise client._dead(exc) from None
                     except ValidationError as exc:
                         client.refuse(exc)  # The plugin's stream is over; the run fails on this error.
                         raise
-                    with self._budget:
-                        self._held += len(payload)
                     self._queue.put((message, (batch, len(payload))))
                 elif op == "end":
                     self._queue.put((message, _PUMP_END))
@@ -152,6 +163,29 @@ class _FramePump:
                     raise client._dead(ProtocolError(f"unexpected {op!r} during extract"))
         except BaseException as exc:
             self._queue.put((exc, None))
+
+    def _count_batch(self) -> None:
+        with self._budget:
+            self._received += 1
+            over = self._received - self._credited > self.window
+        if over:
+            raise self.client._dead(
+                ProtocolError(f"sent more batches than its credit window of {self.window} allows")
+            )
+
+    def _reserve(self, size: int) -> None:
+        """Wait until the frames held and one of ``size`` bytes fit in one data frame's limit."""
+        limit = self.client.data_limit
+        with self._budget:
+            self._budget.wait_for(lambda: self._held + size <= limit or self.done)
+            self._held += size
+            self.peak_held = max(self.peak_held, self._held)
+
+    def credit(self) -> None:
+        """Give the worker credit for one more batch (the pipeline took one)."""
+        with self._budget:
+            self._credited += 1
+        self.client.send({"op": "credit", "n": 1})
 
     def next(self) -> tuple[dict[str, Any], pa.RecordBatch | None]:
         """The next ``batch`` message and its data, or the ``end`` message and ``None``.
@@ -282,7 +316,7 @@ class RemoteReaderSession(ReaderSession):
                     at_yield = True
                     yield ExtractedBatch(data=batch, state=last_state)
                     at_yield = False
-                    client.send({"op": "credit", "n": 1})
+                    pump.credit()
                 else:
                     finished = True
                     final = message.get("state")
@@ -316,7 +350,11 @@ class RemoteWriterSession(WriterSession):
     When the writer has a local output folder (:meth:`guard_output`), the host checks what
     it leaves there (see :mod:`._output_guard`): the disk quota after every request and
     while the plugin works, setuid/setgid bits and special files before and after the
-    commit and at the end, and the file metadata the plugin returns.
+    commit and at the end, and the file metadata the plugin returns. Whatever check fails
+    stops the writer and removes everything it added: nothing of it is committed.
+
+    A batch larger than the writer's data frame limit is sent in slices (see
+    :mod:`._batch_frames`).
     """
 
     concurrent_writes = True
@@ -335,20 +373,33 @@ class RemoteWriterSession(WriterSession):
     def guard_output(self, folder: Path | None) -> None:
         """Watch ``folder``, the writer's one writable folder, for the rest of the session."""
         self.output_dir = folder
-        disk = self.client.limits.disk_bytes
-        if folder is not None and disk:
-            self.quota = DiskQuota(folder, disk, lambda: self.client.exceed_disk(self._added())).start()
+        if folder is not None:
+            disk = self.client.limits.disk_bytes or None
+            self.quota = DiskQuota(folder, disk, self._on_exceeded).start()
 
-    def _added(self) -> int:
-        if self.quota is None:
-            return 0
-        return self.quota.exceeded_by or self.quota.added()
+    def _on_exceeded(self) -> None:
+        """The quota's watcher saw the writer go over: stop it (the request in flight then fails)."""
+        assert self.quota is not None
+        self.client.exceed_disk(self.quota.exceeded_by or 0)
 
     def _check_disk(self) -> None:
         if self.quota is not None and self.quota.over():
             self.client.exceed_disk(self.quota.exceeded_by or 0)
-            self._discard_added()
-            raise self.client._dead()
+            raise self._guard_failure(self.client._dead())
+
+    def _guard_failure(self, error: SandboxError) -> SandboxError:
+        """Stop the writer, remove what it added, and return the error the run fails with."""
+        described = self.quota.describe() if self.quota is not None else ""
+        if described:
+            client = self.client
+            error = SandboxError(
+                f"plugin {client.ref.ref!r} in the {client.backend} sandbox {described}; the host "
+                "stopped it and removed what it added. Nothing was committed.",
+                details={**error.details, "reason": "disk", "limit": self.quota and self.quota.problem},
+            )
+        self.client.refuse(error)
+        self._discard_added()
+        return error
 
     def _discard_added(self) -> None:
         """Remove what the stopped writer added (its partial output); nothing of it is committed."""
@@ -367,18 +418,49 @@ class RemoteWriterSession(WriterSession):
                 refuse_special=before_commit,
             )
 
+    def _too_large(self, exc: FrameTooLargeError, what: str) -> SandboxError:
+        """A frame the host could not send: the worker's stream may be cut, so it is stopped."""
+        client = self.client
+        error = SandboxError(
+            f"the host cannot send {what} to plugin {client.ref.ref!r} in the {client.backend} "
+            f"sandbox: {exc}",
+            details={
+                "reason": "crash",
+                "backend": client.backend,
+                "ref": client.ref.ref,
+                "limit": "frame_bytes",
+            },
+        )
+        client.refuse(error)
+        return error
+
     def check_connection(self) -> ConnectionTestResult:
         """Run the plugin's ``check_connection`` in the worker."""
         return ConnectionTestResult.from_dict(self.client.request("check_connection"))
 
     def write_batch(self, data: pa.RecordBatch | pa.Table, file_counter: int) -> list[dict[str, Any]]:
-        """Send one Arrow batch to the plugin's ``write_batch``; return its file metadata."""
-        self.client.send({"op": "write_batch", "file_counter": int(file_counter)}, arrow_to_ipc(data))
+        """Send one Arrow batch to the plugin's ``write_batch``; return its file metadata.
+
+        A batch larger than the writer's data frame limit goes in slices, one ``write_batch``
+        each, slice ``k`` with ``file_counter + k * 2**32`` (file names stay unique).
+        """
+        client = self.client
+        metadata: list[dict[str, Any]] = []
+        frames = ipc_slices(data, client.data_limit, ref=client.ref.ref, backend=client.backend)
+        for number, frame in enumerate(frames):
+            metadata += self._write_frame(frame, slice_counter(int(file_counter), number))
+        return metadata
+
+    def _write_frame(self, frame: pa.Buffer, file_counter: int) -> list[dict[str, Any]]:
+        try:
+            self.client.send({"op": "write_batch", "file_counter": file_counter}, frame)
+        except FrameTooLargeError as exc:
+            raise self._too_large(exc, "a batch") from None
         try:
             value = self.client.result()
         except SandboxError as exc:
             if exc.details.get("reason") == "disk":
-                self._discard_added()
+                raise self._guard_failure(exc) from None
             raise
         self._check_disk()
         if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
@@ -390,8 +472,18 @@ class RemoteWriterSession(WriterSession):
     def commit_files(self, file_metadata: list[dict[str, Any]]) -> dict[str, Any]:
         """Run the plugin's ``commit_files`` in the worker, once its folder passed the host's checks."""
         self._check_disk()
-        self._sanitize(before_commit=True)
-        value = self.client.request("commit_files", file_metadata=list(file_metadata))
+        try:
+            self._sanitize(before_commit=True)
+        except SandboxError as exc:
+            raise self._guard_failure(exc) from None
+        try:
+            value = self.client.request("commit_files", file_metadata=list(file_metadata))
+        except FrameTooLargeError as exc:
+            raise self._too_large(exc, "the file metadata of commit_files") from None
+        except SandboxError as exc:
+            if exc.details.get("reason") == "disk":
+                raise self._guard_failure(exc) from None
+            raise
         self._check_disk()
         self._sanitize(before_commit=False)
         if not isinstance(value, dict):
@@ -411,6 +503,8 @@ class RemoteWriterSession(WriterSession):
         finally:
             if self.quota is not None:
                 self.quota.stop()
+                if self.quota.exceeded_by is not None:
+                    self.quota.remove_added()
             self._sanitize(before_commit=False)
 
 

@@ -3,17 +3,23 @@
 A backend (bubblewrap, Docker) starts a worker and hands the host a :class:`WorkerTransport`:
 a byte pipe to the worker plus the means to kill it and to learn how it ended
 (:class:`ExitStatus`); the worker's stderr is kept in a bounded :class:`StderrTail`.
+Data frames are read from it with :class:`BudgetedFrameReader`, which learns a frame's size
+from its header before it reads the body, so the host can wait until it has room for it.
 """
 
 from __future__ import annotations
 
 import abc
 import collections
+import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["STDERR_TAIL_LINES", "ExitStatus", "StderrTail", "WorkerTransport"]
+from dativo_runtime._worker._protocol import FRAME_CONTROL, FRAME_DATA, FrameReader, ProtocolError
+
+__all__ = ["STDERR_TAIL_LINES", "BudgetedFrameReader", "ExitStatus", "StderrTail", "WorkerTransport"]
 
 STDERR_TAIL_LINES = 50
 
@@ -45,6 +51,39 @@ class StderrTail:
             if self._partial:
                 lines.append(self._partial.decode("utf-8", "replace")[: self._max_line_chars])
             return lines[-self._lines.maxlen :] if self._lines.maxlen else lines
+
+
+_HEADER = struct.Struct(">BI")
+
+
+class BudgetedFrameReader(FrameReader):
+    """A frame reader that reserves room for a data frame before it reads the frame's body.
+
+    Args:
+        readinto: Fills a memoryview from the worker's stdout (see :class:`FrameReader`).
+        max_data_bytes: Largest data frame accepted.
+    """
+
+    def read_data_within(self, reserve: Callable[[int], None]) -> bytearray:
+        """Read one frame that must be a data frame, calling ``reserve(size)`` between header and body.
+
+        ``reserve`` may block until the host has room for ``size`` bytes, or raise.
+
+        Raises:
+            EOFError, ProtocolError: As :meth:`FrameReader.read_frame` (a control frame, an
+                unknown frame type or a frame over the limit is a ``ProtocolError``).
+        """
+        kind, size = _HEADER.unpack(self._read_exact(_HEADER.size, at_boundary=False))
+        if kind == FRAME_CONTROL:
+            raise ProtocolError("expected a data frame, got a control frame")
+        if kind != FRAME_DATA:
+            raise ProtocolError(f"unknown frame type {kind}")
+        if size > self.max_data_bytes:
+            raise ProtocolError(
+                f"a data frame of {size} bytes exceeds the limit of {self.max_data_bytes} bytes"
+            )
+        reserve(size)
+        return self._read_exact(size, at_boundary=False) if size else bytearray()
 
 
 @dataclass(frozen=True)

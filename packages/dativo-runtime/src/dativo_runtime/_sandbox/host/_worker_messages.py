@@ -8,6 +8,7 @@ from a worker": nothing).
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -94,6 +95,7 @@ def check_message(message: Mapping[str, Any], size: int) -> None:
     fields = _MESSAGE_FIELDS.get(op)
     if fields is None:
         raise ProtocolError(f"unknown message {op[:40]!r}")
+    _refuse_non_finite(message)
     for name in _REQUIRED_FIELDS.get(op, ()):
         if name not in message:
             raise ProtocolError(f"a {op!r} message without {name!r}")
@@ -113,6 +115,22 @@ def check_message(message: Mapping[str, Any], size: int) -> None:
             f"the plugin's state is larger than {format_bytes(MAX_STATE_BYTES)}; keep cursors, not data, "
             "in the state"
         )
+
+
+def _refuse_non_finite(message: Mapping[str, Any]) -> None:
+    """Refuse a number that JSON parsing made infinite (``1e999``, or 400 digits): no recursion."""
+    pending: list[Any] = [message]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise ProtocolError(
+                    "a control message holds a number too large for a float (it became infinite)"
+                )
+        elif isinstance(value, dict):
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
 
 
 def encode_state(state: Mapping[str, Any]) -> str:
