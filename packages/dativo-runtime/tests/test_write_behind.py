@@ -78,3 +78,33 @@ def test_stop_waits_for_the_running_write_and_drops_the_rest() -> None:
     behind.stop()
     releaser.join()
     assert done == [0]
+
+
+def test_bytes_held_are_bounded_but_a_large_batch_goes_alone() -> None:
+    behind = WriteBehind(depth=4, max_bytes=100)
+    release = threading.Event()
+    started = threading.Event()
+    done: list[str] = []
+
+    def slow() -> None:
+        started.set()
+        release.wait(5)
+        done.append("slow")
+
+    behind.submit(slow, 80)  # alone: let through whatever its size
+    started.wait(5)
+    submitted = threading.Event()
+
+    def second() -> None:
+        behind.submit(lambda: done.append("second"), 80)  # 80 + 80 > 100: waits for the first
+        submitted.set()
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    assert not submitted.wait(0.3), "a second batch went past the byte budget"
+    release.set()
+    assert submitted.wait(5)
+    thread.join(5)
+    behind.submit(lambda: done.append("huge"), 10_000)  # larger than the budget: still written, alone
+    behind.finish()
+    assert done == ["slow", "second", "huge"]

@@ -514,7 +514,9 @@ class Attempt:
             if writers.behind is None:
                 writers.metadata += writers.target.write_batch(checked.valid, index)
             else:
-                writers.behind.submit(_write_call(writers.target, checked.valid, index, writers.metadata))
+                writers.behind.submit(
+                    _write_call(writers.target, checked.valid, index, writers.metadata), checked.valid.nbytes
+                )
             outcome.records_written += checked.valid.num_rows
 
     def _quarantine_writer(self) -> WriterSession:
