@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -196,3 +197,48 @@ def test_the_policy_file_takes_data_roots_and_allowed_endpoints(tmp_path: Path) 
         config.write_text(text)
         with pytest.raises(ConfigurationError, match=words):
             OperatorPolicy.load(config)
+
+
+def test_check_and_discover_are_held_to_the_same_rules(tmp_path: Path) -> None:
+    folder = tmp_path / "job"
+    folder.mkdir()
+    secret = _csv(tmp_path / "host-only")
+    job = {
+        "tenant": "acme",
+        "name": "reach",
+        "mode": "cloud",
+        "source": {"plugin": "csv", "config": {"path": str(secret)}},
+        "target": {"plugin": "parquet", "config": {"path": "./out"}},
+    }
+    (folder / "job.yaml").write_text(json.dumps(job))
+    for command in (["check"], ["discover"]):
+        result = CliRunner().invoke(app, [*command, "--config", str(folder / "job.yaml"), "--json"])
+        assert result.exit_code == 2, (command, result.stdout)
+        assert "source.config.path" in result.stdout, result.stdout
+        assert "id,name" not in result.stdout
+    policy = tmp_path / "runtime.yaml"
+    policy.write_text("sandbox: {mode: cloud}\n")
+    result = CliRunner().invoke(
+        app,
+        ["discover", "--plugin", "csv", "--set", f"path={secret}", "--json"],
+        env={"DATIVO_RUNTIME_CONFIG": str(policy)},
+    )
+    assert result.exit_code == 2, result.stdout
+    assert "outside what a cloud job may touch" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("catalog", "words"),
+    [
+        ({"type": "sql", "uri": "sqlite:///wh/c.db", "warehouse": "/var/tmp/elsewhere"}, "catalog.warehouse"),
+        ({"uri": "http://127.0.0.1:1/c", "oauth2-server-uri": "http://10.0.0.1/t"}, "allowed_endpoints"),
+        ({"type": "sql", "uri": "sqlite:///wh/c.db", "py-io-impl": "os.system"}, "names a class"),
+    ],
+)
+def test_iceberg_catalog_properties_are_held_too(tmp_path: Path, catalog: dict[str, Any], words: str) -> None:
+    _csv(tmp_path / "job" / "data")
+    target = {"plugin": "iceberg", "config": {"warehouse": "./wh", "table": "a.b", "catalog": catalog}}
+    job = _job(tmp_path / "job", {"plugin": "csv", "config": {"path": "data/rows.csv"}}, target)
+    allowed = OperatorPolicy(mode="cloud", allowed_backends=("process",), allowed_endpoints=("127.0.0.1",))
+    with pytest.raises(ConfigurationError, match=re.escape(words)):
+        check_host_reach(job, allowed)

@@ -115,3 +115,36 @@ def test_the_stricter_policy_refuses_exactly_what_either_refuses(
     assert both.network == (mine.network and theirs.network)
     read_only = [p._allows_read_only_paths(p.effective_mode(job_mode)) for p in (a, b)]
     assert combined._allows_read_only_paths(combined.effective_mode(job_mode)) == all(read_only)
+
+
+def test_data_roots_of_both_sides_bind_and_the_default_is_the_jobs_folder(tmp_path):
+    job_folder = tmp_path / "jobs"
+    client = OperatorPolicy(mode="cloud", allowed_backends=("process",), data_roots=(tmp_path / "data",))
+    worker = OperatorPolicy()  # self-hosted, no policy: no constraint of its own
+    assert worker.stricter(client, base_dir=job_folder).data_roots == (tmp_path / "data",)
+    cloud_worker = OperatorPolicy(mode="cloud", allowed_backends=("process",))  # default: the job's folder
+    assert cloud_worker.stricter(client, base_dir=job_folder).data_roots == ()  # nothing in common
+    inner = OperatorPolicy(mode="cloud", allowed_backends=("process",), data_roots=(tmp_path / "data" / "a",))
+    assert inner.stricter(client, base_dir=job_folder).data_roots == (tmp_path / "data" / "a",)
+    assert cloud_worker.stricter(cloud_worker, base_dir=job_folder).data_roots is None  # both the default
+
+
+def test_endpoints_of_both_sides_bind_and_a_self_hosted_side_adds_no_constraint():
+    client = OperatorPolicy(
+        mode="cloud", allowed_backends=("process",), allowed_endpoints=("minio:9000", "s3.x")
+    )
+    assert OperatorPolicy().stricter(client).allowed_endpoints == ("minio:9000", "s3.x")
+    other = OperatorPolicy(mode="cloud", allowed_backends=("process",), allowed_endpoints=("S3.X",))
+    assert other.stricter(client).allowed_endpoints == ("s3.x",)
+    assert (
+        OperatorPolicy(mode="cloud", allowed_backends=("process",)).stricter(client).allowed_endpoints == ()
+    )
+
+
+@pytest.mark.parametrize("entry", ["http://minio:9000", "minio:9000/path", "", "minio:port"])
+def test_allowed_endpoints_are_servers_without_scheme_or_path(entry):
+    with pytest.raises(ConfigurationError, match="allowed_endpoints"):
+        OperatorPolicy.from_mapping({"mode": "cloud", "allowed_endpoints": [entry]})
+    OperatorPolicy.from_mapping(
+        {"mode": "cloud", "allowed_endpoints": ["minio:9000", "s3.local", "[::1]:9000"]}
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -125,3 +126,20 @@ def test_bounded_error_leaves_only_well_formed_frames(traceback: Any, full: Any)
                 {"plugin"} if key == "full_traceback" else set()
             )
             assert all(isinstance(frame[k], str) for k in ("file", "function", "code"))
+
+
+def test_bounded_error_masks_credentials_at_any_depth() -> None:
+    data = {
+        "error_type": "PluginError",
+        "message": "login failed: password=hunter2222",
+        "details": {
+            "password": "hunter2222",
+            "nested": {"a": "password=hunter2222", "token": "abc123def", "deeper": [{"secret": 42}]},
+            "items": ["https://u:hunter2222@db:5432/x"],
+        },
+    }
+    bounded = bounded_error(data)
+    assert "hunter2222" not in json.dumps(bounded)
+    assert "abc123def" not in json.dumps(bounded)
+    assert bounded["details"]["nested"]["deeper"][0]["secret"] == "***"
+    assert bounded["message"] == "login failed: password=***"

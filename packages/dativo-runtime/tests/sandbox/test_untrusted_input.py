@@ -219,7 +219,8 @@ def test_setuid_bits_are_stripped_and_special_files_refused(tmp_path):
     binary.write_bytes(b"#!/bin/sh\n")
     binary.chmod(0o6755)
     binary.parent.chmod(0o2775)
-    (tmp_path / "link").symlink_to("/usr/bin/passwd")
+    (tmp_path / "link").symlink_to("sub/shell")  # inside the folder: kept
+    (tmp_path / "sub" / "absolute").symlink_to(binary)
     sanitize_output(tmp_path, ref="w", backend="process", refuse_special=True)
     assert not binary.stat().st_mode & (stat.S_ISUID | stat.S_ISGID)
     assert not binary.parent.stat().st_mode & stat.S_ISGID
@@ -229,7 +230,19 @@ def test_setuid_bits_are_stripped_and_special_files_refused(tmp_path):
         sanitize_output(tmp_path, ref="w", backend="process", refuse_special=True)
     sanitize_output(tmp_path, ref="w", backend="process", refuse_special=False)
     assert not (tmp_path / "pipe").exists()
-    assert (tmp_path / "link").is_symlink()  # symlinks stay, and are never followed
+    assert (tmp_path / "link").is_symlink()  # symlinks inside the folder stay, and are never followed
+    assert (tmp_path / "sub" / "absolute").is_symlink()
+
+
+@pytest.mark.parametrize("target", ["/etc/shadow", "../../outside", "sub/../../outside"])
+def test_a_symlink_out_of_the_output_folder_is_refused_then_removed(tmp_path, target):
+    folder = tmp_path / "out"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "leak.csv").symlink_to(target)
+    with pytest.raises(SandboxError, match="symlink"):
+        sanitize_output(folder, ref="w", backend="process", refuse_special=True)
+    sanitize_output(folder, ref="w", backend="process", refuse_special=False)
+    assert not (folder / "sub" / "leak.csv").is_symlink()
 
 
 def test_the_disk_quota_counts_what_was_added_and_removes_it(tmp_path: Path):

@@ -60,7 +60,7 @@ def stage_partition_task(request: PartitionRequest, policy: OperatorPolicy | Non
         DativoError: Whatever failed, such as a ``SandboxError`` when this worker has no backend
             the combined policy allows (the partition never runs in-process then).
     """
-    return stage_partition(request, policy=task_policy(policy, request.job.mode))
+    return stage_partition(request, policy=task_policy(policy, request.job))
 
 
 class DaskPartitionRunner:

@@ -55,12 +55,12 @@ def check_client_policy(job: JobConfig, policy: OperatorPolicy) -> None:
             raise in_role(exc, role, job) from exc
 
 
-def task_policy(client: OperatorPolicy | None, job_mode: str) -> OperatorPolicy:
+def task_policy(client: OperatorPolicy | None, job: JobConfig) -> OperatorPolicy:
     """The policy a task runs under on this worker: its own, made as strict as the client's.
 
     Args:
         client: The policy the client sent with the task (``None``: the worker's alone).
-        job_mode: The job's ``mode``.
+        job: The job (its ``mode`` and its folder).
 
     Returns:
         The stricter of this worker's policy (``DATIVO_RUNTIME_CONFIG``) and ``client``.
@@ -69,4 +69,4 @@ def task_policy(client: OperatorPolicy | None, job_mode: str) -> OperatorPolicy:
         ConfigurationError: If this worker's policy is invalid, or no policy honours both.
     """
     own = OperatorPolicy.load()
-    return own if client is None else own.stricter(client, job_mode=job_mode)
+    return own if client is None else own.stricter(client, job_mode=job.mode, base_dir=job.base_dir)

@@ -144,7 +144,7 @@ def run_job_task(
     except DativoError as exc:
         return _refused(job_file, exc, worker)
     try:
-        effective = task_policy(policy, job.mode)
+        effective = task_policy(policy, job)
         check_sandbox(job, effective)
     except DativoError as exc:
         refusal = _on_worker(exc, f"Dask worker {worker} cannot run job {job.job_id}", worker)

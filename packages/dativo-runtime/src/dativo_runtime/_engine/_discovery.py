@@ -9,6 +9,7 @@ from typing import Any
 
 from dativo_plugin_sdk import DativoError, DiscoveryResult
 from dativo_runtime._engine._checks import close_session
+from dativo_runtime._engine._host_reach import check_connector_reach
 from dativo_runtime._engine._retry import RetryPolicy, call_with_retry
 from dativo_runtime._engine._sessions import open_reader_session, plugin_mounts, resolve_stream
 from dativo_runtime._jobs._model import JobConfig
@@ -69,6 +70,7 @@ def discover_plugin(
     """
     ref = PluginRef.parse(ref_text, base_dir=base_dir)
     policy = policy if policy is not None else OperatorPolicy.load()
+    check_connector_reach(ref, config, base_dir=base_dir or Path.cwd(), mode=mode, policy=policy)
     sandbox = choose_sandbox(mode, backend, ref, policy)
     mounts = plugin_mounts(ref, config, sandbox, wheels_only=not policy.allows_source_builds(mode))
     reader = sandbox.open_reader(ref, dict(config), mounts=mounts)

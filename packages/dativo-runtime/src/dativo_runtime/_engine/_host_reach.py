@@ -18,17 +18,19 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from dativo_plugin_sdk import ConfigurationError
 from dativo_runtime._jobs._model import JobConfig, is_remote_uri
-from dativo_runtime._plugins._ref import is_trusted_builtin
+from dativo_runtime._plugins._ref import PluginRef, is_trusted_builtin
 from dativo_runtime._sandbox._policy import OperatorPolicy
+from dativo_runtime.connectors._options import HostReach
 from dativo_runtime.connectors._registry import builtin_connector
 
-__all__ = ["check_host_reach"]
+__all__ = ["check_connector_reach", "check_host_reach"]
 
 _GLOB = re.compile(r"[*?\[]")
 
@@ -52,10 +54,8 @@ def check_host_reach(job: JobConfig, policy: OperatorPolicy) -> None:
         ("source", job.source_ref(), job.source_config()),
         ("target", job.target_ref(), job.target_config()),
     ):
-        spec = builtin_connector(ref.ref) if ref.kind == "builtin" else None
-        if spec is None or spec.options is None or not is_trusted_builtin(ref, cloud=True):
-            continue  # a plugin, or a built-in that runs in the sandbox (postgres, singer, airbyte)
-        reach = spec.options.from_config(config).host_reach()
+        reach = _connector_reach(ref, config)
+        _check_code(job.display_name, role, reach)
         paths += [(f"{role}.config.{key}", path) for key, path in reach.paths]
         endpoints += [(f"{role}.config.{key}", url) for key, url in reach.endpoints]
     output = job.output_dir()
@@ -70,8 +70,47 @@ def check_host_reach(job: JobConfig, policy: OperatorPolicy) -> None:
     state_endpoint = job.state_storage_options().get("endpoint_url")
     if state_endpoint:
         endpoints.append(("state.endpoint_url", str(state_endpoint)))
-    _check_paths(job, policy, paths)
-    _check_endpoints(job, policy, endpoints)
+    _check_paths(job.display_name, job.base_dir, policy, paths)
+    _check_endpoints(job.display_name, policy, endpoints)
+
+
+def check_connector_reach(
+    ref: PluginRef, config: Mapping[str, Any], *, base_dir: Path, mode: str, policy: OperatorPolicy
+) -> None:
+    """Hold one built-in connector run without a job file (``discover --plugin``) to the same rules.
+
+    Args:
+        ref: The connector's reference.
+        config: Its config, relative paths resolved against ``base_dir``.
+        base_dir: The folder that stands for the job file's (the current folder).
+        mode: The mode asked for (the policy's may be stricter).
+        policy: The operator's policy.
+
+    Raises:
+        ConfigurationError: As :func:`check_host_reach`.
+    """
+    if policy.effective_mode(mode) != "cloud":
+        return
+    reach = _connector_reach(ref, config)
+    _check_code(ref.ref, "source", reach)
+    _check_paths(ref.ref, base_dir, policy, [(f"config.{k}", p) for k, p in reach.paths])
+    _check_endpoints(ref.ref, policy, [(f"config.{k}", u) for k, u in reach.endpoints])
+
+
+def _connector_reach(ref: PluginRef, config: Mapping[str, Any]) -> HostReach:
+    spec = builtin_connector(ref.ref) if ref.kind == "builtin" else None
+    if spec is None or spec.options is None or not is_trusted_builtin(ref, cloud=True):
+        return HostReach()  # a plugin, or a built-in that runs in the sandbox (postgres, singer, airbyte)
+    return spec.options.from_config(config).host_reach()
+
+
+def _check_code(name: str, role: str, reach: HostReach) -> None:
+    if reach.code:
+        raise ConfigurationError(
+            f"{name}: {', '.join(f'{role}.config.{key}' for key in reach.code)} names a class for the "
+            "runtime to load in its own process, which a cloud job may not choose; remove it",
+            details={"settings": [f"{role}.config.{key}" for key in reach.code]},
+        )
 
 
 def _real(path: str, base: Path) -> Path:
@@ -80,21 +119,21 @@ def _real(path: str, base: Path) -> Path:
     return Path(os.path.realpath(base / fixed))
 
 
-def _check_paths(job: JobConfig, policy: OperatorPolicy, paths: Sequence[tuple[str, str]]) -> None:
-    roots = policy.data_roots if policy.data_roots is not None else (job.base_dir,)
+def _check_paths(name: str, base_dir: Path, policy: OperatorPolicy, paths: Sequence[tuple[str, str]]) -> None:
+    roots = policy.data_roots if policy.data_roots is not None else (base_dir,)
     real_roots = [Path(os.path.realpath(root)) for root in roots]
     for setting, path in paths:
-        real = _real(path, job.base_dir)
+        real = _real(path, base_dir)
         if any(real == root or root in real.parents for root in real_roots):
             continue
         where = (
             f"the data roots of {policy.where} ({', '.join(map(str, roots))})"
             if policy.data_roots is not None
-            else f"the job file's folder ({job.base_dir}); the operator's policy may name other "
+            else f"the job file's folder ({base_dir}); the operator's policy may name other "
             "folders with sandbox.data_roots"
         )
         raise ConfigurationError(
-            f"{job.display_name}: {setting} is {path!r}, outside what a cloud job may touch on the host: "
+            f"{name}: {setting} is {path!r}, outside what a cloud job may touch on the host: "
             f"the runtime reads and writes local paths of a cloud job only under {where}. Use a path "
             "inside them, or an s3:// location",
             details={"setting": setting, "path": path, "data_roots": [str(r) for r in roots]},
@@ -112,14 +151,14 @@ def _server(url: str) -> tuple[str, str]:
     return host, f"{host}:{port}" if port is not None else host
 
 
-def _check_endpoints(job: JobConfig, policy: OperatorPolicy, endpoints: Sequence[tuple[str, str]]) -> None:
+def _check_endpoints(name: str, policy: OperatorPolicy, endpoints: Sequence[tuple[str, str]]) -> None:
     allowed = {entry.lower() for entry in policy.allowed_endpoints or ()}
     for setting, url in endpoints:
         host, server = _server(url)
         if host and (host in allowed or server in allowed):
             continue
         raise ConfigurationError(
-            f"{job.display_name}: {setting} names the server {server or url!r}, which the runtime "
+            f"{name}: {setting} names the server {server or url!r}, which the runtime "
             "would connect to from its own process; in cloud mode it connects only to the servers "
             f"the operator's policy lists in sandbox.allowed_endpoints (now: "
             f"{sorted(allowed) if allowed else 'none'}). Remove the setting to use the default "

@@ -65,7 +65,8 @@ def _describe(ref: PluginRef, policy: OperatorPolicy | None) -> _Described:
         raise ConfigurationError(
             f"the operator's policy would import {ref.ref!r} in this process", details={"ref": ref.ref}
         )
-    inspected = sandbox.inspect(ref, mounts=plugin_mounts(ref, {}, sandbox))
+    wheels_only = not policy.allows_source_builds("cloud")
+    inspected = sandbox.inspect(ref, mounts=plugin_mounts(ref, {}, sandbox, wheels_only=wheels_only))
     info = inspected.info
     declared = type(
         "DescribedInWorker", (), {"__version__": info.plugin_version, "requires_sdk": info.requires_sdk}

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from dativo_plugin_sdk import Column, ConfigurationError, DativoError, DiscoveredStream, from_dict
+from dativo_runtime._engine._host_reach import check_host_reach
 from dativo_runtime._engine._mounts import check_plugin_folder, check_read_only_paths, writable_output_dir
 from dativo_runtime._engine._retry import RetryPolicy, call_with_retry
 from dativo_runtime._jobs._model import JobConfig
@@ -181,6 +182,8 @@ def open_reader_session(job: JobConfig, *, policy: OperatorPolicy | None = None)
         DativoError: Loading, version or sandbox errors (configuration errors name ``source``).
     """
     try:
+        policy = policy if policy is not None else OperatorPolicy.load()
+        check_host_reach(job, policy)  # every command that opens a session: run, check, discover...
         ref = job.source_ref()
         limits = job.sandbox.to_limits()
         sandbox = choose_sandbox(
@@ -219,6 +222,8 @@ def open_writer_session(
         DativoError: Loading, version or sandbox errors (configuration errors name ``target``).
     """
     try:
+        policy = policy if policy is not None else OperatorPolicy.load()
+        check_host_reach(job, policy)
         writer_ref = ref or job.target_ref()
         limits = job.sandbox.to_limits()
         sandbox = choose_sandbox(

@@ -15,7 +15,7 @@ is trusted code: its schema is applied in place.
 
 from __future__ import annotations
 
-import functools
+import hashlib
 import json
 import subprocess
 import sys
@@ -80,12 +80,22 @@ def config_problems_in_child(
     """
     path = [entry for entry in sys.path if entry]
     payload = json.dumps({"path": path, "ref": ref, "schema": schema, "config": dict(config)}, default=str)
-    return [dict(problem) for problem in _problems_of(payload, ref, timeout)]
+    digest = hashlib.sha256(payload.encode()).hexdigest()  # the cache keeps no config (no secret)
+    known = _ANSWERS.get(digest)
+    if known is None:
+        known = _problems_of(payload, ref, timeout)
+        _ANSWERS[digest] = known
+        while len(_ANSWERS) > 64:
+            _ANSWERS.pop(next(iter(_ANSWERS)))
+    return [dict(problem) for problem in known]
 
 
-@functools.lru_cache(maxsize=64)
+_ANSWERS: dict[str, tuple[dict[str, str], ...]] = {}
+"""The child's answers by payload digest: a job's sessions share one schema and config, one child."""
+
+
 def _problems_of(payload: str, ref: str, timeout: float) -> tuple[dict[str, str], ...]:
-    """The child's answer for one payload (a job's sessions share one schema and config: one child)."""
+    """Run the child on ``payload`` and read its answer."""
     try:
         done = subprocess.run(
             [sys.executable, "-I", "-S", "-c", _CHILD],

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,7 @@ memory, 24 hours, 1024 processes, 100 GiB of disk, and no egress unless ``allow_
 
 ISOLATED_BACKENDS = ("docker", "process")
 """The backends that isolate a plugin, strongest first: what ``auto`` tries, in order."""
+_SERVER = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
 _CEILING_KEYS = ("cpu", "memory", "timeout", "pids", "disk")
 _Number = TypeVar("_Number", int, float)
 
@@ -103,20 +105,31 @@ def _optional_texts(data: Mapping[str, Any], name: str, where: str) -> tuple[str
     return tuple(value)
 
 
-def _common_roots(mine: tuple[Path, ...] | None, theirs: tuple[Path, ...] | None) -> tuple[Path, ...] | None:
-    """The folders under a root of both lists (``None``, the job file's folder, defers to the other)."""
-    if mine is None or theirs is None:
-        return theirs if mine is None else mine
-    inside = [a for a in mine if any(a == b or b in a.parents for b in theirs)]
-    inside += [b for b in theirs if any(b == a or a in b.parents for a in mine)]
-    return tuple(dict.fromkeys(inside))
+def _common_roots(sides: Sequence[tuple[Path, ...] | None], base_dir: Path | None) -> tuple[Path, ...] | None:
+    """The folders under a root of every side that constrains paths (a side's ``()`` for none).
 
-
-def _common_endpoints(mine: tuple[str, ...] | None, theirs: tuple[str, ...] | None) -> tuple[str, ...] | None:
-    """The servers both lists allow (``None`` allows none in cloud mode)."""
-    if mine is None or theirs is None:
+    ``None`` in ``sides`` is a side without a constraint (self-hosted for this job); a cloud
+    side without ``data_roots`` is given as ``(base_dir,)`` by the caller.
+    """
+    constraining = [side for side in sides if side is not None]
+    if not constraining:
         return None
-    return tuple(e for e in mine if e.lower() in {t.lower() for t in theirs})
+    common = list(constraining[0])
+    for side in constraining[1:]:
+        inside = [a for a in common if any(a == b or b in a.parents for b in side)]
+        inside += [b for b in side if any(b == a or a in b.parents for a in common)]
+        common = list(dict.fromkeys(inside))
+    if base_dir is not None and common == [base_dir]:
+        return None  # the default: the job file's folder
+    return tuple(common)  # () when the sides share no folder: every local path is refused
+
+
+def _common_endpoints(sides: Sequence[tuple[str, ...] | None]) -> tuple[str, ...] | None:
+    """The servers every constraining side allows (``None`` in ``sides``: no constraint)."""
+    constraining = [{e.lower() for e in side} for side in sides if side is not None]
+    if not constraining:
+        return None
+    return tuple(sorted(set.intersection(*constraining)))
 
 
 def _positive_number(ceilings: Mapping[str, Any], name: str) -> float | None:
@@ -281,6 +294,13 @@ class OperatorPolicy:
                     details={"setting": "sandbox.data_roots"},
                 )
         allowed_endpoints = _optional_texts(data, "allowed_endpoints", where)
+        for entry in allowed_endpoints or ():
+            if not _SERVER.fullmatch(entry):
+                raise ConfigurationError(
+                    f"{where}: sandbox.allowed_endpoints entries are servers as 'host' or 'host:port' "
+                    f"(no scheme, no path), got {entry!r}",
+                    details={"setting": "sandbox.allowed_endpoints"},
+                )
         ceilings = data.get("ceilings") or {}
         if not isinstance(ceilings, Mapping):
             raise ConfigurationError(
@@ -453,19 +473,24 @@ class OperatorPolicy:
             return self.allow_source_builds
         return self.effective_mode(job_mode or self.mode) != "cloud"
 
-    def stricter(self, other: OperatorPolicy, *, job_mode: str = "self_hosted") -> OperatorPolicy:
+    def stricter(
+        self, other: OperatorPolicy, *, job_mode: str = "self_hosted", base_dir: Path | None = None
+    ) -> OperatorPolicy:
         """The policy allowing a job only what both this policy and ``other`` allow it.
 
         For a run two operators' policies govern (a Dask worker's own and its client's): the
         mode is ``cloud`` when either policy or the job says so; the allowed backends are those
         both allow; each ceiling is the lower of the two as each would apply it to the job
         alone (an unset one is cloud mode's default where that policy puts the job in cloud
-        mode, no ceiling otherwise); egress and read-only host paths are allowed only when both
-        allow them. So the result refuses exactly what either policy refuses.
+        mode, no ceiling otherwise); egress, read-only host paths and source builds are allowed
+        only when both allow them; in cloud mode a local path must lie under a data root of
+        each (an unset ``data_roots`` is the job file's folder) and a server must be in both
+        ``allowed_endpoints``. So the result refuses exactly what either policy refuses.
 
         Args:
             other: The second policy.
             job_mode: The ``mode`` of the job the result is for (the ceilings depend on it).
+            base_dir: The job file's folder (what an unset ``data_roots`` stands for).
 
         Returns:
             The combined policy (its ``source`` names both files).
@@ -514,10 +539,22 @@ class OperatorPolicy:
                 policy._allows_read_only_paths(policy.effective_mode(job_mode)) for policy in (self, other)
             ),
             allow_source_builds=self.allows_source_builds(job_mode) and other.allows_source_builds(job_mode),
-            data_roots=_common_roots(self.data_roots, other.data_roots),
-            allowed_endpoints=_common_endpoints(self.allowed_endpoints, other.allowed_endpoints),
+            data_roots=_common_roots([p._roots_for(job_mode, base_dir) for p in (self, other)], base_dir),
+            allowed_endpoints=_common_endpoints([p._endpoints_for(job_mode) for p in (self, other)]),
             source=source,
         )
+
+    def _roots_for(self, job_mode: str, base_dir: Path | None) -> tuple[Path, ...] | None:
+        if self.effective_mode(job_mode) != "cloud":
+            return None
+        if self.data_roots is not None:
+            return self.data_roots
+        return (base_dir,) if base_dir is not None else None
+
+    def _endpoints_for(self, job_mode: str) -> tuple[str, ...] | None:
+        if self.effective_mode(job_mode) != "cloud":
+            return None
+        return self.allowed_endpoints or ()
 
     def _allows_read_only_paths(self, mode: str) -> bool:
         return (mode != "cloud") if self.allow_read_only_paths is None else self.allow_read_only_paths

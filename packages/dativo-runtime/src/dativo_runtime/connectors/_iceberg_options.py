@@ -237,8 +237,10 @@ class IcebergOptions(ConnectorOptions):
         """The warehouse and S3 endpoint, as every connector's, plus the catalog's file or server.
 
         Returns:
-            A sqlite catalog's file among the paths; any other catalog ``uri`` and every
-            catalog property naming an endpoint (``s3.endpoint``) among the endpoints.
+            A sqlite catalog's file and a local ``catalog.warehouse`` among the paths; any other
+            catalog ``uri`` and every catalog property naming a server (``s3.endpoint``,
+            ``oauth2-server-uri``, ``s3.proxy-uri``...) among the endpoints; ``*-impl``
+            properties (a class pyiceberg loads) among ``code``.
         """
         reach = super().host_reach()
         paths, endpoints = list(reach.paths), list(reach.endpoints)
@@ -249,10 +251,19 @@ class IcebergOptions(ConnectorOptions):
                 paths.append(("catalog.uri", database))
         elif uri:
             endpoints.append(("catalog.uri", uri))
+        code: list[str] = []
         for key, value in self.catalog.items():
-            if str(key).endswith("endpoint") and isinstance(value, str) and value:
-                endpoints.append((f"catalog.{key}", value))
-        return HostReach(tuple(paths), tuple(endpoints))
+            name = str(key)
+            if name.endswith("-impl"):
+                code.append(f"catalog.{name}")
+            elif not isinstance(value, str) or not value or name == "uri":
+                continue
+            elif name == "warehouse":  # pyiceberg writes new tables there, before our warehouse
+                if "://" not in value or value.startswith("file://"):
+                    paths.append(("catalog.warehouse", value.removeprefix("file://")))
+            elif name.endswith(("endpoint", "uri", "url")):
+                endpoints.append((f"catalog.{name}", value))
+        return HostReach(tuple(paths), tuple(endpoints), tuple(code))
 
     @classmethod
     def resolve_paths(cls, config: dict[str, Any], resolve: Callable[[str], str]) -> dict[str, Any]:

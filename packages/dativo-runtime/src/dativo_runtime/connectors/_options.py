@@ -66,6 +66,8 @@ class HostReach:
 
     paths: tuple[tuple[str, str], ...] = ()
     endpoints: tuple[tuple[str, str], ...] = ()
+    code: tuple[str, ...] = ()
+    """Config keys that make the runtime load a class they name (pyiceberg's ``py-io-impl``)."""
 
 
 @dataclass(frozen=True)

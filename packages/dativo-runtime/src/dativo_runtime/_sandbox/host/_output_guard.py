@@ -80,7 +80,11 @@ class _Level:
         self.entry = entry
         self.path = entry.path if entry is not None else ""
         self.depth = entry.depth if entry is not None else 0
-        self.listing = os.scandir(fd)
+        try:
+            self.listing = os.scandir(fd)
+        except BaseException:
+            os.close(fd)
+            raise
 
     def close(self) -> None:
         self.listing.close()
@@ -234,6 +238,27 @@ def _is_special(info: os.stat_result) -> bool:
     return not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode) or stat.S_ISLNK(info.st_mode))
 
 
+def _link_escapes(entry: _Entry, folder: Path) -> bool:
+    """Whether ``entry`` is a symlink that may lead outside ``folder`` (or cannot be read).
+
+    The host never follows a writer's symlinks, but a reader given that folder later would:
+    a link to ``/etc/shadow`` left in a tenant's output would let a later job read it. A link
+    may point down into the folder (a relative target without ``..``, or an absolute one
+    inside it); every other link counts as leading out.
+    """
+    if not stat.S_ISLNK(entry.info.st_mode):
+        return False
+    try:
+        target = os.readlink(entry.name, dir_fd=entry.parent_fd)
+    except OSError:
+        return True
+    if ".." in target.split("/"):
+        return True  # '..' after another link (d -> '..') goes where no lexical check can see
+    if os.path.isabs(target):
+        return not (target == str(folder) or target.startswith(str(folder).rstrip("/") + "/"))
+    return False
+
+
 def sanitize_output(folder: Path, *, ref: str, backend: str, refuse_special: bool) -> None:
     """Strip setuid/setgid bits under ``folder`` and deal with device files, FIFOs and sockets.
 
@@ -273,7 +298,7 @@ def _sanitize(folder: Path, *, ref: str, backend: str, refuse_special: bool) -> 
             if entry.is_dir or stat.S_ISREG(entry.info.st_mode):
                 if entry.info.st_mode & _PRIVILEGE_BITS:
                     _strip_privileges(entry)
-            elif _is_special(entry.info):
+            elif _is_special(entry.info) or _link_escapes(entry, folder):
                 special.append(entry.path)
                 if not refuse_special:
                     _remove_special(entry)
@@ -313,8 +338,9 @@ def _refuse(
     details = {"backend": backend, "ref": ref, "output": str(folder)}
     if special:
         raise SandboxError(
-            f"{where} left {len(special)} device file(s), FIFO(s) or socket(s) in its output folder "
-            f"({_shown(special)}); a writer may leave only files, folders and symlinks. "
+            f"{where} left {len(special)} device file(s), FIFO(s), socket(s) or symlink(s) pointing "
+            f"outside it in its output folder ({_shown(special)}); a writer may leave only files, "
+            "folders and symlinks to them. "
             "Nothing was committed.",
             details={**details, "reason": "crash", "special_files": [p[:1000] for p in special[:20]]},
         )

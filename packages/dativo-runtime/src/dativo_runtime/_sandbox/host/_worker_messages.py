@@ -19,6 +19,7 @@ from dativo_plugin_sdk._frames import check_frames
 from dativo_runtime._observability._logging import redact_text, truncate_text
 from dativo_runtime._sandbox._base import SandboxLimits
 from dativo_runtime._sandbox._limits import DEFAULT_MEMORY_BYTES, format_bytes
+from dativo_runtime._secrets import MASK, is_secret_key
 from dativo_runtime._worker._protocol import MAX_CONTROL_CONTAINERS, MAX_FRAME_BYTES, ProtocolError
 
 __all__ = [
@@ -54,6 +55,7 @@ what the rest of the ``partitions`` request holds.
 MAX_ERROR_MESSAGE_CHARS = 16_000
 _DETAIL_CHARS = 4_000
 _MAX_DETAILS = 100
+_MAX_DETAIL_DEPTH = 8
 _FRAME_LISTS = ("traceback", "full_traceback")
 
 
@@ -160,7 +162,7 @@ def bounded_error(data: dict[str, Any]) -> dict[str, Any]:
     details = bounded.get("details")
     if isinstance(details, dict):
         bounded["details"] = {
-            str(key)[:200]: _masked(value) for key, value in list(details.items())[:_MAX_DETAILS]
+            str(key)[:200]: _masked(value, str(key)) for key, value in list(details.items())[:_MAX_DETAILS]
         }
         # Where the plugin failed, as the worker says: reduced to frames of bounded size and count.
         for key in _FRAME_LISTS:
@@ -175,8 +177,19 @@ def _masked_code(frame: dict[str, Any]) -> dict[str, Any]:
     return {**frame, "code": redact_text(code)} if isinstance(code, str) else frame
 
 
-def _masked(value: Any) -> Any:
-    return truncate_text(redact_text(value), _DETAIL_CHARS) if isinstance(value, str) else value
+def _masked(value: Any, key: str = "", depth: int = 0) -> Any:
+    """``value`` with its strings masked and cut, at any depth (a secret-looking key: masked whole)."""
+    if key and is_secret_key(key) and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return MASK
+    if isinstance(value, str):
+        return truncate_text(redact_text(value), _DETAIL_CHARS)
+    if depth >= _MAX_DETAIL_DEPTH:
+        return None if isinstance(value, (dict, list)) else value
+    if isinstance(value, dict):
+        return {str(k)[:200]: _masked(v, str(k), depth + 1) for k, v in list(value.items())[:_MAX_DETAILS]}
+    if isinstance(value, list):
+        return [_masked(item, key, depth + 1) for item in value[:_MAX_DETAILS]]
+    return value
 
 
 _SIZE_KEYS = ("record_count", "size_bytes", "bytes_written", "records", "bytes")
