@@ -2,7 +2,11 @@
 
 Read from the YAML or JSON file named by ``DATIVO_RUNTIME_CONFIG`` (:meth:`OperatorPolicy.load`).
 A ``cloud`` mode without ceilings of its own is capped at :data:`CLOUD_DEFAULT_CEILINGS`.
-How the policy decides which backend runs a plugin is :mod:`._policy`.
+How the policy decides which backend runs a plugin is :mod:`._policy`; how a cloud job's host
+paths and servers are held to it is :mod:`dativo_runtime._engine._host_reach`.
+
+One module although near 600 lines: the policy's fields, the file keys that set them and the
+rules that read them (ceilings, mode, source builds, combining two policies) change together.
 """
 
 from __future__ import annotations
