@@ -156,7 +156,8 @@ def test_a_cloud_job_reaches_only_the_servers_the_operator_allows(
         check_host_reach(job, allowed)
 
 
-def test_the_run_refuses_before_reading_and_self_hosted_runs(tmp_path: Path) -> None:
+def _cloud_job_reading_outside(tmp_path: Path) -> tuple[Path, Path, dict[str, Any]]:
+    """A cloud job (written to ``job/job.yaml``) whose csv source is a file outside its folder."""
     folder = tmp_path / "job"
     folder.mkdir()
     secret = _csv(tmp_path / "host-only")
@@ -168,6 +169,11 @@ def test_the_run_refuses_before_reading_and_self_hosted_runs(tmp_path: Path) -> 
         "target": {"plugin": "parquet", "config": {"path": "./out"}},
     }
     (folder / "job.yaml").write_text(json.dumps(job))
+    return folder, secret, job
+
+
+def test_the_run_refuses_before_reading_and_self_hosted_runs(tmp_path: Path) -> None:
+    folder, _secret, job = _cloud_job_reading_outside(tmp_path)
     result = CliRunner().invoke(app, ["run", "--config", str(folder / "job.yaml"), "--json"])
     assert result.exit_code == 2, result.stdout
     error = json.loads(result.stdout)["error"]
@@ -200,17 +206,7 @@ def test_the_policy_file_takes_data_roots_and_allowed_endpoints(tmp_path: Path) 
 
 
 def test_check_and_discover_are_held_to_the_same_rules(tmp_path: Path) -> None:
-    folder = tmp_path / "job"
-    folder.mkdir()
-    secret = _csv(tmp_path / "host-only")
-    job = {
-        "tenant": "acme",
-        "name": "reach",
-        "mode": "cloud",
-        "source": {"plugin": "csv", "config": {"path": str(secret)}},
-        "target": {"plugin": "parquet", "config": {"path": "./out"}},
-    }
-    (folder / "job.yaml").write_text(json.dumps(job))
+    folder, secret, _job = _cloud_job_reading_outside(tmp_path)
     for command in (["check"], ["discover"]):
         result = CliRunner().invoke(app, [*command, "--config", str(folder / "job.yaml"), "--json"])
         assert result.exit_code == 2, (command, result.stdout)

@@ -15,12 +15,11 @@ Matching is deterministic: pairs that finish there finish in the host too.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from dativo_plugin_sdk import PluginError
+from dativo_runtime._plugins._python_child import run_python_child
 
 __all__ = ["PATTERN_PROBE_TIMEOUT_S", "probe_patterns"]
 
@@ -114,17 +113,9 @@ def probe_patterns(
     if len(patterns) * max(len(strings), 1) > _MAX_PAIRS:
         raise _too_slow(ref, f"and the config need more than {_MAX_PAIRS} searches")
     payload = json.dumps({"patterns": patterns, "strings": strings})
-    try:
-        done = subprocess.run(
-            [sys.executable, "-I", "-S", "-c", _CHILD],
-            input=payload,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise _too_slow(ref, f"take more than {timeout:g} s to match the config") from None
+    done = run_python_child(_CHILD, payload, timeout)
+    if done is None:
+        raise _too_slow(ref, f"take more than {timeout:g} s to match the config")
     if done.returncode != 0 or done.stdout.strip() != "ok":
         # Not the pattern's speed (memory, a crash): applying the schema reports what is wrong.
         return

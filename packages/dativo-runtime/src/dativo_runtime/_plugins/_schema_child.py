@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 import sys
 from collections.abc import Mapping
 from typing import Any
 
 from dativo_plugin_sdk import PluginError
 from dativo_plugin_sdk import from_dict as error_from_dict
+from dativo_runtime._plugins._python_child import run_python_child
 
 __all__ = ["CONFIG_SCHEMA_TIMEOUT_S", "config_problems_in_child"]
 
@@ -96,22 +96,14 @@ _ANSWERS: dict[str, tuple[dict[str, str], ...]] = {}
 
 def _problems_of(payload: str, ref: str, timeout: float) -> tuple[dict[str, str], ...]:
     """Run the child on ``payload`` and read its answer."""
-    try:
-        done = subprocess.run(
-            [sys.executable, "-I", "-S", "-c", _CHILD],
-            input=payload,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
+    done = run_python_child(_CHILD, payload, timeout)
+    if done is None:
         raise _refused(
             ref,
             f"applying it to the config takes more than {timeout:g} s; a $ref in an anyOf, oneOf or "
             "allOf multiplies what applying a schema costs, so name each shared $defs entry from fewer "
             "places",
-        ) from None
+        )
     try:
         result = json.loads(done.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
