@@ -29,7 +29,8 @@ SPEC_CHECK_TIMEOUT_S = 10.0
 _CHILD = """
 import json, sys
 data = json.load(sys.stdin)
-sys.path[:] = data["path"]
+# The stdlib first: a plugin's folder on the parent's path may hold a numbers.py.
+sys.path[:] = sys.path + [entry for entry in data["path"] if entry not in sys.path]
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 try:

@@ -35,7 +35,8 @@ CONFIG_SCHEMA_TIMEOUT_S = 5.0
 _CHILD = """
 import json, sys
 data = json.load(sys.stdin)
-sys.path[:] = data["path"]
+# The stdlib first: a plugin's folder on the parent's path may hold a numbers.py.
+sys.path[:] = sys.path + [entry for entry in data["path"] if entry not in sys.path]
 from dativo_plugin_sdk import PluginError
 from dativo_plugin_sdk import from_dict as error_from_dict
 from dativo_runtime._plugins._config_spec import applied_config_problems

@@ -45,4 +45,5 @@ class TerminalReader(BaseReader):
     def extract(self, state: State | None = None) -> Iterator[Any]:
         yield [{"id": 1}]
         if self.config.get("fail"):
-            raise PluginError(f"boom{FORGED} with password=hunter2hunter2")
+            credential = "hunter2" * 2  # not in the source line the error's frames show
+            raise PluginError(f"boom{FORGED} with password={credential}")

@@ -167,14 +167,9 @@ def bounded_error(data: dict[str, Any]) -> dict[str, Any]:
         # Where the plugin failed, as the worker says: reduced to frames of bounded size and count.
         for key in _FRAME_LISTS:
             if key in details:
-                frames = check_frames(details[key], flagged=key == "full_traceback")
-                bounded["details"][key] = [_masked_code(frame) for frame in frames]
+                # Source lines are shown as written (known secrets are masked where they are shown).
+                bounded["details"][key] = check_frames(details[key], flagged=key == "full_traceback")
     return bounded
-
-
-def _masked_code(frame: dict[str, Any]) -> dict[str, Any]:
-    code = frame.get("code")
-    return {**frame, "code": redact_text(code)} if isinstance(code, str) else frame
 
 
 def _masked(value: Any, key: str = "", depth: int = 0) -> Any:
