@@ -99,7 +99,7 @@ def test_a_worker_runs_a_task_under_the_client_policy_though_it_has_none(
     from distributed import Client
 
     job = _where_job(tmp_path, backend="none", parallelism=1)
-    cloud = OperatorPolicy(mode="cloud", source="the client's runtime.yaml")
+    cloud = OperatorPolicy(mode="cloud", data_roots=(tmp_path,), source="the client's runtime.yaml")
     request = PartitionRequest(
         job=load_job(job), run_id="r1", writer_run_id="w1", tag="p0", stream=None, columns=None,
         partition=Partition("p0", {}).to_dict(), state=None, ingest_date="2026-01-01",
