@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -82,15 +83,18 @@ def config_problems_in_child(
     path = [entry for entry in sys.path if entry]
     payload = json.dumps({"path": path, "ref": ref, "schema": schema, "config": dict(config)}, default=str)
     digest = hashlib.sha256(payload.encode()).hexdigest()  # the cache keeps no config (no secret)
-    known = _ANSWERS.get(digest)
+    with _ANSWERS_LOCK:
+        known = _ANSWERS.get(digest)
     if known is None:
         known = _problems_of(payload, ref, timeout)
-        _ANSWERS[digest] = known
-        while len(_ANSWERS) > 64:
-            _ANSWERS.pop(next(iter(_ANSWERS)))
+        with _ANSWERS_LOCK:  # parallel sessions of a job ask at once
+            _ANSWERS[digest] = known
+            while len(_ANSWERS) > 64:
+                _ANSWERS.pop(next(iter(_ANSWERS)))
     return [dict(problem) for problem in known]
 
 
+_ANSWERS_LOCK = threading.Lock()
 _ANSWERS: dict[str, tuple[dict[str, str], ...]] = {}
 """The child's answers by payload digest: a job's sessions share one schema and config, one child."""
 
